@@ -1,0 +1,54 @@
+"""Caption an image and outline every object in it: BLIP and Mask R-CNN behind one pipeline.
+
+>>> from pipeline import load_pipeline
+>>> pipe = load_pipeline(captioner="shapes", segmenter="shapes", device="cpu")  # doctest: +SKIP
+>>> result = pipe("street.jpg")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .base import Pipeline, resolve_device
+from .captioning import CaptionPipeline
+from .catalog import (
+    ModelSpec,
+    ModelUnavailableError,
+    availability,
+    get_spec,
+    list_models,
+    load_captioner,
+    load_segmenter,
+    register_model,
+    save_segmenter,
+)
+from .combined import ImageAnalysisPipeline, load_pipeline
+from .images import DEFAULT_MAX_PIXELS, load_image
+from .jsonform import decode_mask, encode_mask, from_json, to_json
+from .panoptic import fuse_panoptic, semantic_from_instances
+from .segmentation import SUBTASKS, SegmentationPipeline
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "SUBTASKS",
+    "CaptionPipeline",
+    "ImageAnalysisPipeline",
+    "ModelSpec",
+    "ModelUnavailableError",
+    "Pipeline",
+    "SegmentationPipeline",
+    "availability",
+    "decode_mask",
+    "encode_mask",
+    "from_json",
+    "fuse_panoptic",
+    "get_spec",
+    "list_models",
+    "load_captioner",
+    "load_image",
+    "load_pipeline",
+    "load_segmenter",
+    "register_model",
+    "resolve_device",
+    "save_segmenter",
+    "semantic_from_instances",
+    "to_json",
+]
