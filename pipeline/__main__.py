@@ -1,6 +1,6 @@
 """Command line: caption and segment images, print a summary, write the JSON form.
 
-    python -m pipeline street.jpg cat.png --captioner blip-base --segmenter maskrcnn-v2 --json results.json
+python -m pipeline street.jpg cat.png --captioner blip-base --segmenter maskrcnn-v2 --json results.json
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-beams", type=int, default=1, help="1 = greedy search, more = beam search (default 1)")
     parser.add_argument("--prompt", default=None, help='conditional caption prompt, e.g. "a picture of"')
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
-    parser.add_argument("--max-pixels", type=int, default=None, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})")
+    parser.add_argument(
+        "--max-pixels", type=int, default=None, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here (masks as COCO RLE)")
     return parser.parse_args(argv)
 
@@ -67,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         objects = ", ".join(f"{n} {label}" for label, n in counts.most_common()) or "no objects"
         timings = result["timings_ms"]
         print(f"{path}: {result['caption']}")
-        print(f"  {objects} (caption {timings['caption']:.0f} ms, segment {timings['segment']:.0f} ms, "
-              f"total {timings['total']:.0f} ms)")
+        print(
+            f"  {objects} (caption {timings['caption']:.0f} ms, segment {timings['segment']:.0f} ms, "
+            f"total {timings['total']:.0f} ms)"
+        )
         records.append({"image": path, **to_json(result)})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

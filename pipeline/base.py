@@ -33,11 +33,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type not in ("cpu", "cuda"):
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be one of 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for, but no CUDA GPU is visible to PyTorch; use 'cpu' or 'auto'")
+        raise ValueError(
+            f"device {device!r} was asked for, but no CUDA GPU is visible to PyTorch; use 'cpu' or 'auto'"
+        )
     return resolved
 
 

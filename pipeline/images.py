@@ -78,7 +78,7 @@ def load_image(image: ImageInput, *, max_pixels: int | None = None) -> Image.Ima
         with open(path, "rb") as handle:
             return _open(handle, repr(path.name), limit)
     raise TypeError(
-        "image must be a path, bytes, a PIL.Image.Image or a numpy uint8 array, " f"got {type(image).__name__}"
+        f"image must be a path, bytes, a PIL.Image.Image or a numpy uint8 array, got {type(image).__name__}"
     )
 
 

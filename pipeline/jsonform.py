@@ -37,7 +37,9 @@ def decode_mask(rle: dict[str, Any]) -> Image.Image:
 def encode_map(label_map: np.ndarray) -> dict[str, Any]:
     """Encode an int map ``[H, W]`` (values 0..65535) as a base64 16-bit PNG."""
     if label_map.size and (label_map.min() < 0 or label_map.max() > 65535):
-        raise ValueError(f"map values must lie in 0..65535 to fit a 16-bit PNG, got {label_map.min()}..{label_map.max()}")
+        raise ValueError(
+            f"map values must lie in 0..65535 to fit a 16-bit PNG, got {label_map.min()}..{label_map.max()}"
+        )
     buffer = io.BytesIO()
     Image.fromarray(label_map.astype(np.uint16), mode="I;16").save(buffer, format="PNG")
     return {"format": "png16", "size": list(label_map.shape), "data": base64.b64encode(buffer.getvalue()).decode()}

@@ -127,4 +127,3 @@ def fuse_panoptic(
                 }
             )
     return {"map": panoptic, "segments": segments}
-

@@ -35,11 +35,17 @@ def tiny_blip_dir(tmp_path_factory) -> str:
 def tiny_segmenter_dir(tmp_path_factory) -> str:
     """A random-weight Mask R-CNN (resnet18 FPN, 128 px) saved as a segmenter checkpoint."""
     torch.manual_seed(0)
-    settings = {"min_size": 128, "max_size": 160}
+    settings = {"min_size": 128, "max_size": 160, "box_detections_per_img": 20}
     model = build_maskrcnn("maskrcnn_fpn", num_classes=len(TINY_CATEGORIES), backbone="resnet18", **settings)
     directory = tmp_path_factory.mktemp("tiny-segmenter")
-    save_segmenter(model, directory, categories=TINY_CATEGORIES, architecture="maskrcnn_fpn", backbone="resnet18",
-                   model_kwargs=settings)
+    save_segmenter(
+        model,
+        directory,
+        categories=TINY_CATEGORIES,
+        architecture="maskrcnn_fpn",
+        backbone="resnet18",
+        model_kwargs=settings,
+    )
     return str(directory)
 
 

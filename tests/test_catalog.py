@@ -1,0 +1,115 @@
+"""The catalog: names, local checkpoints, torchvision's weights path, and failing fast without a network."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_CATEGORIES, draw_shapes
+from huggingface_hub import constants, is_offline_mode
+
+from pipeline import availability, catalog, get_spec, list_models, load_captioner, load_segmenter, register_model
+from pipeline.builders import build_maskrcnn
+
+
+def test_catalog_names():
+    assert [spec.name for spec in list_models("captioner")][:3] == ["blip-base", "blip-large", "shapes"]
+    assert [spec.name for spec in list_models("segmenter")][:3] == ["maskrcnn-v2", "maskrcnn-v1", "shapes"]
+    assert get_spec("blip-base", "captioner").source == "Salesforce/blip-image-captioning-base"
+    assert all(spec.description for kind in ("captioner", "segmenter") for spec in list_models(kind))
+    with pytest.raises(ValueError, match=r"unknown segmenter 'yolo': choose one of \['maskrcnn-v2'"):
+        get_spec("yolo", "segmenter")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        list_models("detector")
+
+
+def test_blip_base_offline_fails_fast_with_advice():
+    start = time.monotonic()
+    with pytest.raises(catalog.ModelUnavailableError) as caught:
+        load_captioner("blip-base", device="cpu")
+    assert time.monotonic() - start < 10
+    message = str(caught.value)
+    assert "captioner 'blip-base' (Salesforce/blip-image-captioning-base)" in message
+    assert "HF_HUB_OFFLINE" in message and "hf download Salesforce/blip-image-captioning-base" in message
+    assert availability("blip-base", "captioner") == (
+        False,
+        "Salesforce/blip-image-captioning-base is not in the Hugging Face cache",
+    )
+
+
+def test_unreachable_hub_fails_fast(monkeypatch):
+    # Not offline, but the endpoint refuses connections: the reachability check answers in seconds.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setitem(is_offline_mode.__globals__, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    start = time.monotonic()
+    with pytest.raises(catalog.ModelUnavailableError, match="127.0.0.1 cannot be reached"):
+        load_captioner("blip-large", device="cpu")
+    assert time.monotonic() - start < 10
+
+
+def test_torchvision_weights_missing_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(catalog.ModelUnavailableError, match=r"segmenter 'maskrcnn-v2': its weights are not on"):
+        load_segmenter("maskrcnn-v2", device="cpu")
+    available, reason = availability("maskrcnn-v2", "segmenter")
+    assert not available and "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth is missing" in reason
+
+
+def test_torchvision_weights_load_from_the_torch_cache(tmp_path, monkeypatch):
+    # A random state dict under torchvision's own checkpoint file name: the real loading path runs.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
+    checkpoint.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    model = build_maskrcnn("maskrcnn_resnet50_fpn", num_classes=91)
+    torch.save(model.state_dict(), checkpoint)
+    assert availability("maskrcnn-v1", "segmenter") == (True, "")
+    segmenter = load_segmenter(
+        "maskrcnn-v1", device="cpu", model_kwargs={"min_size": 128, "max_size": 160, "box_detections_per_img": 5}
+    )
+    assert segmenter.name == "maskrcnn-v1"
+    assert segmenter.categories[:3] == ["__background__", "person", "bicycle"] and len(segmenter.categories) == 91
+    assert segmenter.model.transform.min_size == (128,)
+    for key, value in segmenter.model.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+    result = segmenter(draw_shapes(), threshold=0.0)
+    assert all(obj["label"] == segmenter.categories[obj["label_id"]] for obj in result["instances"])
+
+
+def test_local_checkpoints_round_trip(tiny_blip_dir, tiny_segmenter_dir):
+    segmenter = load_segmenter(tiny_segmenter_dir, device="cpu")
+    assert segmenter.categories == TINY_CATEGORIES
+    assert segmenter.model.transform.min_size == (128,)  # the settings saved with the checkpoint
+    override = load_segmenter(tiny_segmenter_dir, device="cpu", model_kwargs={"min_size": 96})
+    assert override.model.transform.min_size == (96,)
+    captioner = load_captioner(tiny_blip_dir, device="cpu")
+    assert isinstance(captioner(draw_shapes(), max_new_tokens=5)["caption"], str)
+
+
+def test_registered_and_missing_models(tmp_path, tiny_segmenter_dir):
+    register_model("my-shapes", "segmenter", tiny_segmenter_dir, "test model")
+    assert load_segmenter("my-shapes", device="cpu").name == "my-shapes"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(catalog.ModelUnavailableError, match="segmenter.json is missing"):
+        load_segmenter(str(empty), device="cpu")
+    register_model("gone", "captioner", str(tmp_path / "gone"))
+    with pytest.raises(catalog.ModelUnavailableError, match="does not exist"):
+        load_captioner("gone", device="cpu")
+    assert availability("gone", "captioner")[0] is False
+
+
+def test_device_checks():
+    from pipeline import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device must be one of"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+            resolve_device("cuda")

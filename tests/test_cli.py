@@ -1,0 +1,63 @@
+"""`python -m pipeline`: a summary on stdout, the JSON form on disk, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import draw_shapes
+
+from pipeline.jsonform import decode_mask
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_writes_json(tmp_path, tiny_blip_dir, tiny_segmenter_dir):
+    good = tmp_path / "shapes.png"
+    draw_shapes(seed=3).save(good)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a picture")
+    out = tmp_path / "out" / "results.json"
+    done = _run(
+        str(good),
+        str(bad),
+        "--captioner",
+        tiny_blip_dir,
+        "--segmenter",
+        tiny_segmenter_dir,
+        "--threshold",
+        "0.1",
+        "--json",
+        str(out),
+        "--device",
+        "cpu",
+    )
+    assert done.returncode == 1, done.stderr  # one of the two images failed
+    assert f"{good}: " in done.stdout and "caption" in done.stdout
+    assert "notes.jpg" in done.stderr and "not an image" in done.stderr
+    records = json.loads(out.read_text())
+    assert [record["image"] for record in records] == [str(good), str(bad)]
+    assert "not an image" in records[1]["error"]
+    first = records[0]
+    assert first["models"]["segmenter"] == tiny_segmenter_dir and isinstance(first["caption"], str)
+    for instance in first["instances"]:
+        assert decode_mask(instance["mask"]).size == (96, 72)
+        assert instance["score"] >= 0.1
+
+
+def test_cli_unavailable_model(tmp_path):
+    image = tmp_path / "a.png"
+    draw_shapes().save(image)
+    done = _run(str(image), "--captioner", "blip-base", "--segmenter", "maskrcnn-v2")
+    assert done.returncode == 2
+    assert "error: captioner 'blip-base'" in done.stderr and "Traceback" not in done.stderr
