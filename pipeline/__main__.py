@@ -44,7 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from transformers.utils import logging as transformers_logging
+
     from .combined import load_pipeline
+
+    transformers_logging.disable_progress_bar()  # keep stdout/stderr to the results and errors
 
     try:
         pipe = load_pipeline(
