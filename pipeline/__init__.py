@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from .base import Pipeline, resolve_device
+from .cache import ModelCache
 from .captioning import CaptionPipeline
 from .catalog import (
     ModelSpec,
@@ -24,19 +25,26 @@ from .combined import ImageAnalysisPipeline, load_pipeline
 from .images import DEFAULT_MAX_PIXELS, load_image
 from .jsonform import decode_mask, encode_mask, from_json, to_json
 from .panoptic import fuse_panoptic, semantic_from_instances
+from .render import draw_instances, draw_panoptic, draw_semantic, with_threshold
 from .segmentation import SUBTASKS, SegmentationPipeline
+from .stream import LiveStream
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SUBTASKS",
     "CaptionPipeline",
     "ImageAnalysisPipeline",
+    "LiveStream",
+    "ModelCache",
     "ModelSpec",
     "ModelUnavailableError",
     "Pipeline",
     "SegmentationPipeline",
     "availability",
     "decode_mask",
+    "draw_instances",
+    "draw_panoptic",
+    "draw_semantic",
     "encode_mask",
     "from_json",
     "fuse_panoptic",
@@ -51,4 +59,5 @@ __all__ = [
     "save_segmenter",
     "semantic_from_instances",
     "to_json",
+    "with_threshold",
 ]

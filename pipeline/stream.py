@@ -1,0 +1,406 @@
+"""Live frames: the newest frame wins, the caption follows on a cadence or a scene change, frames/s is measured.
+
+A webcam sends frames faster than a CPU can segment them. :class:`LiveStream` keeps one session's state:
+
+- **latest frame wins**: while a frame is being processed, at most one frame waits; a newer arrival replaces it and
+  the replaced caller gets the last processed result back at once (``dropped=True``). A frame older than
+  ``max_age_s`` (by its capture time) is dropped the same way. Nothing queues up, so the picture never lags.
+- **segmentation on every processed frame**, at a reduced size: the frame is scaled to ``max_side`` pixels and
+  the segmenter runs with a smaller internal input size (:func:`reduced_size_segmenter`, weights shared).
+- **caption on a cadence**: it is refreshed in a background thread when ``caption_every_s`` has passed or the scene
+  changed (mean absolute difference of 32x32 grey thumbnails above ``scene_change``), never blocking frames.
+- **frames/s** of processed frames over a sliding window (:class:`FpsMeter`).
+
+Sessions (one per browser tab or client) live in a :class:`SessionRegistry` with a size bound and an idle timeout,
+so that memory stays flat however long the server runs.
+
+>>> meter = FpsMeter(window=4)
+>>> for t in (0.0, 0.5, 1.0, 1.5):
+...     meter.tick(t)
+>>> meter.fps()
+2.0
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .images import ImageInput, load_image
+from .segmentation import SegmentationPipeline
+
+#: Live frames are scaled so that their longer side is at most this many pixels before anything else.
+LIVE_MAX_SIDE = 480
+#: Internal Mask R-CNN input size used for live frames (torchvision's default is 800).
+LIVE_MIN_SIZE = 320
+
+
+class FpsMeter:
+    """Frames per second over the last ``window`` frames.
+
+    Args:
+        window (int, default 10): how many frame times to average over.
+    """
+
+    def __init__(self, window: int = 10):
+        if window < 2:
+            raise ValueError(f"window must be at least 2, got {window!r}")
+        self._times: deque[float] = deque(maxlen=window)
+
+    def tick(self, now: float) -> None:
+        """Record one processed frame at time ``now`` (seconds, monotonic)."""
+        self._times.append(now)
+
+    def fps(self) -> float:
+        """Frames per second over the window; 0.0 until two frames were seen."""
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+def thumbnail(image: Image.Image, side: int = 32) -> np.ndarray:
+    """A ``side x side`` grey float thumbnail in [0, 1], for cheap scene comparison."""
+    return np.asarray(image.convert("L").resize((side, side), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+
+
+def scene_difference(before: np.ndarray | None, after: np.ndarray) -> float:
+    """Mean absolute difference of two thumbnails, 0 (same) to 1; 1.0 when there is no ``before``."""
+    if before is None:
+        return 1.0
+    return float(np.abs(before - after).mean())
+
+
+def scale_to_fit(image: Image.Image, max_side: int) -> Image.Image:
+    """The image scaled down (never up) so that its longer side is at most ``max_side``."""
+    if max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def reduced_size_segmenter(
+    segmenter: SegmentationPipeline, *, min_size: int = LIVE_MIN_SIZE, max_size: int | None = None
+) -> SegmentationPipeline:
+    """A view of ``segmenter`` whose Mask R-CNN resizes inputs to ``min_size`` instead of its own (usually 800).
+
+    The weights are shared, not copied: only the model's resizing transform differs. A model whose input size is
+    already at most ``min_size`` is returned as it is.
+
+    Args:
+        segmenter (SegmentationPipeline): a pipeline around a torchvision ``MaskRCNN``.
+        min_size (int, default 320): the shorter side the model scales images to.
+        max_size (int | None, default None): the longer side's cap; None is ``min_size * 5 // 3``.
+
+    Returns:
+        SegmentationPipeline
+    """
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    transform = getattr(segmenter.model, "transform", None)
+    if not isinstance(transform, GeneralizedRCNNTransform) or min(transform.min_size) <= min_size:
+        return segmenter
+    fast_model = copy.copy(segmenter.model)
+    fast_model._modules = dict(segmenter.model._modules)  # a new module table, the same submodules and weights
+    fast_model.transform = GeneralizedRCNNTransform(
+        min_size,
+        max_size or min_size * 5 // 3,
+        transform.image_mean,
+        transform.image_std,
+        size_divisible=transform.size_divisible,
+        fixed_size=transform.fixed_size,
+    ).train(transform.training)  # a new module starts in training mode, which skips pasting masks
+    fast = copy.copy(segmenter)
+    fast.model = fast_model
+    return fast
+
+
+@dataclass
+class LiveFrame:
+    """What one call of :meth:`LiveStream.process` returns.
+
+    Attributes:
+        image: the frame as processed (scaled to fit ``max_side``); for a dropped frame, the last processed one.
+        result: ``{"instances", "semantic", "panoptic"}`` of that frame (the segmenter's output), or None.
+        caption: the running caption ("" until the first one is ready).
+        fps: processed frames per second.
+        dropped: True when this frame was not processed (a newer one replaced it, or it was too old).
+        frames_processed, frames_dropped: counts since the session started.
+        caption_age_s: seconds since the caption's frame was taken (None before the first caption).
+        segment_ms: milliseconds the segmenter took on this frame (0 for a dropped frame).
+    """
+
+    image: Image.Image | None
+    result: dict[str, Any] | None
+    caption: str
+    fps: float
+    dropped: bool
+    frames_processed: int
+    frames_dropped: int
+    caption_age_s: float | None
+    segment_ms: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for an API answer or a status line."""
+        return {
+            "fps": round(self.fps, 2),
+            "dropped": self.dropped,
+            "frames_processed": self.frames_processed,
+            "frames_dropped": self.frames_dropped,
+            "caption_age_s": None if self.caption_age_s is None else round(self.caption_age_s, 2),
+            "segment_ms": round(self.segment_ms, 1),
+        }
+
+
+class LiveStream:
+    """One live session: drops stale frames, segments the rest, keeps a caption running, measures frames/s.
+
+    Args:
+        segmenter (Callable[[PIL.Image.Image], dict]): called as ``segmenter(image, threshold=...)``; usually a
+            :class:`SegmentationPipeline` (wrap it in :func:`reduced_size_segmenter` for speed).
+        captioner (Callable[[PIL.Image.Image], dict] | None, default None): returns ``{"caption": str}``; None for
+            no caption.
+        threshold (float, default 0.5): segmenter score threshold.
+        max_side (int, default 480): frames are scaled to this longer side first.
+        caption_every_s (float, default 4.0): refresh the caption at least this often while frames come.
+        scene_change (float, default 0.12): refresh it at once when the scene differs this much (0 to 1).
+        max_age_s (float, default 2.0): drop frames captured longer ago than this.
+        clock (Callable[[], float], default time.monotonic): the time source (tests pass a fake one).
+        executor (ThreadPoolExecutor | None, default None): where captions run; None makes a one-thread pool.
+    """
+
+    def __init__(
+        self,
+        segmenter: Callable[..., dict[str, Any]],
+        captioner: Callable[..., dict[str, Any]] | None = None,
+        *,
+        threshold: float = 0.5,
+        max_side: int = LIVE_MAX_SIDE,
+        caption_every_s: float = 4.0,
+        scene_change: float = 0.12,
+        max_age_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        executor: ThreadPoolExecutor | None = None,
+    ):
+        self.segmenter = segmenter
+        self.captioner = captioner
+        self.threshold = threshold
+        self.max_side = max_side
+        self.caption_every_s = caption_every_s
+        self.scene_change = scene_change
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self._executor = executor
+        self._own_executor = executor is None
+        self._meter = FpsMeter()
+        self._lock = threading.Lock()  # guards the fields below
+        self._busy = False
+        self._pending: int | None = None  # ticket of the one frame waiting while another is processed
+        self._ticket = 0
+        self._wake = threading.Condition(self._lock)
+        self._last: LiveFrame | None = None
+        self._caption = ""
+        self._caption_taken_at: float | None = None
+        self._caption_thumb: np.ndarray | None = None
+        self._caption_job: Future | None = None
+        self.frames_processed = 0
+        self.frames_dropped = 0
+        self.last_used = clock()
+
+    def process(self, frame: ImageInput, *, captured_at: float | None = None) -> LiveFrame:
+        """Process one frame, or drop it if it is stale; see the module docstring.
+
+        Args:
+            frame (ImageInput): the webcam frame (PIL image, array, bytes or path).
+            captured_at (float | None, default None): when it was taken, on ``clock``'s scale; None is now.
+
+        Returns:
+            LiveFrame
+        """
+        now = self.clock()
+        self.last_used = now
+        if captured_at is not None and now - captured_at > self.max_age_s:
+            return self._dropped()
+        with self._lock:
+            self._ticket += 1
+            ticket = self._ticket
+            if self._busy or self._pending is not None:
+                self._pending = ticket  # replaces (and so drops) any frame already waiting
+                self._wake.notify_all()
+                while self._busy and self._pending == ticket:
+                    self._wake.wait()
+                if self._pending != ticket:
+                    self.frames_dropped += 1
+                    return self._snapshot(dropped=True)
+                self._pending = None
+            self._busy = True
+        try:
+            return self._run(frame)
+        finally:
+            with self._lock:
+                self._busy = False
+                self._wake.notify_all()
+
+    def _run(self, frame: ImageInput) -> LiveFrame:
+        image = scale_to_fit(load_image(frame), self.max_side)
+        tick = self.clock()
+        result = self.segmenter(image, threshold=self.threshold)
+        segment_ms = (self.clock() - tick) * 1000.0
+        self._maybe_caption(image)
+        now = self.clock()
+        with self._lock:
+            self._meter.tick(now)
+            self.frames_processed += 1
+            self._last = LiveFrame(
+                image=image,
+                result=result,
+                caption=self._caption,
+                fps=self._meter.fps(),
+                dropped=False,
+                frames_processed=self.frames_processed,
+                frames_dropped=self.frames_dropped,
+                caption_age_s=None if self._caption_taken_at is None else now - self._caption_taken_at,
+                segment_ms=segment_ms,
+            )
+            return self._last
+
+    def _maybe_caption(self, image: Image.Image) -> None:
+        if self.captioner is None:
+            return
+        job = self._caption_job
+        if job is not None and not job.done():
+            return  # one caption at a time; frames do not wait for it
+        if job is not None:
+            self._collect(job)
+        thumb = thumbnail(image)
+        now = self.clock()
+        due = self._caption_taken_at is None or now - self._caption_taken_at >= self.caption_every_s
+        changed = scene_difference(self._caption_thumb, thumb) >= self.scene_change
+        if not (due or changed):
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-caption")
+        self._caption_thumb = thumb
+        self._caption_job = self._executor.submit(self._caption_one, image, now)
+
+    def _caption_one(self, image: Image.Image, taken_at: float) -> tuple[str, float]:
+        return self.captioner(image)["caption"], taken_at
+
+    def _collect(self, job: Future) -> None:
+        self._caption_job = None
+        try:
+            caption, taken_at = job.result()
+        except Exception as error:  # a failed caption must not stop the picture; say so in its place
+            caption, taken_at = f"(caption failed: {error})", self.clock()
+        with self._lock:
+            self._caption, self._caption_taken_at = caption, taken_at
+
+    def wait_for_caption(self, timeout: float = 30.0) -> str:
+        """Block until the caption being computed (if any) is ready, then return the running caption."""
+        job = self._caption_job
+        if job is not None:
+            job.result(timeout=timeout)
+            self._collect(job)
+        return self._caption
+
+    def _dropped(self) -> LiveFrame:
+        with self._lock:
+            self.frames_dropped += 1
+            return self._snapshot(dropped=True)
+
+    def _snapshot(self, *, dropped: bool) -> LiveFrame:
+        last = self._last
+        now = self.clock()
+        return LiveFrame(
+            image=last.image if last else None,
+            result=last.result if last else None,
+            caption=self._caption,
+            fps=self._meter.fps(),
+            dropped=dropped,
+            frames_processed=self.frames_processed,
+            frames_dropped=self.frames_dropped,
+            caption_age_s=None if self._caption_taken_at is None else now - self._caption_taken_at,
+        )
+
+    def close(self) -> None:
+        """Stop the caption thread if this session made one."""
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+class SessionRegistry:
+    """Live sessions by key (a browser session id), at most ``max_sessions``, forgotten after ``idle_s`` unused.
+
+    Args:
+        factory (Callable[[Any], LiveStream]): makes a new session's stream from its ``settings``.
+        max_sessions (int, default 16): the least recently used session is closed beyond this.
+        idle_s (float, default 120.0): a session unused this long is closed at the next lookup.
+        clock (Callable[[], float], default time.monotonic): the time source.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[Any], LiveStream],
+        *,
+        max_sessions: int = 16,
+        idle_s: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.factory = factory
+        self.max_sessions = max_sessions
+        self.idle_s = idle_s
+        self.clock = clock
+        self._sessions: OrderedDict[Any, LiveStream] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, *, settings: Any = None) -> LiveStream:
+        """The session of ``key``; a new one when there is none or its ``settings`` (e.g. model names) changed.
+
+        A new session is made outside the registry's lock (the factory may load models for seconds), so that other
+        sessions' frames are not held up meanwhile.
+        """
+        now = self.clock()
+        with self._lock:
+            for stale in [k for k, s in self._sessions.items() if now - s.last_used > self.idle_s]:
+                self._sessions.pop(stale).close()
+            session = self._sessions.get((key, settings))
+            if session is not None:
+                self._sessions.move_to_end((key, settings))
+                session.last_used = now
+                return session
+        made = self.factory(settings)
+        with self._lock:
+            session = self._sessions.get((key, settings))
+            if session is not None:  # another request of this session made one meanwhile: keep that one
+                made.close()
+            else:
+                for other in [k for k in self._sessions if k[0] == key]:
+                    self._sessions.pop(other).close()
+                session = self._sessions[(key, settings)] = made
+                while len(self._sessions) > self.max_sessions:
+                    _, oldest = self._sessions.popitem(last=False)
+                    oldest.close()
+            self._sessions.move_to_end((key, settings))
+            session.last_used = now
+            return session
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def close(self) -> None:
+        """Close every session."""
+        with self._lock:
+            for session in self._sessions.values():
+                session.close()
+            self._sessions.clear()
