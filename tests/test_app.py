@@ -1,0 +1,234 @@
+"""The app served for real on 127.0.0.1 and called with gradio_client; answers checked against the pipelines.
+
+Tiny random models are built here: one captioner, and two segmenters whose classifier bias makes them sure of one
+class each ("circle" or "square"), so that results are deterministic, non-empty and tell the two apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from pipeline import catalog, from_json, load_captioner, load_segmenter, register_model, to_json
+from pipeline.builders import build_maskrcnn
+from pipeline.catalog import save_segmenter
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "space" / "examples"
+CATEGORIES = ["__background__", "circle", "square", "triangle"]
+TEST_CAPTIONER = "test-tiny"
+TEST_SEGMENTERS = {"test-circles": 1, "test-squares": 2}
+
+
+def build_confident_segmenter(directory: Path, favourite: int, seed: int) -> str:
+    """A random Mask R-CNN (resnet18, 128 px, 4 detections) whose classifier always picks class ``favourite``."""
+    torch.manual_seed(seed)
+    settings = {"min_size": 128, "max_size": 160, "box_detections_per_img": 4}
+    model = build_maskrcnn("maskrcnn_fpn", num_classes=len(CATEGORIES), backbone="resnet18", **settings)
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.bias[favourite] = 8.0
+    save_segmenter(
+        model,
+        directory,
+        categories=CATEGORIES,
+        architecture="maskrcnn_fpn",
+        backbone="resnet18",
+        model_kwargs=settings,
+    )
+    return str(directory)
+
+
+@contextlib.contextmanager
+def registered_test_models(tiny_blip_dir: str, directory: Path):
+    """Register the test models in the catalog, and restore the catalog afterwards; yields their directories."""
+    saved = dict(catalog._REGISTRY)
+    register_model(TEST_CAPTIONER, "captioner", tiny_blip_dir, "tiny random BLIP: for tests")
+    directories = {"captioner": tiny_blip_dir}
+    for seed, (name, favourite) in enumerate(TEST_SEGMENTERS.items()):
+        directories[name] = build_confident_segmenter(directory / name, favourite, seed)
+        register_model(name, "segmenter", directories[name], f"tiny random Mask R-CNN: finds {CATEGORIES[favourite]}s")
+    try:
+        yield directories
+    finally:
+        catalog._REGISTRY.clear()
+        catalog._REGISTRY.update(saved)
+
+
+@pytest.fixture(scope="module")
+def app_models(tiny_blip_dir, tmp_path_factory):
+    with registered_test_models(tiny_blip_dir, tmp_path_factory.mktemp("app-models")) as directories:
+        yield directories
+
+
+def serve():
+    """Build and launch the app on the test models; returns ``(demo, url)``."""
+    import app
+
+    demo = app.build_demo(
+        captioners=[TEST_CAPTIONER, "blip-base"],
+        segmenters=[*TEST_SEGMENTERS, "maskrcnn-v2"],
+        device="cpu",
+        default_threshold=0.3,
+    )
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.launch_options())
+    return demo, url
+
+
+@pytest.fixture(scope="module")
+def server(app_models):
+    demo, url = serve()
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    return EXAMPLES / "cat.jpg"
+
+
+def test_view_api_documents_every_endpoint(client):
+    info = client.view_api(return_format="dict", print_info=False)
+    endpoints = info["named_endpoints"]
+    assert {"/caption", "/segment", "/analyze", "/live_frame"} <= set(endpoints)
+    segment_parameters = [p["parameter_name"] for p in endpoints["/segment"]["parameters"]]
+    assert segment_parameters == ["image", "segmenter", "threshold", "subtask"]
+    defaults = {p["parameter_name"]: p.get("parameter_default") for p in endpoints["/segment"]["parameters"]}
+    assert defaults["threshold"] == 0.5 and defaults["subtask"] == "all"
+    # UI-only events are private: nothing but the four documented endpoints is offered to scripts.
+    assert set(endpoints) == {"/caption", "/segment", "/analyze", "/live_frame"}
+
+
+def test_caption_matches_the_pipeline(client, photo, app_models):
+    expected = load_captioner(app_models["captioner"], device="cpu")(Image.open(photo))["caption"]
+    assert client.predict(handle_file(str(photo)), TEST_CAPTIONER, api_name="/caption") == expected
+
+
+@pytest.mark.parametrize("subtask", ["all", "panoptic"])
+def test_segment_matches_the_pipeline(client, photo, app_models, subtask):
+    answer = client.predict(handle_file(str(photo)), "test-squares", 0.3, subtask, api_name="/segment")
+    direct = load_segmenter(app_models["test-squares"], device="cpu")(
+        Image.open(photo).convert("RGB"), threshold=0.3, subtask=None if subtask == "all" else subtask
+    )
+    expected = to_json(direct)
+    assert [i["label"] for i in answer["instances"]] == [i["label"] for i in expected["instances"]] == ["square"] * 4
+    assert [i["mask"] for i in answer["instances"]] == [i["mask"] for i in expected["instances"]]
+    assert np.allclose([i["score"] for i in answer["instances"]], [i["score"] for i in expected["instances"]])
+    assert np.allclose([i["box"] for i in answer["instances"]], [i["box"] for i in expected["instances"]])
+    decoded = from_json(answer)
+    assert np.array_equal(decoded["panoptic"]["map"], direct["panoptic"]["map"])
+    assert ("semantic" in answer) == (subtask == "all")
+
+
+def test_analyze_returns_the_output_contract_and_an_annotated_image(client, photo, app_models):
+    result, annotated = client.predict(
+        handle_file(str(photo)),
+        TEST_CAPTIONER,
+        "test-circles",
+        {"threshold": 0.3, "max_new_tokens": 8},
+        api_name="/analyze",
+    )
+    image = Image.open(photo).convert("RGB")
+    caption = load_captioner(app_models["captioner"], device="cpu")(image, max_new_tokens=8)["caption"]
+    segments = load_segmenter(app_models["test-circles"], device="cpu")(image, threshold=0.3)
+    assert result["caption"] == caption
+    assert result["models"] == {"captioner": TEST_CAPTIONER, "segmenter": "test-circles"}
+    assert set(result["timings_ms"]) >= {"caption", "segment", "total"}
+    assert [i["mask"] for i in result["instances"]] == [i["mask"] for i in to_json(segments)["instances"]]
+    assert np.array_equal(from_json(result)["semantic"]["map"], segments["semantic"]["map"])
+    drawn = Image.open(annotated)
+    assert drawn.size == image.size
+    assert not np.array_equal(np.asarray(drawn.convert("RGB")), np.asarray(image))  # the overlay is there
+
+
+def test_live_frame_endpoint_keeps_a_running_caption_and_counts_frames(client, photo, app_models):
+    answers = [
+        client.predict(handle_file(str(photo)), TEST_CAPTIONER, "test-circles", 0.3, api_name="/live_frame")
+        for _ in range(3)
+    ]
+    frame, caption, stats = answers[-1]
+    assert stats["frames_processed"] == 3
+    assert stats["objects"] == "4 circles"
+    assert stats["fps"] > 0
+    assert max(Image.open(frame).size) <= 480
+    expected = load_captioner(app_models["captioner"], device="cpu")(Image.open(photo))["caption"]
+    # The caption runs beside the frames, so it may arrive a frame late; by the third it is there.
+    assert expected[:20].lower() in caption.lower()
+
+
+def test_errors_are_messages_and_the_server_keeps_serving(client, photo, tmp_path):
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("this is text, not a picture")
+    with pytest.raises(Exception, match="(?i)not an image"):
+        client.predict(handle_file(str(not_an_image)), TEST_CAPTIONER, api_name="/caption")
+    with pytest.raises(Exception, match="unknown segmenter 'nope'"):
+        client.predict(handle_file(str(photo)), "nope", 0.5, "all", api_name="/segment")
+    with pytest.raises(Exception, match="blip-base"):
+        client.predict(handle_file(str(photo)), "blip-base", api_name="/caption")
+    with pytest.raises(Exception, match="(?i)unknown options"):
+        client.predict(handle_file(str(photo)), TEST_CAPTIONER, "test-circles", {"colour": 1}, api_name="/analyze")
+    assert client.predict(handle_file(str(photo)), TEST_CAPTIONER, api_name="/caption")
+
+
+def test_too_large_images_are_refused_with_the_limit(client, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_MAX_PIXELS", "1000")  # the server runs in this process, so it reads this too
+    picture = tmp_path / "big.png"
+    Image.new("RGB", (100, 100), "white").save(picture)
+    with pytest.raises(Exception, match="(?i)too large"):
+        client.predict(handle_file(str(picture)), TEST_CAPTIONER, api_name="/caption")
+
+
+def test_model_choices_mark_what_cannot_load_and_defaults_fall_back(app_models):
+    import app
+
+    choices = dict((value, text) for text, value in app.model_choices("captioner", [TEST_CAPTIONER, "blip-base"]))
+    assert "not available here" in choices["blip-base"]
+    assert "not available here" not in choices[TEST_CAPTIONER]
+    # blip-base (and shapes, if not trained yet) cannot load here: the first model that can is chosen.
+    names = ["blip-base", TEST_CAPTIONER]
+    expected = "shapes" if catalog.availability("shapes", "captioner")[0] else TEST_CAPTIONER
+    assert app.default_model("captioner", [*names, "shapes"], None) == expected
+    assert app.default_model("captioner", names, TEST_CAPTIONER) == TEST_CAPTIONER  # an explicit choice that loads
+    # An explicit choice that cannot load here falls back (the Space asks for blip-base and runs on shapes).
+    assert app.default_model("captioner", [*names, "shapes"], "blip-base") == expected
+    assert app.default_model("captioner", ["blip-base"], "blip-base") == "blip-base"  # nothing loads: say why
+    assert "cannot be used here" in app.model_status("captioner", "blip-base")
+
+
+def test_command_line_help_lists_the_flags():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "app.py", "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    for flag in ("--host", "--port", "--captioner", "--segmenter", "--device", "--offline", "GRADIO_SERVER_PORT"):
+        assert flag in done.stdout
+
+
+def test_command_line_checks_its_values(monkeypatch, capsys):
+    import app
+
+    with pytest.raises(SystemExit):
+        app.parse_args(["--port", "0"])
+    assert "--port must be between 1 and 65535" in capsys.readouterr().err
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "9001")
+    monkeypatch.setenv("APP_OFFLINE", "1")
+    monkeypatch.setenv("APP_SEGMENTER", "shapes")
+    args = app.parse_args([])
+    assert (args.port, args.offline, args.segmenter, args.host) == (9001, True, "shapes", "127.0.0.1")
+    assert app.parse_args(["--no-offline", "--port", "7000"]).offline is False
