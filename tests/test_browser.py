@@ -1,0 +1,228 @@
+"""The app in a real browser: Debian's chromium driven by Playwright, the server on 127.0.0.1, tiny test models.
+
+Screenshots are saved under ``artifacts/screenshots/`` (git-ignored) for people to look at.
+Run alone with ``pytest -m browser``; skipped when chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_app import EXAMPLES, registered_test_models, serve
+
+from pipeline import load_captioner
+from pipeline.render import caption_sentence
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+RESULT_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def browser_models(tiny_blip_dir, tmp_path_factory):
+    with registered_test_models(tiny_blip_dir, tmp_path_factory.mktemp("browser-models")) as directories:
+        yield directories
+
+
+@pytest.fixture(scope="module")
+def url(browser_models):
+    demo, address = serve()
+    try:
+        yield address
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def open_page(browser, url, width=1280, height=800):
+    context = browser.new_context(viewport={"width": width, "height": height}, permissions=["camera"])
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#image-in")
+    return page
+
+
+def upload(page, path: Path) -> None:
+    page.set_input_files("#image-in input[type=file]", str(path))
+
+
+def wait_for_caption(page, previous: str = "") -> str:
+    page.wait_for_function(
+        "(previous) => { const box = document.querySelector('#caption textarea');"
+        " return box && box.value.length > 0 && box.value !== previous; }",
+        arg=previous,
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    return page.input_value("#caption textarea")
+
+
+def page_width(page) -> int:
+    return page.evaluate("() => document.documentElement.scrollWidth")
+
+
+def test_upload_shows_the_caption_the_objects_and_reads_aloud(browser, url, browser_models):
+    page = open_page(browser, url)
+    photo = EXAMPLES / "cat.jpg"
+    upload(page, photo)
+    caption = wait_for_caption(page)
+    page.wait_for_selector("#annotated img", timeout=RESULT_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelector('#objects-summary textarea').value.includes('circle')",
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    expected = load_captioner(browser_models["captioner"], device="cpu")(Image.open(photo))["caption"]
+    assert caption == caption_sentence(expected)
+    assert page.input_value("#objects-summary textarea") == "4 circles"
+    assert page.locator("#objects-table").inner_text().count("circle") == 4
+    assert page.locator("#semantic img").count() == 1 and page.locator("#panoptic img").count() == 1
+    assert re.search(r"Caption \d+ ms", page.inner_text("#timings"))
+    assert page.locator("#json a").first.get_attribute("href")
+    # The caption is big enough to read, and the page fits the screen.
+    assert float(page.eval_on_selector("#caption textarea", "e => parseFloat(getComputedStyle(e).fontSize)")) >= 24
+    assert page_width(page) <= 1280
+    # Read aloud hands the caption to the browser's speech synthesis.
+    page.evaluate(
+        "() => { window.__spoken = []; window.speechSynthesis.speak = (u) => window.__spoken.push(u.text); }"
+    )
+    page.click("#read-aloud")
+    page.wait_for_function("() => window.__spoken.length > 0", timeout=10_000)
+    spoken = page.evaluate("() => window.__spoken[0]")
+    assert spoken.startswith(caption) and "4 circles" in spoken
+    page.screenshot(path=str(SCREENSHOTS / "photo-desktop-1280x800.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "photo-desktop-first-screen.png"))
+    page.context.close()
+
+
+def test_phone_width_fits_and_stays_legible(browser, url):
+    page = open_page(browser, url, width=390, height=844)
+    upload(page, EXAMPLES / "coffee.jpg")
+    wait_for_caption(page)
+    page.wait_for_selector("#annotated img", timeout=RESULT_TIMEOUT_MS)
+    time.sleep(0.5)  # let images lay out
+    assert page_width(page) <= 390, "the page scrolls sideways on a phone"
+    assert float(page.eval_on_selector("#caption textarea", "e => parseFloat(getComputedStyle(e).fontSize)")) >= 20
+    # The caption is reached before the model settings and the pictures.
+    caption_top = page.eval_on_selector("#caption", "e => e.getBoundingClientRect().top")
+    assert caption_top < page.eval_on_selector("#annotated", "e => e.getBoundingClientRect().top")
+    page.screenshot(path=str(SCREENSHOTS / "photo-phone-390.png"), full_page=True)
+    page.context.close()
+
+
+def test_switching_the_segmenter_changes_the_result(browser, url):
+    page = open_page(browser, url)
+    upload(page, EXAMPLES / "shapes.png")
+    wait_for_caption(page)
+    page.wait_for_function(
+        "() => document.querySelector('#objects-summary textarea').value === '4 circles'", timeout=RESULT_TIMEOUT_MS
+    )
+    before = page.get_attribute("#annotated img", "src")
+    page.click("#segmenter input")
+    page.get_by_role("option", name=re.compile("test-squares")).click()
+    page.wait_for_function(
+        "() => document.querySelector('#objects-summary textarea').value === '4 squares'", timeout=RESULT_TIMEOUT_MS
+    )
+    assert page.locator("#objects-table").inner_text().count("square") == 4
+    assert page.get_attribute("#annotated img", "src") != before
+    assert "test-squares" in page.inner_text("#timings")
+    assert "finds squares" in page.inner_text("#segmenter-note")
+    # Choosing a model that cannot load here says why, in the page.
+    page.click("#segmenter input")
+    page.get_by_role("option", name=re.compile("maskrcnn-v2")).click()
+    page.wait_for_function(
+        "() => document.querySelector('#segmenter-note').innerText.includes('cannot be used here')", timeout=20_000
+    )
+    page.wait_for_selector(".toast-body", timeout=20_000)
+    assert "maskrcnn-v2" in page.locator(".toast-body").first.inner_text()
+    time.sleep(0.6)
+    page.screenshot(path=str(SCREENSHOTS / "segmenter-unavailable.png"))
+    page.context.close()
+
+
+def test_display_settings_redraw_without_running_the_models(browser, url):
+    page = open_page(browser, url)
+    upload(page, EXAMPLES / "cat.jpg")
+    wait_for_caption(page)
+    page.wait_for_selector("#semantic img", timeout=RESULT_TIMEOUT_MS)
+    page.click("#settings button")  # open the accordion
+    page.locator("#views label", has_text="Semantic map").click()
+    page.wait_for_function(
+        "() => document.querySelector('#timings').innerText.includes('models not re-run')", timeout=30_000
+    )
+    assert not page.locator("#semantic").is_visible()
+    assert page.locator("#panoptic img").count() == 1
+    # Beam search changes the caption's decoding only: the segmentation is reused, not recomputed.
+    page.locator("#decoding label", has_text="Beam search").click()
+    page.wait_for_function(
+        "() => document.querySelector('#timings').innerText.includes('reused: segmentation')",
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    page.context.close()
+
+
+def test_a_bad_file_shows_a_message_and_the_next_upload_works(browser, url, tmp_path):
+    page = open_page(browser, url)
+    bad = tmp_path / "holiday.png"
+    bad.write_text("this is a text file with an image's name")
+    upload(page, bad)
+    page.wait_for_selector(".toast-body", timeout=RESULT_TIMEOUT_MS)
+    message = page.locator(".toast-body").first.inner_text()
+    assert re.search(r"(?i)not an image", message), message
+    time.sleep(0.6)  # the notice fades in
+    page.screenshot(path=str(SCREENSHOTS / "bad-file-error.png"))
+    upload(page, EXAMPLES / "astronaut.jpg")
+    assert wait_for_caption(page)
+    page.wait_for_selector("#annotated img", timeout=RESULT_TIMEOUT_MS)
+    page.context.close()
+
+
+def test_live_tab_streams_frames_from_the_camera(browser, url):
+    page = open_page(browser, url)
+    page.get_by_role("tab", name="Live camera").click()
+    page.locator("#live-in button", has_text="Click to Access Webcam").click()
+    page.locator("#live-in button", has_text="Record").click()
+    page.wait_for_function(
+        "() => { const m = document.querySelector('#live-stats').innerText.match(/(\\d+) processed/);"
+        " return m && Number(m[1]) >= 5; }",
+        timeout=120_000,
+    )
+    stats = page.inner_text("#live-stats")
+    assert re.search(r"\d+\.\d frames/s", stats) and "circle" in stats
+    assert page.locator("#live-out img").count() == 1
+    page.wait_for_function("() => document.querySelector('#live-caption textarea').value.length > 0", timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "live-desktop.png"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    time.sleep(1.0)
+    assert page_width(page) <= 390
+    page.screenshot(path=str(SCREENSHOTS / "live-phone-390.png"), full_page=True)
+    page.locator("#live-in button", has_text="Stop").click()
+    page.context.close()
