@@ -26,9 +26,11 @@ from urllib.parse import urlparse
 
 import torch
 
+from .base import resolve_device
 from .builders import ARCHITECTURES, build_maskrcnn
 from .captioning import CaptionPipeline
 from .segmentation import SegmentationPipeline
+from .speed import SpeedProfile, apply_captioner_profile, apply_segmenter_profile
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SEGMENTER_CONFIG = "segmenter.json"
@@ -115,7 +117,10 @@ def register_model(name: str, kind: str, source: str, description: str = "") -> 
 
 
 def _register_from_environment() -> None:
-    for kind, variable in (("captioner", "PIPELINE_FINETUNED_CAPTIONER"), ("segmenter", "PIPELINE_FINETUNED_SEGMENTER")):
+    for kind, variable in (
+        ("captioner", "PIPELINE_FINETUNED_CAPTIONER"),
+        ("segmenter", "PIPELINE_FINETUNED_SEGMENTER"),
+    ):
         if os.environ.get(variable):
             register_model("finetuned", kind, os.environ[variable], f"fine-tuned {kind} set by {variable}")
 
@@ -167,13 +172,22 @@ def availability(name_or_path: str, kind: str) -> tuple[bool, str]:
 # -- captioners --------------------------------------------------------------------------------------------------
 
 
-def load_captioner(name_or_path: str = "blip-base", *, device: str = "auto", dtype: Any = None, **kwargs: Any):
+def load_captioner(
+    name_or_path: str = "blip-base",
+    *,
+    device: str = "auto",
+    dtype: Any = None,
+    profile: str | SpeedProfile = "full",
+    **kwargs: Any,
+):
     """Load a captioner by catalog name, local directory or hub id.
 
     Args:
         name_or_path (str, default "blip-base"): see :func:`list_models` (``"captioner"``).
         device (str, default "auto"): ``"cpu"``, ``"cuda"`` or ``"auto"``.
         dtype (torch.dtype | None, default None): e.g. ``torch.float16`` on a GPU; None keeps float32.
+        profile (str | SpeedProfile, default "full"): ``"full"`` or ``"fast"`` (int8 Linear layers on CPU), see
+            :mod:`pipeline.speed`.
         **kwargs: :class:`~pipeline.captioning.CaptionPipeline` options (``batch_size``, ``max_pixels``).
 
     Returns:
@@ -199,7 +213,10 @@ def load_captioner(name_or_path: str = "blip-base", *, device: str = "auto", dty
         processor = AutoProcessor.from_pretrained(spec.source, **options)
         model = AutoModelForImageTextToText.from_pretrained(spec.source, dtype=dtype or torch.float32, **options)
     except OSError as error:
-        raise ModelUnavailableError(f"captioner {spec.name!r} could not be loaded from {spec.source}: {error}") from None
+        raise ModelUnavailableError(
+            f"captioner {spec.name!r} could not be loaded from {spec.source}: {error}"
+        ) from None
+    model = apply_captioner_profile(model, profile, device=resolve_device(device))
     return CaptionPipeline(model, processor, name=spec.name, device=device, **kwargs)
 
 
@@ -259,7 +276,14 @@ def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
 # -- segmenters --------------------------------------------------------------------------------------------------
 
 
-def load_segmenter(name_or_path: str = "maskrcnn-v2", *, device: str = "auto", model_kwargs: dict | None = None, **kwargs):
+def load_segmenter(
+    name_or_path: str = "maskrcnn-v2",
+    *,
+    device: str = "auto",
+    model_kwargs: dict | None = None,
+    profile: str | SpeedProfile = "full",
+    **kwargs,
+):
     """Load a segmenter by catalog name or fine-tuned checkpoint directory.
 
     Args:
@@ -267,6 +291,8 @@ def load_segmenter(name_or_path: str = "maskrcnn-v2", *, device: str = "auto", m
         device (str, default "auto"): ``"cpu"``, ``"cuda"`` or ``"auto"``.
         model_kwargs (dict | None, default None): ``MaskRCNN`` inference settings that override the checkpoint's,
             e.g. ``{"min_size": 512, "rpn_post_nms_top_n_test": 300}``.
+        profile (str | SpeedProfile, default "full"): ``"full"`` keeps the model's settings; ``"fast"`` caps its input
+            size and region proposals, see :mod:`pipeline.speed`; ``model_kwargs`` win over the profile.
         **kwargs: :class:`~pipeline.segmentation.SegmentationPipeline` options (``batch_size``, ``max_pixels``).
 
     Returns:
@@ -281,6 +307,7 @@ def load_segmenter(name_or_path: str = "maskrcnn-v2", *, device: str = "auto", m
         model, categories = _load_torchvision_segmenter(spec, model_kwargs or {})
     else:
         model, categories = load_segmenter_checkpoint(spec.source, model_kwargs=model_kwargs, name=spec.name)
+    model = apply_segmenter_profile(model, profile, keep=tuple(model_kwargs or {}))
     return SegmentationPipeline(model, categories, name=spec.name, device=device, **kwargs)
 
 

@@ -1,0 +1,214 @@
+"""Speed profiles: what the pipelines may trade for latency, and the settings the live view runs with.
+
+A profile is applied once, when a model loads (``load_pipeline(..., profile="fast")``,
+``load_segmenter(..., profile=...)``, ``load_captioner(..., profile=...)``):
+
+- ``"full"`` changes nothing: the outputs are those of the models called the plain way (BLIP ``generate``, then
+  torchvision Mask R-CNN with its default inference settings). Its speed comes from running the caption and the
+  segmentation at the same time (:class:`~pipeline.combined.ImageAnalysisPipeline`).
+- ``"fast"`` (the CPU default for the live view and CPU Spaces) caps the Mask R-CNN input size and the number of
+  region proposals that reach the box head (the box head on 1000 proposals costs v2 2.5-3 s on 2 CPU cores at any
+  input size), and runs BLIP's ``Linear`` layers in int8 (dynamic quantization, CPU only).
+- ``"live"`` is ``"fast"`` at 320 px for webcam frames (which :mod:`pipeline.stream` first shrinks to 480 px);
+  :func:`segmenter_view` gives the live view a segmenter with these settings that shares the loaded weights.
+
+Segmenter settings are caps, never raises: a fine-tuned checkpoint trained at 256 px keeps 256 px under ``"fast"``.
+Caller-given ``model_kwargs`` win over the profile.
+
+Measured with ``python -m pipeline.bench`` (full-size random-weight models, 2 shared CPU cores; README has the
+table): kept are fewer proposals (300 before NMS per level, 100 after), 384 px (512 px was 1.4x slower), int8 BLIP
+and the two halves running concurrently (1.65x faster than one after the other). Dropped: channels-last weights
+(1.2x slower here), one intra-op thread per half (1.1x slower than both sharing two: PyTorch's thread count is
+process-wide, so a real split is not expressible), and OpenVINO (it installs from PyPI, but the issue's measurements
+put it behind int8 PyTorch for BLIP and behind channels-last for Mask R-CNN v2, whose box head the proposal cap
+already shrinks tenfold).
+
+>>> get_profile("fast").segmenter["rpn_post_nms_top_n_test"]
+100
+>>> get_profile("full").is_identity
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+#: The Mask R-CNN inference settings a profile may cap, and where torchvision keeps each one on a built model.
+SEGMENTER_SETTINGS = ("min_size", "max_size", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test")
+
+
+@dataclass(frozen=True)
+class SpeedProfile:
+    """One named trade of accuracy for speed.
+
+    Attributes:
+        name (str): ``"full"``, ``"fast"``, ``"live"`` or your own.
+        description (str): one line for people choosing.
+        segmenter (Mapping[str, int]): caps on the Mask R-CNN inference settings of :data:`SEGMENTER_SETTINGS`.
+        quantize_captioner (bool, default False): int8 dynamic quantization of the captioner's ``torch.nn.Linear``
+            layers (weights int8, activations quantized per call); applied on CPU only.
+    """
+
+    name: str
+    description: str
+    segmenter: Mapping[str, int] = field(default_factory=dict)
+    quantize_captioner: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.segmenter) - set(SEGMENTER_SETTINGS))
+        if unknown:
+            raise ValueError(f"segmenter settings must be among {SEGMENTER_SETTINGS}, got {unknown}")
+        for key, value in self.segmenter.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"segmenter setting {key} must be a positive integer, got {value!r}")
+        object.__setattr__(self, "segmenter", MappingProxyType(dict(self.segmenter)))
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the profile changes nothing (outputs equal the plain models')."""
+        return not self.segmenter and not self.quantize_captioner
+
+
+PROFILES: dict[str, SpeedProfile] = {
+    "full": SpeedProfile("full", "full quality: the models' own settings, caption and segmentation concurrently"),
+    "fast": SpeedProfile(
+        "fast",
+        "about 4x faster on CPU: Mask R-CNN at 384 px with 100 proposals, BLIP Linear layers in int8",
+        segmenter={"min_size": 384, "max_size": 512, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100},
+        quantize_captioner=True,
+    ),
+    "live": SpeedProfile(
+        "live",
+        "webcam frames (shrunk to 480 px by the live view): Mask R-CNN at 320 px with 100 proposals, int8 BLIP",
+        segmenter={"min_size": 320, "max_size": 480, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100},
+        quantize_captioner=True,
+    ),
+}
+
+
+def get_profile(profile: str | SpeedProfile | None) -> SpeedProfile:
+    """The :class:`SpeedProfile` for a name (``None`` is ``"full"``); a profile object is returned as it is."""
+    if profile is None:
+        return PROFILES["full"]
+    if isinstance(profile, SpeedProfile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)} or a SpeedProfile, got {profile!r}")
+    return PROFILES[profile]
+
+
+# -- segmenter ---------------------------------------------------------------------------------------------------
+
+
+def segmenter_settings(model: torch.nn.Module) -> dict[str, int]:
+    """The inference settings of a built torchvision Mask R-CNN, keyed as in :data:`SEGMENTER_SETTINGS`."""
+    return {
+        "min_size": int(max(model.transform.min_size)),
+        "max_size": int(model.transform.max_size),
+        "rpn_pre_nms_top_n_test": int(model.rpn._pre_nms_top_n["testing"]),
+        "rpn_post_nms_top_n_test": int(model.rpn._post_nms_top_n["testing"]),
+    }
+
+
+def apply_segmenter_profile(
+    model: torch.nn.Module, profile: str | SpeedProfile | None, *, keep: tuple[str, ...] = ()
+) -> torch.nn.Module:
+    """Cap a built Mask R-CNN's inference settings to a profile's, in place.
+
+    Args:
+        model (torchvision.models.detection.MaskRCNN): the detector.
+        profile (str | SpeedProfile | None): see :func:`get_profile`.
+        keep (tuple[str, ...], default ()): settings the caller chose explicitly (``model_kwargs``), left alone.
+
+    Returns:
+        torch.nn.Module: the same model.
+    """
+    chosen = get_profile(profile)
+    current = segmenter_settings(model)
+    capped = {key: min(value, current[key]) for key, value in chosen.segmenter.items() if key not in keep}
+    if "min_size" in capped:
+        model.transform.min_size = (capped["min_size"],)
+    if "max_size" in capped:
+        model.transform.max_size = capped["max_size"]
+    if "rpn_pre_nms_top_n_test" in capped:
+        model.rpn._pre_nms_top_n["testing"] = capped["rpn_pre_nms_top_n_test"]
+    if "rpn_post_nms_top_n_test" in capped:
+        model.rpn._post_nms_top_n["testing"] = capped["rpn_post_nms_top_n_test"]
+    return model
+
+
+# -- captioner ---------------------------------------------------------------------------------------------------
+
+
+def apply_captioner_profile(
+    model: torch.nn.Module, profile: str | SpeedProfile | None, *, device: torch.device | str = "cpu"
+) -> torch.nn.Module:
+    """Apply a profile to a captioner before it is placed: int8 dynamic quantization of its Linear layers on CPU.
+
+    Args:
+        model (transformers.PreTrainedModel): e.g. ``BlipForConditionalGeneration``, in float32 on the CPU.
+        profile (str | SpeedProfile | None): see :func:`get_profile`.
+        device (torch.device | str, default "cpu"): where the model will run; quantization is skipped off CPU
+            (PyTorch's dynamic int8 kernels are CPU kernels).
+
+    Returns:
+        torch.nn.Module: the model, quantized or as it was.
+    """
+    chosen = get_profile(profile)
+    if not chosen.quantize_captioner or torch.device(device).type != "cpu":
+        return model
+    if next(model.parameters()).dtype != torch.float32:
+        return model  # dynamic int8 kernels take float32 activations
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which is not a dependency; the kernels remain.
+        warnings.simplefilter("ignore")
+        # in place: a copy would first materialise every float weight of a memory-mapped checkpoint
+        return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+# -- live view ---------------------------------------------------------------------------------------------------
+
+
+def segmenter_view(segmenter: Any, profile: str | SpeedProfile | None) -> Any:
+    """A copy of a :class:`~pipeline.segmentation.SegmentationPipeline` running a profile's settings, weights shared.
+
+    This is what the live view needs: the app loads each model once (full quality for still images) and gives
+    :class:`~pipeline.stream.LiveStream` ``segmenter_view(segmenter, "live")`` as its segmenter, with no second copy
+    of the weights. The original pipeline keeps its settings.
+
+    Args:
+        segmenter (SegmentationPipeline): a pipeline around a torchvision ``MaskRCNN``.
+        profile (str | SpeedProfile | None): see :func:`get_profile`.
+
+    Returns:
+        SegmentationPipeline: a new pipeline object sharing the model's submodules and weights.
+    """
+    model = segmenter.model
+    view = copy.copy(model)
+    view._modules = dict(model._modules)  # a new module table: the submodules replaced below stay private
+    view.transform = copy.copy(model.transform)
+    view.rpn = copy.copy(model.rpn)
+    view.rpn._pre_nms_top_n = dict(model.rpn._pre_nms_top_n)
+    view.rpn._post_nms_top_n = dict(model.rpn._post_nms_top_n)
+    apply_segmenter_profile(view, profile)
+    pipeline = copy.copy(segmenter)
+    pipeline.model = view
+    return pipeline
+
+
+def profile_summary(profile: str | SpeedProfile | None) -> dict[str, Any]:
+    """A JSON-ready description of a profile (benchmark reports, the app's model info)."""
+    chosen = get_profile(profile)
+    return {
+        "name": chosen.name,
+        "description": chosen.description,
+        "segmenter": dict(chosen.segmenter),
+        "quantize_captioner": chosen.quantize_captioner,
+    }
