@@ -1,0 +1,61 @@
+"""The benchmark command end to end in quick mode on tiny random models: it runs, agrees, writes JSON and a PNG."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from pipeline import bench
+
+
+def test_bench_quick_tiny_end_to_end(tmp_path, capsys):
+    torch_home = os.environ.get("TORCH_HOME")
+    argv = ["--tiny", "--quick", "--size", "96x72", "--stream-seconds", "0.5", "--tokens", "4", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    assert os.environ.get("TORCH_HOME") == torch_home  # the temporary TORCH_HOME does not leak
+
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert set(report["results"]) == {"naive", "full", "fast"}
+    for result in report["results"].values():
+        assert result["latency_s"]["total"]["n"] == 2
+        assert result["latency_s"]["total"]["p50"] > 0 and result["batch_images_per_s"] > 0
+        assert result["stream"]["frames"] >= 1 and result["memory_mib"]["peak_rss_estimate"] > 0
+    assert report["results"]["naive"]["speedup_vs_naive"]["latency_p50"] == pytest.approx(1.0)
+    assert report["agreement"]["full"]["all_agree"] is True
+    assert report["agreement"]["full"]["same_captions"] == 2
+    assert report["machine"]["cores"] >= 1 and "cpu" in report["machine"]
+    assert any("save_pretrained" in note for note in report["models"])
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    printed = capsys.readouterr().out
+    assert "full vs naive: agree" in printed and "| ours, fast |" in printed
+
+
+def test_bench_rejects_bad_flags():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--images", "0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--profiles", "turbo"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--size", "640"])
+    args = bench.parse_args(["--quick"])
+    assert (args.images, args.batch, args.stream_seconds, args.size) == (2, 2, 2.0, (640, 480))
+
+
+@pytest.mark.slow
+def test_bench_quality_mode_scores_each_profile(tmp_path, tiny_blip_dir, tiny_segmenter_dir):
+    from train.shapes import write_split
+
+    split = write_split(tmp_path / "shapes", "test", 3, seed=1)
+    argv = ["--quality", str(split), "--captioner", tiny_blip_dir, "--segmenter", tiny_segmenter_dir]
+    assert bench.main([*argv, "--out", str(tmp_path / "out")]) == 0
+    quality = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert quality["images"] == 3 and set(quality["profiles"]) == {"full", "fast"}
+    for metrics in quality["profiles"].values():
+        assert 0.0 <= metrics["BLEU-4"] <= 1.0 and -1.0 <= metrics["segm_AP"] <= 1.0
+    cost = quality["cost_vs_full"]["fast"]
+    assert cost["segm_AP"] == pytest.approx(
+        quality["profiles"]["full"]["segm_AP"] - quality["profiles"]["fast"]["segm_AP"]
+    )
