@@ -30,13 +30,24 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from PIL import Image
 
-from pipeline import SUBTASKS, ModelUnavailableError, availability, get_spec, list_models, load_image, to_json
+from pipeline import (
+    SUBTASKS,
+    ModelUnavailableError,
+    availability,
+    get_spec,
+    list_models,
+    load_captioner,
+    load_image,
+    load_segmenter,
+    to_json,
+)
 from pipeline.cache import ModelCache
 from pipeline.render import (
     VIEWS,
@@ -48,7 +59,9 @@ from pipeline.render import (
     objects_table,
     with_threshold,
 )
-from pipeline.stream import LiveStream, SessionRegistry, reduced_size_segmenter
+from pipeline.speed import PROFILES, segmenter_view
+from pipeline.stream import LiveStream, SessionRegistry
+from pipeline.zerogpu import DEFAULT_DURATION, default_device, default_profile, gpu, on_zerogpu
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
 PREFERRED = {"captioner": ("blip-base", "shapes"), "segmenter": ("maskrcnn-v2", "shapes")}
@@ -58,11 +71,15 @@ GREEDY, BEAM = "Greedy (fastest)", "Beam search (4 beams, better wording)"
 RUN_THRESHOLD_FLOOR = 0.3
 TABLE_HEADERS = ["object", "score", "pixels", "%"]
 ANALYZE_OPTIONS = {"threshold": 0.5, "max_new_tokens": 30, "num_beams": 1, "subtask": None, "opacity": 0.5}
+#: Start-up loading progress, ``{(kind, name): "loading" | "ready" | why it failed}``, shown in the page.
+LOADING: dict[tuple[str, str], str] = {}
 
 THEME = gr.themes.Soft(primary_hue="indigo", text_size="lg")
 CSS = """
 #caption textarea, #live-caption textarea {
   font-size: 1.65rem !important; line-height: 1.35 !important; font-weight: 600;
+  /* Grow with the sentence: a caption must never be cut off or need scrolling. */
+  field-sizing: content; height: auto !important; max-height: none !important; overflow-y: hidden !important;
 }
 #objects-summary textarea { font-size: 1.1rem !important; }
 #read-aloud { min-height: 3rem; font-size: 1.1rem; }
@@ -118,7 +135,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="default segmenter: a catalog name or checkpoint directory (env APP_SEGMENTER; default maskrcnn-v2 "
         "when it is on this machine, else shapes)",
     )
-    parser.add_argument("--device", default=env("APP_DEVICE", "auto"), help="cpu, cuda or auto (env APP_DEVICE)")
+    parser.add_argument(
+        "--device",
+        default=env("APP_DEVICE") or default_device(),
+        help="cpu, cuda or auto (env APP_DEVICE; default cuda on ZeroGPU, else auto)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=env("APP_PROFILE") or None,
+        help="speed profile of the models (env APP_PROFILE; default fast on CPU, full on a GPU or ZeroGPU)",
+    )
     parser.add_argument(
         "--offline",
         action=argparse.BooleanOptionalAction,
@@ -143,6 +170,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no-preload", action="store_true", help="load the default models on first use instead of at start-up"
     )
     args = parser.parse_args(argv)
+    args.profile = args.profile or default_profile(args.device)
     if not 0 < args.port < 65536:
         parser.error(f"--port must be between 1 and 65535, got {args.port}")
     if args.max_models < 1 or args.live_sessions < 1:
@@ -185,7 +213,12 @@ def model_status(kind: str, name: str | None) -> str:
         spec = get_spec(name, kind)
     except ValueError as error:
         return f"**{kind.capitalize()} `{name}`**: {error}"
+    state = LOADING.get((kind, spec.name))
+    if state == "loading":
+        return f"**{spec.name} is loading** (the first start downloads its weights); a request for it waits."
     available, reason = availability(name, kind)
+    if state not in (None, "ready"):
+        available, reason = False, state
     if available:
         return f"**{spec.name}**: {spec.description}."
     return f"**{spec.name} cannot be used here**: {reason}. Choose another {kind}, or install it (see README)."
@@ -318,11 +351,29 @@ def build_demo(
 
     def live_factory(settings: tuple[str, str, float]) -> LiveStream:
         captioner_name, segmenter_name, threshold = settings
-        segmenter = reduced_size_segmenter(load("segmenter", segmenter_name))
+        segmenter = segmenter_view(load("segmenter", segmenter_name), "live")
         captioner = load("captioner", captioner_name) if captioner_name else None
         return LiveStream(segmenter, captioner, threshold=threshold)
 
     live = SessionRegistry(live_factory, max_sessions=max(4, 2 * live_sessions))
+
+    def run_jobs(image: Image.Image, jobs: list[tuple[str, str, str, dict]]) -> dict[str, tuple[Any, float]]:
+        """Run ``(key, kind, name, options)`` model calls on one image -> ``{key: (output, ms)}``.
+
+        CPU: each call in a worker thread, at the same time. ZeroGPU: one after the other inside one
+        ``spaces.GPU`` call made from this request's thread (the GPU is attached for that call only, and it runs
+        in a fork of the server where the server's thread pool does not exist).
+        """
+        loaded = {key: load(kind, name) for key, kind, name, _ in jobs}  # failures become messages here
+        if on_zerogpu():
+            return run_on_gpu(image, jobs)
+        futures = {key: workers.submit(_timed, loaded[key], image, **options) for key, _, _, options in jobs}
+        return {key: future.result() for key, future in futures.items()}
+
+    @gpu(duration=DEFAULT_DURATION)
+    def run_on_gpu(image: Image.Image, jobs: list[tuple[str, str, str, dict]]) -> dict[str, tuple[Any, float]]:
+        # The models were placed on cuda at start-up; arguments and results are pickled across the fork.
+        return {key: _timed(models.get(kind, name), image, **options) for key, kind, name, options in jobs}
 
     # -- handlers ----------------------------------------------------------------------------------------------
 
@@ -341,18 +392,14 @@ def build_demo(
         reuse_segments = same and last["segmenter"] == segmenter and last["floor"] <= threshold
         floor = min(float(threshold), RUN_THRESHOLD_FLOOR)
         start = time.perf_counter()
-        caption_job = segment_job = None
-        if not reuse_caption:
-            caption_model = load("captioner", captioner)
-            caption_job = workers.submit(_timed, caption_model, image, **options)
-        if not reuse_segments:
-            segment_model = load("segmenter", segmenter)
-            segment_job = workers.submit(_timed, segment_model, image, threshold=floor)
+        jobs = [("caption", "captioner", captioner, options)] if not reuse_caption else []
+        jobs += [("segment", "segmenter", segmenter, {"threshold": floor})] if not reuse_segments else []
         try:
+            done = run_jobs(image, jobs)
             caption, caption_ms = (
-                caption_job.result() if caption_job else ({"caption": last["caption"]}, last["caption_ms"])
+                done["caption"] if not reuse_caption else ({"caption": last["caption"]}, last["caption_ms"])
             )
-            segments, segment_ms = segment_job.result() if segment_job else (last["segments"], last["segment_ms"])
+            segments, segment_ms = done["segment"] if not reuse_segments else (last["segments"], last["segment_ms"])
         except ValueError as error:
             raise user_error(str(error), title="This image cannot be analysed") from None
         except RuntimeError as error:  # e.g. out of memory inside a model: say so, keep serving
@@ -437,7 +484,7 @@ def build_demo(
     def caption_api(image, captioner):
         picture = image_from_payload(image)
         try:
-            return load("captioner", captioner)(picture)["caption"]
+            return run_jobs(picture, [("caption", "captioner", captioner, {})])["caption"][0]["caption"]
         except ValueError as error:
             raise user_error(str(error), title="This image cannot be captioned") from None
 
@@ -447,7 +494,8 @@ def build_demo(
         if subtask is not None and subtask not in SUBTASKS:
             raise user_error(f"subtask must be one of {['all', *SUBTASKS]}, got {subtask!r}", title="Bad subtask")
         try:
-            result = load("segmenter", segmenter)(picture, threshold=float(threshold), subtask=subtask)
+            options = {"threshold": float(threshold), "subtask": subtask}
+            result = run_jobs(picture, [("segment", "segmenter", segmenter, options)])["segment"][0]
         except ValueError as error:
             raise user_error(str(error), title="This image cannot be segmented") from None
         return {**to_json(result), "models": {"segmenter": segmenter}}
@@ -461,19 +509,13 @@ def build_demo(
         settings = {**ANALYZE_OPTIONS, **options}
         opacity = settings.pop("opacity")
         start = time.perf_counter()
-        captioner_model, segmenter_model = load("captioner", captioner), load("segmenter", segmenter)
-        caption_job = workers.submit(
-            _timed,
-            captioner_model,
-            picture,
-            max_new_tokens=settings["max_new_tokens"],
-            num_beams=settings["num_beams"],
-        )
-        segment_job = workers.submit(
-            _timed, segmenter_model, picture, threshold=settings["threshold"], subtask=settings["subtask"]
-        )
+        caption_options = {key: settings[key] for key in ("max_new_tokens", "num_beams")}
+        segment_options = {key: settings[key] for key in ("threshold", "subtask")}
+        jobs = [("caption", "captioner", captioner, caption_options)]
+        jobs.append(("segment", "segmenter", segmenter, segment_options))
         try:
-            (caption, caption_ms), (segments, segment_ms) = caption_job.result(), segment_job.result()
+            done = run_jobs(picture, jobs)
+            (caption, caption_ms), (segments, segment_ms) = done["caption"], done["segment"]
         except ValueError as error:
             raise user_error(str(error), title="Bad request") from None
         result = {
@@ -634,7 +676,7 @@ def build_demo(
                     )
                     timings_out = gr.Markdown(elem_id="timings")
                     json_out = gr.File(label="Download the result (JSON, masks as COCO RLE)", elem_id="json")
-        with gr.Tab("Live camera", id="live"):
+        with gr.Tab("Live camera", id="live", visible=not on_zerogpu()):
             gr.Markdown(
                 "Start the camera: each processed frame comes back with its objects outlined, and the caption "
                 "is refreshed every few seconds or when the scene changes. Frames the server cannot keep up with "
@@ -733,6 +775,24 @@ def build_demo(
                 trigger_mode="always_last",
                 show_progress="minimal",
             )
+        notes_timer = gr.Timer(2.0)
+
+        def refresh_notes(captioner_name, segmenter_name):
+            still_loading = "loading" in LOADING.values()
+            return (
+                model_status("captioner", captioner_name),
+                model_status("segmenter", segmenter_name),
+                gr.Timer(active=still_loading),
+            )
+
+        notes_timer.tick(
+            refresh_notes,
+            [captioner_in, segmenter_in],
+            [captioner_note, segmenter_note, notes_timer],
+            api_visibility="private",
+            queue=False,
+            show_progress="hidden",
+        )
         read_button.click(None, [caption_out, objects_out], None, js=READ_ALOUD_JS, api_visibility="private")
         live_in.stream(
             live_ui,
@@ -810,19 +870,34 @@ def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "default_captioner": args.captioner,
         "default_segmenter": args.segmenter,
-        "cache": ModelCache(device=args.device, max_models=args.max_models),
+        "cache": ModelCache(
+            device=args.device,
+            max_models=None if on_zerogpu() else args.max_models,
+            loaders={
+                "captioner": partial(load_captioner, profile=args.profile),
+                "segmenter": partial(load_segmenter, profile=args.profile),
+            },
+        ),
         "live_sessions": args.live_sessions,
     }
 
 
 def _preload(cache: ModelCache, args: argparse.Namespace) -> None:
-    """Load the default models before serving, so that the first person does not wait for them."""
-    for kind, chosen in (("captioner", args.captioner), ("segmenter", args.segmenter)):
-        name = default_model(kind, [spec.name for spec in list_models(kind)], chosen)
+    """Load the default models (on ZeroGPU every model that loads here), recording progress in ``LOADING``."""
+    kinds = ("captioner", args.captioner), ("segmenter", args.segmenter)
+    wanted = [(kind, default_model(kind, [spec.name for spec in list_models(kind)], chosen)) for kind, chosen in kinds]
+    if on_zerogpu():  # a model can only be placed on the GPU now, so place every one that can be loaded
+        wanted += [
+            (kind, spec.name) for kind, _ in kinds for spec in list_models(kind) if (kind, spec.name) not in wanted
+        ]
+    LOADING.update({key: "loading" for key in wanted})
+    for kind, name in wanted:
         try:
             cache.get(kind, name)
+            LOADING[(kind, name)] = "ready"
             print(f"loaded {kind} {name!r}")
         except (ModelUnavailableError, ValueError) as problem:
+            LOADING[(kind, name)] = str(problem)
             print(f"warning: {problem}")
 
 
@@ -834,6 +909,15 @@ if _cli.offline:
 demo = build_demo(**_settings_from(_cli))
 
 if __name__ == "__main__":
-    if not _cli.no_preload:
+    if _cli.no_preload:
+        demo.launch(**launch_options(_cli))
+    elif on_zerogpu():
+        # Models go to cuda in this main thread before launch(): spaces' CUDA emulation is active here only, and
+        # launch() packs what was placed for the GPU workers.
         _preload(demo.model_cache, _cli)
-    demo.launch(**launch_options(_cli))
+        demo.launch(**launch_options(_cli))
+    else:
+        # Serve at once and load behind the page: a request for a model still loading waits for that one load.
+        demo.launch(prevent_thread_lock=True, **launch_options(_cli))
+        _preload(demo.model_cache, _cli)
+        demo.block_thread()

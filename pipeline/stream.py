@@ -6,7 +6,7 @@ A webcam sends frames faster than a CPU can segment them. :class:`LiveStream` ke
   the replaced caller gets the last processed result back at once (``dropped=True``). A frame older than
   ``max_age_s`` (by its capture time) is dropped the same way. Nothing queues up, so the picture never lags.
 - **segmentation on every processed frame**, at a reduced size: the frame is scaled to ``max_side`` pixels and
-  the segmenter runs with a smaller internal input size (:func:`reduced_size_segmenter`, weights shared).
+  the segmenter runs with the ``live`` speed profile (:func:`pipeline.speed.segmenter_view`, weights shared).
 - **caption on a cadence**: it is refreshed in a background thread when ``caption_every_s`` has passed or the scene
   changed (mean absolute difference of 32x32 grey thumbnails above ``scene_change``), never blocking frames.
 - **frames/s** of processed frames over a sliding window (:class:`FpsMeter`).
@@ -23,7 +23,6 @@ so that memory stays flat however long the server runs.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections import OrderedDict, deque
@@ -36,12 +35,9 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageInput, load_image
-from .segmentation import SegmentationPipeline
 
 #: Live frames are scaled so that their longer side is at most this many pixels before anything else.
 LIVE_MAX_SIDE = 480
-#: Internal Mask R-CNN input size used for live frames (torchvision's default is 800).
-LIVE_MIN_SIZE = 320
 
 
 class FpsMeter:
@@ -89,42 +85,6 @@ def scale_to_fit(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR)
 
 
-def reduced_size_segmenter(
-    segmenter: SegmentationPipeline, *, min_size: int = LIVE_MIN_SIZE, max_size: int | None = None
-) -> SegmentationPipeline:
-    """A view of ``segmenter`` whose Mask R-CNN resizes inputs to ``min_size`` instead of its own (usually 800).
-
-    The weights are shared, not copied: only the model's resizing transform differs. A model whose input size is
-    already at most ``min_size`` is returned as it is.
-
-    Args:
-        segmenter (SegmentationPipeline): a pipeline around a torchvision ``MaskRCNN``.
-        min_size (int, default 320): the shorter side the model scales images to.
-        max_size (int | None, default None): the longer side's cap; None is ``min_size * 5 // 3``.
-
-    Returns:
-        SegmentationPipeline
-    """
-    from torchvision.models.detection.transform import GeneralizedRCNNTransform
-
-    transform = getattr(segmenter.model, "transform", None)
-    if not isinstance(transform, GeneralizedRCNNTransform) or min(transform.min_size) <= min_size:
-        return segmenter
-    fast_model = copy.copy(segmenter.model)
-    fast_model._modules = dict(segmenter.model._modules)  # a new module table, the same submodules and weights
-    fast_model.transform = GeneralizedRCNNTransform(
-        min_size,
-        max_size or min_size * 5 // 3,
-        transform.image_mean,
-        transform.image_std,
-        size_divisible=transform.size_divisible,
-        fixed_size=transform.fixed_size,
-    ).train(transform.training)  # a new module starts in training mode, which skips pasting masks
-    fast = copy.copy(segmenter)
-    fast.model = fast_model
-    return fast
-
-
 @dataclass
 class LiveFrame:
     """What one call of :meth:`LiveStream.process` returns.
@@ -167,7 +127,7 @@ class LiveStream:
 
     Args:
         segmenter (Callable[[PIL.Image.Image], dict]): called as ``segmenter(image, threshold=...)``; usually a
-            :class:`SegmentationPipeline` (wrap it in :func:`reduced_size_segmenter` for speed).
+            :class:`SegmentationPipeline`; for speed give it ``pipeline.speed.segmenter_view(segmenter, "live")``.
         captioner (Callable[[PIL.Image.Image], dict] | None, default None): returns ``{"caption": str}``; None for
             no caption.
         threshold (float, default 0.5): segmenter score threshold.

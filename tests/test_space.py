@@ -201,7 +201,8 @@ def test_every_import_resolves_inside_the_folder(assembled):
                     raise AssertionError(f"{path.relative_to(assembled)} imports {'.'.join(parts)}: not in the Space")
                 if found is not None:
                     queue.append(found)
-    assert {p.name for p in seen if p.parent.name == "pipeline"} >= {"__init__.py", "catalog.py", "cache.py"}
+    expected = {"__init__.py", "catalog.py", "cache.py", "zerogpu.py"}
+    assert {p.name for p in seen if p.parent.name == "pipeline"} >= expected
     for name in sorted(third_party - PROVIDED_BY_SPACES):
         distributions = {deploy._canonical(d) for d in providers.get(name, [])}
         assert distributions, f"{name} is imported but not installed here"

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from pipeline.catalog import load_segmenter
-from pipeline.stream import FpsMeter, LiveStream, SessionRegistry, reduced_size_segmenter, scale_to_fit
+from pipeline.speed import SpeedProfile, segmenter_view
+from pipeline.stream import FpsMeter, LiveStream, SessionRegistry, scale_to_fit
 
 
 class FakeClock:
@@ -129,9 +130,10 @@ def test_frames_are_scaled_and_fps_is_reported():
     assert scale_to_fit(frame(1, (10, 8)), 32).size == (10, 8)
 
 
-def test_reduced_size_segmenter_shares_weights(tiny_segmenter_dir, shapes_image):
+def test_live_segmenter_view_shares_weights(tiny_segmenter_dir, shapes_image):
     segmenter = load_segmenter(tiny_segmenter_dir, device="cpu", model_kwargs={"min_size": 400, "max_size": 600})
-    fast = reduced_size_segmenter(segmenter, min_size=96)
+    small = SpeedProfile("small", "test", segmenter={"min_size": 96, "max_size": 160})
+    fast = segmenter_view(segmenter, small)
     assert fast is not segmenter
     assert fast.model.transform.min_size == (96,)
     assert segmenter.model.transform.min_size == (400,)
@@ -139,7 +141,8 @@ def test_reduced_size_segmenter_shares_weights(tiny_segmenter_dir, shapes_image)
         assert ours is theirs
     found = fast(shapes_image, threshold=0.0)["instances"]
     assert found and all(instance["mask"].size == shapes_image.size for instance in found)
-    assert reduced_size_segmenter(fast, min_size=200) is fast  # already small enough
+    larger = segmenter_view(fast, SpeedProfile("larger", "test", segmenter={"min_size": 200}))
+    assert larger.model.transform.min_size == (96,)  # a profile only caps, never enlarges
 
 
 def test_memory_stays_flat_over_many_frames():
