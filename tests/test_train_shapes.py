@@ -1,0 +1,95 @@
+"""The synthetic shapes generator: deterministic, COCO JSON that pycocotools reads, captions that say what is there."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from train import shapes
+from train.caption import read_captions
+
+
+def _digest(root) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_generator_is_deterministic_and_seeds_differ(tmp_path):
+    shapes.main(["--output_dir", str(tmp_path / "a"), "--train", "6", "--val", "2", "--test", "2"])
+    shapes.main(["--output_dir", str(tmp_path / "b"), "--train", "6", "--val", "2", "--test", "2"])
+    shapes.main(["--output_dir", str(tmp_path / "c"), "--seed", "1", "--train", "6", "--val", "2", "--test", "2"])
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    first = (tmp_path / "a" / "train" / "images" / "000000.png").read_bytes()
+    assert first != (tmp_path / "c" / "train" / "images" / "000000.png").read_bytes()
+    # Splits of one seed draw different images too.
+    assert first != (tmp_path / "a" / "test" / "images" / "000000.png").read_bytes()
+
+
+def test_coco_annotations_load_in_pycocotools_and_match_the_captions(tmp_path):
+    root = shapes.write_split(tmp_path, "train", 12, seed=3)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(root / "instances.json"))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(shapes.CATEGORIES)
+    assert len(coco.getImgIds()) == 12
+    captions = read_captions(root / "captions.txt")
+    assert captions.layout == "captions.txt" and captions.skipped == 0
+    for image_id in coco.getImgIds():
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+        assert 1 <= len(annotations) <= 3
+        for annotation in annotations:
+            mask = coco.annToMask(annotation)
+            assert mask.shape == (128, 128)
+            assert mask.sum() == annotation["area"] > 0
+            x, y, w, h = annotation["bbox"]
+            ys, xs = np.nonzero(mask)
+            assert (x, y, x + w, y + h) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            assert annotation["iscrowd"] == 0
+        references = captions.captions[coco.imgs[image_id]["file_name"]]
+        assert len(references) == 5
+        named = sorted(coco.cats[a["category_id"]]["name"] for a in annotations)
+        # The plainest phrasing lists every shape: "a red circle and a blue square".
+        words = references[1].split()
+        assert sorted(w for w in words if w in shapes.CATEGORIES) == named
+
+
+def test_describe_orders_shapes_left_to_right():
+    blank = np.zeros((1, 1), bool)
+    objects = [
+        shapes.ShapeObject("circle", "red", blank, 10.0),
+        shapes.ShapeObject("square", "blue", blank, 50.0),
+        shapes.ShapeObject("triangle", "green", blank, 90.0),
+    ]
+    phrasings = shapes.describe(objects)
+    assert phrasings[0] == "a red circle to the left of a blue square and a green triangle"
+    assert phrasings[3] == "three shapes a red circle a blue square and a green triangle"
+    assert phrasings[4] == "a green triangle to the right of a red circle and a blue square"
+    assert shapes.describe(objects[:1])[0] == "a red circle"
+    vocabulary = set(shapes.vocabulary())
+    assert all(set(text.split()) <= vocabulary for text in phrasings)
+
+
+def test_every_layout_round_trips(tmp_path):
+    captions = {"000000.png": ["a red circle", "a picture of a red circle"], "000001.png": ["a blue square"]}
+    for layout, name in shapes.CAPTION_LAYOUTS.items():
+        parsed = read_captions(shapes.write_captions(tmp_path / name, captions, layout))
+        assert parsed.captions == captions and parsed.skipped == 0
+
+
+def test_bad_arguments_name_the_value(tmp_path):
+    with pytest.raises(ValueError, match="max_objects must be between 1 and 4, got 5"):
+        shapes.draw_sample(np.random.default_rng(0), max_objects=5)
+    with pytest.raises(ValueError, match="split must be one of .* got 'dev'"):
+        shapes.write_split(tmp_path, "dev", 2)
+    with pytest.raises(ValueError, match="layout must be one of .* got 'tsv'"):
+        shapes.write_captions(tmp_path / "x.txt", {}, "tsv")
+    assert json.loads(json.dumps(shapes.vocabulary()))  # plain strings only

@@ -1,0 +1,222 @@
+"""What both training scripts share: checkpoints and resuming, the schedule, the loss check, the history plot."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINTS = "checkpoints"
+PROGRESS = "progress.json"
+SCHEDULES = ("cosine", "linear", "constant_with_warmup")
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def build_accelerator(args: Any, project_dir: str | os.PathLike) -> Any:
+    """An ``Accelerator`` from the common flags (``--cpu``, ``--mixed_precision``, ``--gradient_accumulation_steps``).
+
+    A seedable sampler makes each epoch's order a function of ``(seed, epoch)``: a resumed run sees the same batches.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    return Accelerator(
+        cpu=args.cpu,
+        mixed_precision=args.mixed_precision,  # None: take accelerate launch's setting
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        project_config=ProjectConfiguration(project_dir=str(project_dir)),
+        log_with=args.report_to,
+    )
+
+
+def add_common_arguments(parser: Any) -> None:
+    """The flags both scripts take: optimisation, schedule, checkpoints, precision, threads."""
+    parser.add_argument("--output_dir", required=True, help="where checkpoints, history, plot and the model go")
+    parser.add_argument("--num_train_epochs", type=int, default=3, help="epochs (default 3)")
+    parser.add_argument(
+        "--max_train_steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)"
+    )
+    parser.add_argument("--per_device_batch_size", type=int, default=8, help="images per device per step (default 8)")
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1, help="batches per optimizer step")
+    parser.add_argument("--learning_rate", type=float, default=5e-5, help="peak AdamW learning rate")
+    parser.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    parser.add_argument("--lr_scheduler", default="cosine", choices=SCHEDULES, help="decay after warm-up")
+    parser.add_argument("--warmup_steps", type=int, default=0, help="linear warm-up optimizer steps (default 0)")
+    parser.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm; 0 disables it")
+    parser.add_argument(
+        "--mixed_precision",
+        default=None,
+        choices=("no", "fp16", "bf16"),
+        help="autocast precision; default: accelerate launch's setting, else no",
+    )
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is visible")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of weights, order and augmentation")
+    parser.add_argument("--num_workers", type=int, default=0, help="data loader worker processes (default 0)")
+    parser.add_argument("--torch_threads", type=int, default=None, help="torch.set_num_threads on the CPU")
+    parser.add_argument(
+        "--checkpointing_steps",
+        type=int,
+        default=None,
+        help="save a resumable state every N optimizer steps (default: at the end of every epoch)",
+    )
+    parser.add_argument("--checkpoints_total_limit", type=int, default=2, help="keep the newest N states (default 2)")
+    parser.add_argument(
+        "--resume_from_checkpoint",
+        default=None,
+        help="'latest' (the newest state in <output_dir>/checkpoints) or the path of a saved state",
+    )
+    parser.add_argument("--logging_steps", type=int, default=10, help="record the loss every N steps (default 10)")
+    parser.add_argument(
+        "--report_to", default=None, help="accelerate tracker (tensorboard, wandb, ...); default: none"
+    )
+
+
+def check_common_arguments(parser: Any, args: Any) -> None:
+    """Sanity checks of the common flags; ``parser.error`` names the bad value."""
+    positive = ("num_train_epochs", "per_device_batch_size", "gradient_accumulation_steps", "logging_steps")
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    for name in ("max_train_steps", "checkpointing_steps", "torch_threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not args.learning_rate > 0:
+        parser.error(f"--learning_rate must be positive, got {args.learning_rate}")
+    if args.warmup_steps < 0 or args.weight_decay < 0 or args.max_grad_norm < 0:
+        parser.error("--warmup_steps, --weight_decay and --max_grad_norm must not be negative")
+    if args.checkpoints_total_limit < 1:
+        parser.error(f"--checkpoints_total_limit must be at least 1, got {args.checkpoints_total_limit}")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, args: Any, max_train_steps: int, num_processes: int) -> Any:
+    """Warm-up then cosine or linear decay over ``max_train_steps`` optimizer steps.
+
+    The scheduler accelerate prepares steps once per process at every optimizer step, hence the factor.
+    """
+    from transformers import get_scheduler
+
+    return get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.warmup_steps * num_processes,
+        num_training_steps=max_train_steps * num_processes,
+    )
+
+
+def resolve_checkpoint(output_dir: str | os.PathLike, resume: str) -> Path:
+    """The state directory that ``--resume_from_checkpoint`` names: ``"latest"`` or a path."""
+    if resume == "latest":
+        states = _saved_states(Path(output_dir))
+        if not states:
+            raise ValueError(f"--resume_from_checkpoint latest: no saved state in {Path(output_dir) / CHECKPOINTS}")
+        return states[-1]
+    path = Path(resume)
+    if not (path / PROGRESS).is_file():
+        raise ValueError(f"--resume_from_checkpoint {resume!r} is not a state saved by this script (no {PROGRESS})")
+    return path
+
+
+def _saved_states(output_dir: Path) -> list[Path]:
+    root = output_dir / CHECKPOINTS
+    found = [p for p in root.glob("step_*") if _STEP_DIR.match(p.name) and (p / PROGRESS).is_file()]
+    return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+
+
+def save_checkpoint(accelerator: Any, output_dir: str | os.PathLike, progress: dict[str, Any], limit: int) -> Path:
+    """``accelerator.save_state`` to ``<output_dir>/checkpoints/step_<N>`` with the progress and history.
+
+    Args:
+        progress (dict): at least ``"step"``; written as ``progress.json`` last, so a state without it is incomplete.
+        limit (int): older states beyond the newest ``limit`` are deleted.
+    """
+    path = Path(output_dir) / CHECKPOINTS / f"step_{progress['step']}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        (path / PROGRESS).write_text(json.dumps(progress, indent=1))
+        for old in _saved_states(Path(output_dir))[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return path
+
+
+def load_checkpoint(accelerator: Any, path: Path) -> dict[str, Any]:
+    """Restore a state saved by :func:`save_checkpoint` (model, optimizer, scheduler, RNGs); returns its progress."""
+    accelerator.load_state(str(path))
+    return json.loads((path / PROGRESS).read_text())
+
+
+def check_finite(loss: float, step: int) -> None:
+    """Stop with a clear message on a NaN or infinite loss instead of training on garbage."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"the training loss is {loss} at optimizer step {step}: stopping. Lower --learning_rate, raise "
+            "--warmup_steps, or use --mixed_precision bf16 instead of fp16; the last good state is in checkpoints/"
+        )
+
+
+def plot_history(
+    history: dict[str, list[dict[str, float]]], path: str | os.PathLike, metrics: tuple[str, ...]
+) -> Path:
+    """Save a PNG: the training loss by step on the left, the evaluation metrics by epoch on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = history.get("steps", [])
+    left.plot([row["step"] for row in steps], [row["loss"] for row in steps], color="tab:blue")
+    left.set(xlabel="optimizer step", ylabel="training loss", title="loss")
+    left.grid(alpha=0.3)
+    epochs = history.get("epochs", [])
+    for name in metrics:
+        points = [(row["epoch"], row[name]) for row in epochs if name in row]
+        if points:
+            right.plot(*zip(*points), marker="o", label=name)
+    right.set(xlabel="epoch", title="evaluation")
+    right.grid(alpha=0.3)
+    if epochs:
+        right.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, content: Any) -> None:
+    Path(path).write_text(json.dumps(content, indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def item_random_state(seed: int, epoch: int, index: int) -> Iterator[None]:
+    """Seed torch's global RNG from ``(seed, epoch, index)`` inside the block, and restore it afterwards.
+
+    Augmentation then depends on the item and the epoch only, not on how far the global RNG has moved: accelerate's
+    data loader reads one batch ahead, so draws made while loading would land on the wrong side of a saved state
+    and a resumed run would not repeat the batches it skipped to.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + index)
+        yield
+
+
+class EpochSeeded:
+    """Mixin for data sets that augment: ``set_epoch`` before each epoch, ``random_state(index)`` around each draw."""
+
+    seed: int = 0
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def random_state(self, index: int) -> contextlib.AbstractContextManager:
+        return item_random_state(self.seed, self.epoch, index)

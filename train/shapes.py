@@ -1,0 +1,321 @@
+"""A deterministic synthetic "shapes" data set: pictures of coloured shapes with instance masks and captions.
+
+Each image (``image_size`` square, PNG) shows 1 to ``max_objects`` shapes (circle, square, triangle) in five colours
+(distinct within a picture) on a varied low-saturation background (flat, gradient or noise), partly overlapping: a
+shape drawn later hides part of an earlier one, and every shape keeps at least ``min_visible`` of its area in view.
+Shape centres are at least ``min_gap`` pixels apart horizontally, so "to the left of" is always well defined.
+
+A split folder holds what the training scripts read::
+
+    <out>/<split>/images/000000.png ...
+    <out>/<split>/instances.json     COCO instances (compressed RLE masks, areas, boxes, iscrowd 0)
+    <out>/<split>/captions.txt       Flickr8k layout ("image,caption"), five phrasings per image
+
+(``--caption_layout token`` writes Flickr8k's ``Flickr8k.token.txt`` and ``results`` Flickr30k's ``results.csv``.)
+Every image is drawn from its own random generator seeded by ``(seed, split, index)``, so a file is the same on every
+machine and a split of another seed shares no image with it.
+
+Command (the ``shapes`` models are trained on the default splits; their held-out test split uses ``--seed 1``)::
+
+    python -m train.shapes --output_dir data/shapes --seed 0 --train 3000 --val 200 --test 300
+
+>>> sample = draw_sample(np.random.default_rng(0))
+>>> sample.image.size, len(sample.objects) >= 1
+((128, 128), True)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
+
+CATEGORIES = ("circle", "square", "triangle")
+COLORS = {
+    "red": (215, 35, 35),
+    "green": (40, 175, 55),
+    "blue": (40, 70, 215),
+    "yellow": (235, 210, 40),
+    "purple": (140, 50, 175),
+}
+SPLITS = ("train", "val", "test")
+CAPTION_LAYOUTS = {"captions": "captions.txt", "token": "Flickr8k.token.txt", "results": "results.csv"}
+COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
+
+
+@dataclass
+class ShapeObject:
+    """One drawn shape: its category and colour names, its visible mask (bool[H, W]) and the shape's centre x."""
+
+    category: str
+    color: str
+    mask: np.ndarray
+    center_x: float
+
+
+@dataclass
+class Sample:
+    """One picture with its shapes, listed left to right."""
+
+    image: Image.Image
+    objects: list[ShapeObject]
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A low-saturation background (flat, gradient or noise) so the shapes' colours stay unambiguous."""
+    style = rng.integers(3)
+    base = rng.uniform(50, 200) + rng.uniform(-12, 12, size=3)
+    if style == 0:
+        pixels = np.broadcast_to(base, (size, size, 3)).copy()
+    elif style == 1:
+        other = rng.uniform(50, 200) + rng.uniform(-12, 12, size=3)
+        ramp = np.linspace(0.0, 1.0, size)[:, None, None]
+        pixels = base * (1 - ramp) + other * ramp
+        pixels = np.broadcast_to(pixels, (size, size, 3)) if rng.integers(2) else pixels.transpose(1, 0, 2)
+        pixels = np.broadcast_to(pixels, (size, size, 3)).copy()
+    else:
+        pixels = base + rng.normal(0, rng.uniform(8, 25), size=(size, size, 1))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def _shape_mask(category: str, center: tuple[float, float], radius: float, size: int) -> np.ndarray:
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    x, y = center
+    if category == "circle":
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=255)
+    elif category == "square":
+        half = radius * 0.9
+        draw.rectangle([x - half, y - half, x + half, y + half], fill=255)
+    else:
+        draw.polygon(
+            [(x, y - radius), (x + radius * 1.1, y + radius * 0.8), (x - radius * 1.1, y + radius * 0.8)], fill=255
+        )
+    return np.asarray(canvas) > 0
+
+
+def draw_sample(
+    rng: np.random.Generator,
+    *,
+    image_size: int = 128,
+    max_objects: int = 3,
+    min_gap: int = 14,
+    min_visible: float = 0.6,
+) -> Sample:
+    """Draw one picture with 1 to ``max_objects`` shapes.
+
+    Args:
+        rng (numpy.random.Generator): the only source of randomness.
+        image_size (int, default 128): width and height in pixels.
+        max_objects (int, default 3): most shapes in a picture, 1 to 4.
+        min_gap (int, default 14): least horizontal distance between two shape centres, in pixels.
+        min_visible (float, default 0.6): least fraction of a shape left in view by the shapes drawn over it.
+
+    Returns:
+        Sample: the RGB image and its shapes sorted by centre x (left to right).
+    """
+    if not 1 <= max_objects <= 4:
+        raise ValueError(f"max_objects must be between 1 and 4, got {max_objects!r}")
+    if image_size < 64:
+        raise ValueError(f"image_size must be at least 64 pixels, got {image_size!r}")
+    pixels = _background(rng, image_size)
+    count = int(rng.integers(1, max_objects + 1))
+    for _ in range(100):  # rejection sampling of a layout; a few tries at most in practice
+        radii = rng.uniform(0.09, 0.2, size=count) * image_size
+        centers_x = [rng.uniform(r * 1.1, image_size - r * 1.1) for r in radii]
+        centers_y = [rng.uniform(r, image_size - r) for r in radii]
+        gaps = np.diff(np.sort(centers_x))
+        if count > 1 and gaps.min() < min_gap:
+            continue
+        categories = [CATEGORIES[i] for i in rng.integers(len(CATEGORIES), size=count)]
+        full = [_shape_mask(c, (x, y), r, image_size) for c, x, y, r in zip(categories, centers_x, centers_y, radii)]
+        visible = [mask.copy() for mask in full]
+        for later in range(1, count):  # shapes are painted in list order, so later ones hide earlier ones
+            for earlier in range(later):
+                visible[earlier] &= ~full[later]
+        if all(v.sum() >= min_visible * f.sum() for v, f in zip(visible, full)):
+            break
+    else:
+        raise RuntimeError("no layout found in 100 tries; lower min_gap or max_objects")
+    # Distinct colours: two touching shapes of one colour would merge into one blob in the picture.
+    colors = [list(COLORS)[i] for i in rng.choice(len(COLORS), size=count, replace=False)]
+    objects = []
+    for category, color, mask, full_mask, center_x in zip(categories, colors, visible, full, centers_x):
+        tint = np.clip(np.array(COLORS[color]) + rng.integers(-20, 21, size=3), 0, 255)
+        pixels[full_mask] = tint.astype(np.uint8)
+        objects.append(ShapeObject(category, color, mask, float(center_x)))
+    objects.sort(key=lambda shape: shape.center_x)
+    return Sample(Image.fromarray(pixels), objects)
+
+
+def describe(objects: Sequence[ShapeObject]) -> list[str]:
+    """Five phrasings of what a picture shows, shapes named left to right ("a red circle to the left of ...").
+
+    >>> shapes = [ShapeObject("circle", "red", np.zeros((1, 1), bool), 1.0),
+    ...           ShapeObject("square", "blue", np.zeros((1, 1), bool), 9.0)]
+    >>> describe(shapes)[0]
+    'a red circle to the left of a blue square'
+    """
+    names = [f"a {shape.color} {shape.category}" for shape in objects]
+    count = COUNT_WORDS[len(names)]
+    if len(names) == 1:
+        (first,) = names
+        return [
+            first,
+            f"a picture of {first}",
+            f"{first} on a plain background",
+            f"one shape {first}",
+            f"only {first}",
+        ]
+    listing = " ".join(names[:-1]) + f" and {names[-1]}"
+    rest = " ".join(names[1:-1] + [f"and {names[-1]}"]) if len(names) > 2 else names[-1]
+    return [
+        f"{names[0]} to the left of {rest}",
+        listing,
+        f"a picture of {listing}",
+        f"{count} shapes {listing}",
+        f"{names[-1]} to the right of {' '.join(names[:-2] + [f'and {names[-2]}']) if len(names) > 2 else names[0]}",
+    ]
+
+
+def write_captions(path: str | Path, captions: dict[str, list[str]], layout: str = "captions") -> Path:
+    """Write captions in one of the Flickr layouts.
+
+    Args:
+        path (str | Path): the file to write.
+        captions (dict[str, list[str]]): image file name -> its captions.
+        layout (str, default "captions"): ``"captions"`` (Flickr8k ``captions.txt``: ``image,caption`` CSV),
+            ``"token"`` (``Flickr8k.token.txt``: ``name.jpg#0<TAB>caption``) or ``"results"`` (Flickr30k
+            ``results.csv``: ``image_name| comment_number| comment``).
+    """
+    if layout not in CAPTION_LAYOUTS:
+        raise ValueError(f"layout must be one of {tuple(CAPTION_LAYOUTS)}, got {layout!r}")
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        if layout == "captions":
+            writer = csv.writer(handle)
+            writer.writerow(["image", "caption"])
+            writer.writerows([name, text] for name, texts in captions.items() for text in texts)
+        elif layout == "token":
+            handle.writelines(
+                f"{name}#{i}\t{text}\n" for name, texts in captions.items() for i, text in enumerate(texts)
+            )
+        else:
+            handle.write("image_name| comment_number| comment\n")
+            handle.writelines(
+                f"{name}| {i}| {text}\n" for name, texts in captions.items() for i, text in enumerate(texts)
+            )
+    return path
+
+
+def write_split(
+    output_dir: str | Path,
+    split: str,
+    count: int,
+    *,
+    seed: int = 0,
+    image_size: int = 128,
+    max_objects: int = 3,
+    caption_layout: str = "captions",
+) -> Path:
+    """Generate one split folder (images, ``instances.json``, captions) and return its path.
+
+    Args:
+        output_dir (str | Path): the data set root; the split goes to ``output_dir/split``.
+        split (str): ``"train"``, ``"val"`` or ``"test"``; part of every image's seed.
+        count (int): number of images.
+        seed (int, default 0): the data set seed.
+        image_size, max_objects: see :func:`draw_sample`.
+        caption_layout (str, default "captions"): see :func:`write_captions`.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if count < 1:
+        raise ValueError(f"count must be a positive number of images, got {count!r}")
+    root = Path(output_dir) / split
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    coco: dict = {
+        "info": {"description": f"synthetic shapes, split {split}, seed {seed}"},
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)],
+    }
+    captions: dict[str, list[str]] = {}
+    for index in range(count):
+        rng = np.random.default_rng([seed, SPLITS.index(split), index])
+        sample = draw_sample(rng, image_size=image_size, max_objects=max_objects)
+        file_name = f"{index:06d}.png"
+        sample.image.save(root / "images" / file_name)
+        coco["images"].append({"id": index + 1, "file_name": file_name, "width": image_size, "height": image_size})
+        for shape in sample.objects:
+            rle = mask_utils.encode(np.asfortranarray(shape.mask.astype(np.uint8)))
+            x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": index + 1,
+                    "category_id": CATEGORIES.index(shape.category) + 1,
+                    "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
+                    "area": float(mask_utils.area(rle)),
+                    "bbox": [x, y, w, h],
+                    "iscrowd": 0,
+                }
+            )
+        captions[file_name] = describe(sample.objects)
+    (root / "instances.json").write_text(json.dumps(coco))
+    write_captions(root / CAPTION_LAYOUTS[caption_layout], captions, caption_layout)
+    return root
+
+
+def vocabulary(max_objects: int = 4) -> list[str]:
+    """Every word a shapes caption can use, in a fixed order (the ``shapes`` captioner's vocabulary)."""
+    words = "a picture of on plain background one shape only shapes to the left right and".split()
+    words += [COUNT_WORDS[n] for n in range(2, max_objects + 1)] + list(COLORS) + list(CATEGORIES)
+    return list(dict.fromkeys(words))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--output_dir", required=True, help="data set root; splits go to <output_dir>/<split>")
+    parser.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
+    parser.add_argument("--train", type=int, default=3000, help="train images (default 3000; 0 skips the split)")
+    parser.add_argument("--val", type=int, default=200, help="validation images (default 200; 0 skips the split)")
+    parser.add_argument("--test", type=int, default=300, help="test images (default 300; 0 skips the split)")
+    parser.add_argument("--image_size", type=int, default=128, help="image width and height in pixels (default 128)")
+    parser.add_argument("--max_objects", type=int, default=3, help="most shapes per image, 1-4 (default 3)")
+    parser.add_argument(
+        "--caption_layout", default="captions", choices=tuple(CAPTION_LAYOUTS), help="caption file layout"
+    )
+    args = parser.parse_args(argv)
+    if min(args.train, args.val, args.test) < 0:
+        parser.error("split sizes must be zero or positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    for split in SPLITS:
+        if getattr(args, split) > 0:
+            root = write_split(
+                args.output_dir,
+                split,
+                getattr(args, split),
+                seed=args.seed,
+                image_size=args.image_size,
+                max_objects=args.max_objects,
+                caption_layout=args.caption_layout,
+            )
+            print(f"wrote {getattr(args, split)} images to {root}")
+
+
+if __name__ == "__main__":
+    main()
