@@ -10,12 +10,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
 from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 #: Architectures a segmenter checkpoint may name. The ``resnet50`` ones are torchvision's COCO models; the
 #: ``maskrcnn_fpn`` family takes any torchvision ResNet as ``backbone`` (the ``shapes`` model uses resnet18).
 ARCHITECTURES = ("maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", "maskrcnn_fpn")
+#: Backbones and normalisations of ``maskrcnn_fpn``.
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+NORMS = ("frozen", "batch")
 
 
 def build_maskrcnn(
@@ -24,6 +27,12 @@ def build_maskrcnn(
     num_classes: int,
     backbone: str = "resnet18",
     trainable_layers: int = 5,
+    returned_layers: Sequence[int] | None = None,
+    fpn_channels: int = 256,
+    norm: str = "frozen",
+    anchor_sizes: Sequence[int] | None = None,
+    box_representation: int = 1024,
+    mask_layers: Sequence[int] | None = None,
     **model_kwargs: Any,
 ) -> torch.nn.Module:
     """Build a randomly initialised Mask R-CNN of a known architecture.
@@ -33,6 +42,20 @@ def build_maskrcnn(
         num_classes (int): classes including the background.
         backbone (str, default "resnet18"): the ResNet of ``maskrcnn_fpn``; ignored by the others.
         trainable_layers (int, default 5): backbone stages left trainable (``maskrcnn_fpn`` only).
+
+        The head sizes of ``maskrcnn_fpn`` (plain numbers, so a checkpoint's ``model_kwargs`` can record them; the
+        defaults are torchvision's):
+
+        returned_layers (Sequence[int] | None, default None): ResNet stages (1-4) feeding the FPN; None is all four.
+            Stages after the last one are not built, so ``[1, 2, 3]`` drops the largest stage.
+        fpn_channels (int, default 256): FPN width, also the input width of the RPN and the RoI heads.
+        norm (str, default "frozen"): the backbone's normalisation, one of :data:`NORMS`; ``"batch"`` trains from
+            scratch, ``"frozen"`` (FrozenBatchNorm2d) suits pretrained weights.
+        anchor_sizes (Sequence[int] | None, default None): one anchor size per FPN level (stages + the pooled level);
+            None is torchvision's ``(32, 64, 128, 256, 512)`` cut to the number of levels.
+        box_representation (int, default 1024): width of the two-layer box head.
+        mask_layers (Sequence[int] | None, default None): widths of the mask head's conv layers; None is
+            ``[256] * 4``.
         **model_kwargs: ``MaskRCNN`` settings such as ``min_size``, ``max_size``, ``box_detections_per_img``,
             ``rpn_post_nms_top_n_test``.
 
@@ -44,9 +67,83 @@ def build_maskrcnn(
     if architecture == "maskrcnn_resnet50_fpn":
         return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes, **model_kwargs)
     if architecture == "maskrcnn_fpn":
-        fpn = resnet_fpn_backbone(backbone_name=backbone, weights=None, trainable_layers=trainable_layers)
-        return MaskRCNN(fpn, num_classes=num_classes, **model_kwargs)
+        return _build_maskrcnn_fpn(
+            num_classes=num_classes,
+            backbone=backbone,
+            trainable_layers=trainable_layers,
+            returned_layers=list(returned_layers or [1, 2, 3, 4]),
+            fpn_channels=fpn_channels,
+            norm=norm,
+            anchor_sizes=anchor_sizes,
+            box_representation=box_representation,
+            mask_layers=list(mask_layers or [256] * 4),
+            **model_kwargs,
+        )
     raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+
+
+def _build_maskrcnn_fpn(
+    *,
+    num_classes: int,
+    backbone: str,
+    trainable_layers: int,
+    returned_layers: list[int],
+    fpn_channels: int,
+    norm: str,
+    anchor_sizes: Sequence[int] | None,
+    box_representation: int,
+    mask_layers: list[int],
+    **model_kwargs: Any,
+) -> torch.nn.Module:
+    """A ResNet-FPN Mask R-CNN with every width settable; with the defaults it equals torchvision's layout."""
+    from torchvision.models import resnet
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.models.detection.rpn import RPNHead
+    from torchvision.ops import MultiScaleRoIAlign
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if backbone not in RESNETS:
+        raise ValueError(f"backbone must be one of {RESNETS}, got {backbone!r}")
+    if not returned_layers or min(returned_layers) < 1 or max(returned_layers) > 4:
+        raise ValueError(f"returned_layers must be stages between 1 and 4, got {returned_layers!r}")
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"trainable_layers must be between 0 and 5, got {trainable_layers!r}")
+    levels = len(returned_layers) + 1  # the FPN's pooled level comes on top of the stages
+    sizes = list(anchor_sizes or (32, 64, 128, 256, 512)[:levels])
+    if len(sizes) != levels:
+        raise ValueError(f"anchor_sizes must give {levels} sizes (one per FPN level), got {anchor_sizes!r}")
+
+    body = getattr(resnet, backbone)(weights=None, norm_layer=nn.BatchNorm2d if norm == "batch" else FrozenBatchNorm2d)
+    # The same freezing rule as torchvision's resnet_fpn_backbone.
+    trained = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    trained += ["bn1"] if trainable_layers == 5 else []
+    for name, parameter in body.named_parameters():
+        if not any(name.startswith(layer) for layer in trained):
+            parameter.requires_grad_(False)
+    stage2_channels = body.inplanes // 8
+    fpn = BackboneWithFPN(
+        body,
+        return_layers={f"layer{stage}": str(index) for index, stage in enumerate(returned_layers)},
+        in_channels_list=[stage2_channels * 2 ** (stage - 1) for stage in returned_layers],
+        out_channels=fpn_channels,
+    )
+    feature_names = [str(index) for index in range(len(returned_layers))]
+    heads: dict[str, Any] = {
+        "rpn_anchor_generator": AnchorGenerator(tuple((size,) for size in sizes), ((0.5, 1.0, 2.0),) * levels),
+        "rpn_head": RPNHead(fpn_channels, 3),
+        "box_roi_pool": MultiScaleRoIAlign(featmap_names=feature_names, output_size=7, sampling_ratio=2),
+        "box_head": TwoMLPHead(fpn_channels * 7 * 7, box_representation),
+        "box_predictor": FastRCNNPredictor(box_representation, num_classes),
+        "mask_roi_pool": MultiScaleRoIAlign(featmap_names=feature_names, output_size=14, sampling_ratio=2),
+        "mask_head": MaskRCNNHeads(fpn_channels, mask_layers, 1),
+        "mask_predictor": MaskRCNNPredictor(mask_layers[-1], mask_layers[-1], num_classes),
+    }
+    return MaskRCNN(fpn, num_classes=None, **{**heads, **model_kwargs})
 
 
 def build_blip(
@@ -81,7 +178,12 @@ def build_blip(
     config = BlipConfig(
         text_config={"vocab_size": len(tokens), **special_ids, **(text or {})},
         # BlipConfig's default vision initializer_range (1e-10) yields denormals that slow the encoder: use 0.02.
-        vision_config={"image_size": image_size, "patch_size": patch_size, "initializer_range": 0.02, **(vision or {})},
+        vision_config={
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "initializer_range": 0.02,
+            **(vision or {}),
+        },
     )
     model = BlipForConditionalGeneration(config)
     model.generation_config.update(**special_ids)

@@ -1,0 +1,190 @@
+"""train/caption.py: the three Flickr caption layouts, a short training run, resuming, and the saved model served."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from pipeline import load_captioner
+from pipeline.builders import build_blip
+from train import caption, shapes
+from train.evaluate import evaluate_captioner
+from train.metrics import caption_metrics
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each in-process run builds its own Accelerator; put the singletons and the thread count back afterwards."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    threads = torch.get_num_threads()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shapes_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes-captions")
+    shapes.write_split(root, "train", 16, seed=0, image_size=64, max_objects=2)
+    shapes.write_split(root, "val", 4, seed=0, image_size=64, max_objects=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_blip(tmp_path_factory):
+    torch.manual_seed(0)
+    small = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    model, processor = build_blip(shapes.vocabulary(), image_size=32, patch_size=8, vision=small, text=small)
+    directory = tmp_path_factory.mktemp("tiny-blip-init")
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def _train(shapes_data, tiny_blip, output_dir, *extra):
+    return caption.main(
+        [
+            "--model_name_or_path", str(tiny_blip), "--train_dir", str(shapes_data / "train"),
+            "--val_dir", str(shapes_data / "val"), "--output_dir", str(output_dir), "--per_device_batch_size", "8",
+            "--learning_rate", "3e-3", "--warmup_steps", "2", "--logging_steps", "1", "--torch_threads", "1",
+            "--max_new_tokens", "12", *extra,
+        ]
+    )  # fmt: skip
+
+
+# -- the caption file layouts ------------------------------------------------------------------------------------
+
+
+def test_flickr8k_captions_txt_with_malformed_rows(tmp_path):
+    path = tmp_path / "captions.txt"
+    path.write_text(
+        "image,caption\n"
+        "1000268201_693b08cb0e.jpg,A child in a pink dress is climbing up a set of stairs .\n"
+        '1000268201_693b08cb0e.jpg,"A girl, going into a wooden building ."\n'
+        "1001773457_577c3a7d70.jpg,A black dog and a spotted dog are fighting\n"
+        "1001773457_577c3a7d70.jpg,\n"  # no caption
+        "just-a-name-without-caption\n"  # one field
+        "notes.txt,not an image\n"  # not an image file
+    )
+    parsed = caption.read_captions(path)
+    assert parsed.layout == "captions.txt"
+    assert parsed.skipped == 3
+    assert parsed.captions["1000268201_693b08cb0e.jpg"][1] == "A girl, going into a wooden building ."
+    assert sum(len(v) for v in parsed.captions.values()) == 3
+
+
+def test_flickr8k_token_txt_with_malformed_rows(tmp_path):
+    path = tmp_path / "Flickr8k.token.txt"
+    path.write_text(
+        "1000268201_693b08cb0e.jpg#0\tA child in a pink dress is climbing up a set of stairs .\n"
+        "1000268201_693b08cb0e.jpg#1\tA girl going into a wooden building .\n"
+        "1001773457_577c3a7d70.jpg#0\tA black dog and a spotted dog are fighting\n"
+        "1001773457_577c3a7d70.jpg#1\t\n"  # empty caption
+        "1001773457_577c3a7d70.jpg A dog without a tab\n"  # no tab, no #N
+        "1001773457_577c3a7d70.jpg#x\tbad number\n"
+        "\n"
+    )
+    parsed = caption.read_captions(path)
+    assert parsed.layout == "Flickr8k.token.txt"
+    assert parsed.skipped == 3
+    assert parsed.captions == {
+        "1000268201_693b08cb0e.jpg": [
+            "A child in a pink dress is climbing up a set of stairs .",
+            "A girl going into a wooden building .",
+        ],
+        "1001773457_577c3a7d70.jpg": ["A black dog and a spotted dog are fighting"],
+    }
+
+
+def test_flickr30k_results_csv_with_its_known_broken_row(tmp_path):
+    path = tmp_path / "any-name.csv"
+    path.write_text(
+        "image_name| comment_number| comment\n"
+        "1000092795.jpg| 0| Two young guys with shaggy hair look at their hands while hanging out in the yard .\n"
+        "1000092795.jpg| 1| Two young , White males are outside near many bushes .\n"
+        "2199200615.jpg| 4 A dog runs across the grass .\n"  # the real Flickr30k row that lost a separator
+        "2199200615.jpg| x| bad comment number\n"
+        "2199200615.jpg| 0| A dog | runs\n"
+    )
+    parsed = caption.read_captions(path)
+    assert parsed.layout == "results.csv"
+    assert parsed.skipped == 2
+    assert parsed.captions["2199200615.jpg"] == ["A dog | runs"]
+    assert len(parsed.captions["1000092795.jpg"]) == 2
+
+
+def test_unknown_layout_and_missing_file_are_named(tmp_path):
+    path = tmp_path / "captions.json"
+    path.write_text('{"images": []}\n')
+    with pytest.raises(ValueError, match="captions.json.* none of the layouts"):
+        caption.read_captions(path)
+    with pytest.raises(ValueError, match="nowhere.txt.* does not exist"):
+        caption.read_captions(tmp_path / "nowhere.txt")
+
+
+def test_caption_metrics_score_references():
+    references = {"1.png": ["a red circle to the left of a blue square", "a red circle and a blue square"],
+                  "2.png": ["a green triangle", "a picture of a green triangle"],
+                  "3.png": ["a yellow square", "one shape a yellow square"]}  # fmt: skip
+    perfect = caption_metrics(references, {key: refs[0] for key, refs in references.items()})
+    assert perfect["BLEU-1"] == pytest.approx(1.0, abs=1e-6) and perfect["BLEU-4"] == pytest.approx(1.0, abs=1e-6)
+    wrong = caption_metrics(references, {"1.png": "a blue square", "2.png": "a red circle", "3.png": "a triangle"})
+    assert wrong["BLEU-4"] < 0.1 and wrong["CIDEr"] < perfect["CIDEr"]
+    with pytest.raises(ValueError, match="same images"):
+        caption_metrics(references, {"1.png": "a red circle"})
+
+
+# -- training --------------------------------------------------------------------------------------------------
+
+
+def test_short_run_lowers_the_loss_and_the_model_serves(shapes_data, tiny_blip, tmp_path, shapes_image):
+    output = tmp_path / "run"
+    metrics = _train(shapes_data, tiny_blip, output, "--max_train_steps", "30")
+    history = json.loads((output / "history.json").read_text())
+    losses = [row["loss"] for row in history["steps"]]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    assert set(metrics) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr"}
+    assert history["epochs"] and history["epochs"][-1]["step"] == 30
+    assert (output / "history.png").stat().st_size > 0
+    captioner = load_captioner(str(output), device="cpu")
+    result = captioner(shapes_image)
+    assert set(result) == {"caption"} and isinstance(result["caption"], str)
+    assert set(result["caption"].split()) <= set(shapes.vocabulary())
+    scored = evaluate_captioner(captioner, shapes_data / "val")
+    assert scored["images"] == 4 and 0.0 <= scored["BLEU-1"] <= 1.0
+
+
+def test_resume_continues_from_the_saved_step(shapes_data, tiny_blip, tmp_path):
+    straight = tmp_path / "straight"
+    augment = ["--random_resized_crop_scale", "0.7", "--color_jitter", "0.2"]  # random draws must repeat too
+    _train(shapes_data, tiny_blip, straight, "--max_train_steps", "8", "--checkpointing_steps", "4", *augment)
+    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["step_4", "step_8"]
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight / "checkpoints" / "step_4", resumed / "checkpoints" / "step_4")
+    _train(shapes_data, tiny_blip, resumed, "--max_train_steps", "8", "--resume_from_checkpoint", "latest", *augment)
+    before = json.loads((straight / "history.json").read_text())["steps"]
+    after = json.loads((resumed / "history.json").read_text())["steps"]
+    assert [row["step"] for row in after] == list(range(1, 9))
+    # Steps 5-8 after resuming see the same batches with the same weights and optimizer state as without a break.
+    for one, other in zip(before[4:], after[4:]):
+        assert one["loss"] == pytest.approx(other["loss"], rel=1e-4)
+        assert one["lr"] == pytest.approx(other["lr"], rel=1e-6)
+    with pytest.raises(ValueError, match="no saved state"):
+        _train(
+            shapes_data, tiny_blip, tmp_path / "empty", "--max_train_steps", "2", "--resume_from_checkpoint", "latest"
+        )
+
+
+def test_bad_flags_are_refused(shapes_data, tiny_blip, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _train(shapes_data, tiny_blip, tmp_path, "--hflip", "1.5")
+    assert "--hflip must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _train(shapes_data, tiny_blip, tmp_path, "--val_fraction", "0.1")
+    assert "choose one of" in capsys.readouterr().err

@@ -1,0 +1,529 @@
+"""Fine-tune a BLIP captioner on Flickr-style captions, with BLEU-1..4 and CIDEr every epoch.
+
+Any ``BlipForConditionalGeneration`` (hub id or ``save_pretrained`` directory, with its processor) is trained on
+(image, caption) pairs. The caption file layout is detected from its content:
+
+- Flickr8k (Kaggle) ``captions.txt``: a CSV with the header ``image,caption``;
+- Flickr8k ``Flickr8k.token.txt``: ``name.jpg#0<TAB>caption``;
+- Flickr30k ``results.csv``: ``image_name| comment_number| comment`` (its known broken rows included).
+
+Malformed rows (no caption, a bad caption number, a name that is not an image file) are skipped and counted.
+Validation images come from ``--val_dir`` / ``--val_captions_file``, a list of names (``--val_list``, e.g. Flickr8k's
+``Flickr_8k.devImages.txt``), or a ``--val_fraction`` of the images. Each epoch generates one caption per validation
+image and scores it against all that image's references (pycocoevalcap's BLEU and CIDEr scorers, no Java).
+The final model and processor go to ``--output_dir`` with ``save_pretrained``, which ``pipeline.load_captioner
+(<output_dir>)`` and the app load; ``metrics.json``, ``history.json`` and ``history.png`` sit beside them, resumable
+states in ``<output_dir>/checkpoints/step_<N>``.
+
+Launch from the repository root (``-m``, so that ``train`` and ``pipeline`` import) on one or many GPUs
+(``accelerate config`` once, or flags as below), Flickr8k from Kaggle::
+
+    accelerate launch --multi_gpu --num_processes 2 --mixed_precision bf16 -m train.caption \\
+        --model_name_or_path Salesforce/blip-image-captioning-base \\
+        --images_dir flickr8k/Images --captions_file flickr8k/captions.txt --val_fraction 0.05 \\
+        --per_device_batch_size 16 --learning_rate 1e-5 --warmup_steps 200 --num_train_epochs 5 \\
+        --random_resized_crop_scale 0.8 --output_dir runs/blip-flickr8k
+
+Flickr8k with its official split: ``--captions_file Flickr8k_text/Flickr8k.token.txt --images_dir
+Flicker8k_Dataset --train_list Flickr8k_text/Flickr_8k.trainImages.txt --val_list
+Flickr8k_text/Flickr_8k.devImages.txt``; Flickr30k: ``--captions_file flickr30k_images/results.csv --images_dir
+flickr30k_images/flickr30k_images``. On a CPU, plain ``python -m train.caption ...`` works (``--cpu`` ignores a GPU).
+
+Augmentation (``--random_resized_crop_scale``, ``--hflip``, ``--color_jitter``): a flip makes "to the left of" false
+and colour jitter can make "red" false, so keep both at 0 for captions that name sides or colours (the shapes data).
+
+The offline ``shapes`` captioner is a tiny BLIP built by ``pipeline.builders.build_blip`` from the shapes
+vocabulary and trained from scratch by ``python -m train.make_shapes_models`` (its ``CAPTION_PHASES`` hold the exact
+flags): three cosine cycles of this script, each starting from the previous model, at 1e-3 then 5e-4 (a from-scratch
+model this small takes a far higher rate than BLIP fine-tuning's 1e-5), batches of 32 captions, no flips or colour
+jitter, float16 storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import io
+import math
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from train.common import (
+    EpochSeeded,
+    add_common_arguments,
+    build_accelerator,
+    build_scheduler,
+    check_common_arguments,
+    check_finite,
+    load_checkpoint,
+    plot_history,
+    resolve_checkpoint,
+    save_checkpoint,
+    write_json,
+)
+from train.metrics import CAPTION_METRICS, caption_metrics
+
+LAYOUTS = ("captions.txt", "Flickr8k.token.txt", "results.csv")
+IMAGE_DIRS = ("images", "Images", "flickr30k_images", "Flicker8k_Dataset", "Flickr8k_Dataset")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_TOKEN_NAME = re.compile(r"^(?P<image>[^#\s]+)#(?P<number>\d+)$")
+
+
+@dataclass
+class CaptionFile:
+    """What :func:`read_captions` found: captions by image name, the layout, and how many rows were skipped."""
+
+    captions: dict[str, list[str]]
+    layout: str
+    skipped: int
+
+
+def detect_layout(path: str | Path) -> str:
+    """Which of :data:`LAYOUTS` a caption file is in, from its first line (its name does not matter)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline().strip().lstrip("\ufeff")
+    if first.replace(" ", "").lower().startswith("image_name|"):
+        return "results.csv"
+    if first.replace(" ", "").lower() == "image,caption":
+        return "captions.txt"
+    if "\t" in first and _TOKEN_NAME.match(first.split("\t", 1)[0]):
+        return "Flickr8k.token.txt"
+    raise ValueError(
+        f"caption file {str(path)!r} is in none of the layouts {LAYOUTS}: its first line is {first[:80]!r}"
+    )
+
+
+def _is_image_name(name: str) -> bool:
+    return bool(name) and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def read_captions(path: str | Path) -> CaptionFile:
+    """Read a Flickr-style caption file in any of :data:`LAYOUTS`; malformed rows are skipped and counted.
+
+    Args:
+        path (str | Path): ``captions.txt``, ``Flickr8k.token.txt`` or ``results.csv`` (any name).
+
+    Returns:
+        CaptionFile: ``captions`` (image file name -> captions in file order), ``layout``, ``skipped``.
+    """
+    if not Path(path).is_file():
+        raise ValueError(f"caption file {str(path)!r} does not exist")
+    layout = detect_layout(path)
+    text = Path(path).read_text(encoding="utf-8", errors="replace").lstrip("\ufeff")
+    captions: dict[str, list[str]] = {}
+    skipped = 0
+    lines = text.splitlines()
+    if layout == "captions.txt":
+        rows = csv.reader(io.StringIO("\n".join(lines[1:])))
+        parsed = [(row[0].strip(), ",".join(row[1:]).strip()) if len(row) >= 2 else ("", "") for row in rows]
+    elif layout == "Flickr8k.token.txt":
+        parsed = []
+        for line in lines:
+            if not line.strip():
+                continue
+            name, _, caption = line.partition("\t")
+            match = _TOKEN_NAME.match(name.strip())
+            parsed.append((match["image"], caption.strip()) if match else ("", ""))
+    else:
+        parsed = []
+        for line in lines[1:]:
+            if not line.strip():
+                continue
+            fields = [field.strip() for field in line.split("|", 2)]  # a comment may itself hold a "|"
+            valid = len(fields) == 3 and fields[1].isdigit()
+            parsed.append((fields[0], fields[2]) if valid else ("", ""))
+    for name, caption in parsed:
+        if not _is_image_name(name) or not caption:
+            skipped += 1
+            continue
+        captions.setdefault(name, []).append(caption)
+    return CaptionFile(captions, layout, skipped)
+
+
+def find_caption_data(directory: str | Path) -> tuple[Path, Path]:
+    """The caption file and images folder of a data set folder (e.g. a shapes split, or an unpacked Flickr8k)."""
+    root = Path(directory)
+    caption_files = [root / name for name in LAYOUTS if (root / name).is_file()]
+    image_dirs = [root / name for name in IMAGE_DIRS if (root / name).is_dir()]
+    if not caption_files or not image_dirs:
+        raise ValueError(
+            f"data set folder {str(directory)!r} needs one of {LAYOUTS} and an images folder named one of {IMAGE_DIRS}"
+        )
+    return caption_files[0], image_dirs[0]
+
+
+def read_name_list(path: str | Path) -> list[str]:
+    """Image names, one a line (Flickr8k's ``Flickr_8k.trainImages.txt``)."""
+    if not Path(path).is_file():
+        raise ValueError(f"image list {str(path)!r} does not exist")
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def build_augmentation(args: argparse.Namespace) -> Any:
+    """The PIL-level training augmentation; the processor resizes and normalises afterwards."""
+    from torchvision import transforms
+
+    steps = []
+    if args.random_resized_crop_scale < 1.0:
+        steps.append(transforms.RandomResizedCrop(args.image_size, scale=(args.random_resized_crop_scale, 1.0)))
+    if args.hflip > 0:
+        steps.append(transforms.RandomHorizontalFlip(args.hflip))
+    if args.color_jitter > 0:
+        jitter = args.color_jitter
+        steps.append(transforms.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=jitter / 4))
+    return transforms.Compose(steps) if steps else None
+
+
+class CaptionPairs(EpochSeeded, Dataset):
+    """Every (image, caption) pair of some images: the training set.
+
+    Returns (per item):
+        tuple ``(image, caption)``: an RGB PIL image (augmented when ``augment`` is given) and its caption.
+    """
+
+    def __init__(
+        self,
+        images_dir: str | Path,
+        captions: dict[str, list[str]],
+        names: Sequence[str],
+        augment: Any = None,
+        seed: int = 0,
+    ):
+        self.images_dir = Path(images_dir)
+        self.seed = seed
+        self.pairs = [(name, caption) for name in names for caption in captions[name]]
+        self.augment = augment
+        if not self.pairs:
+            raise ValueError(f"no captioned images to train on in {str(images_dir)!r}")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, str]:
+        name, caption = self.pairs[index]
+        image = Image.open(self.images_dir / name).convert("RGB")
+        if self.augment:
+            with self.random_state(index):
+                image = self.augment(image)
+        return image, caption
+
+
+class CaptionImages(Dataset):
+    """Each image once, with its name: the evaluation set."""
+
+    def __init__(self, images_dir: str | Path, names: Sequence[str]):
+        self.images_dir = Path(images_dir)
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        return Image.open(self.images_dir / self.names[index]).convert("RGB"), index
+
+
+class TrainCollator:
+    """Process a batch of (image, caption): pixel values, token ids with BLIP's decoder start, padded labels."""
+
+    def __init__(self, processor: Any, bos_token_id: int, max_length: int):
+        self.processor = processor
+        self.bos_token_id = bos_token_id
+        self.max_length = max_length
+
+    def __call__(self, batch: list[tuple[Image.Image, str]]) -> dict[str, torch.Tensor]:
+        images, captions = zip(*batch)
+        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+        text = self.processor.tokenizer(
+            [caption.lower() for caption in captions],
+            padding="longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        input_ids = text["input_ids"].clone()
+        # BLIP's generate() starts the decoder from bos_token_id, not the tokenizer's [CLS]: train it the same way.
+        input_ids[:, 0] = self.bos_token_id
+        labels = input_ids.masked_fill(text["attention_mask"] == 0, -100)
+        return {
+            "pixel_values": pixels,
+            "input_ids": input_ids,
+            "attention_mask": text["attention_mask"],
+            "labels": labels,
+        }
+
+
+class EvalCollator:
+    def __init__(self, processor: Any):
+        self.processor = processor
+
+    def __call__(self, batch: list[tuple[Image.Image, int]]) -> dict[str, torch.Tensor]:
+        images, indices = zip(*batch)
+        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels, "index": torch.tensor(indices)}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_dir", help="folder with a caption file and an images folder (instead of the next two)")
+    data.add_argument("--captions_file", help="captions.txt, Flickr8k.token.txt or results.csv (detected)")
+    data.add_argument("--images_dir", help="the images the caption file names")
+    data.add_argument("--train_list", help="train only on these image names (one a line)")
+    data.add_argument("--val_dir", help="validation folder like --train_dir")
+    data.add_argument("--val_captions_file", help="validation caption file (images from --val_images_dir)")
+    data.add_argument("--val_images_dir", help="validation images (default: --images_dir)")
+    data.add_argument("--val_list", help="validation image names (one a line), taken from the training files")
+    data.add_argument("--val_fraction", type=float, default=0.0, help="hold out this fraction of images instead")
+    data.add_argument("--max_val_images", type=int, default=None, help="evaluate on at most this many images")
+    augment = parser.add_argument_group("augmentation (flips and colour jitter can make captions false)")
+    augment.add_argument(
+        "--random_resized_crop_scale", type=float, default=1.0, help="smallest crop area fraction; 1 disables"
+    )
+    augment.add_argument("--hflip", type=float, default=0.0, help="horizontal flip probability (default 0)")
+    augment.add_argument("--color_jitter", type=float, default=0.0, help="brightness/contrast/saturation jitter")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model_name_or_path", required=True, help="BLIP hub id or save_pretrained directory")
+    model.add_argument("--max_length", type=int, default=40, help="longest training caption in tokens (default 40)")
+    model.add_argument("--max_new_tokens", type=int, default=30, help="longest generated caption in evaluation")
+    model.add_argument("--num_beams", type=int, default=1, help="beam width in evaluation (default 1, greedy)")
+    model.add_argument("--save_float16", action="store_true", help="store the final weights as float16 (half size)")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    check_common_arguments(parser, args)
+    if args.train_dir:
+        args.captions_file, args.images_dir = (str(p) for p in find_caption_data(args.train_dir))
+    if not (args.captions_file and args.images_dir):
+        parser.error("give --train_dir, or both --captions_file and --images_dir")
+    if args.val_dir:
+        args.val_captions_file, args.val_images_dir = (str(p) for p in find_caption_data(args.val_dir))
+    chosen = [bool(args.val_captions_file), bool(args.val_list), args.val_fraction > 0]
+    if sum(chosen) > 1:
+        parser.error("choose one of --val_dir/--val_captions_file, --val_list and --val_fraction")
+    if not 0.0 <= args.val_fraction < 1.0:
+        parser.error(f"--val_fraction must be in [0, 1), got {args.val_fraction}")
+    for name in ("random_resized_crop_scale", "hflip", "color_jitter"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            parser.error(f"--{name} must be between 0 and 1, got {getattr(args, name)}")
+    if args.random_resized_crop_scale <= 0:
+        parser.error("--random_resized_crop_scale must be above 0")
+    return args
+
+
+def split_images(args: argparse.Namespace, captions: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """Training and validation image names from the flags (validation empty when none was asked for)."""
+    names = sorted(captions)
+    if args.train_list:
+        wanted = set(read_name_list(args.train_list))
+        names = [name for name in names if name in wanted]
+    if args.val_list:
+        held_out = set(read_name_list(args.val_list))
+        return [n for n in names if n not in held_out], sorted(n for n in held_out if n in captions)
+    if args.val_fraction > 0:
+        shuffled = names.copy()
+        random.Random(args.seed).shuffle(shuffled)
+        count = max(1, round(len(names) * args.val_fraction))
+        return sorted(shuffled[count:]), sorted(shuffled[:count])
+    return names, []
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    accelerator: Any,
+    args: argparse.Namespace,
+    progress: dict[str, Any],
+    max_train_steps: int,
+    bar: Any,
+) -> None:
+    """One pass over ``loader`` (already cut to resume), updating ``progress["step"]`` and its loss history."""
+    model.train()
+    running: list[float] = []
+    for batch in loader:
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        running.append(loss.item())
+        if not accelerator.sync_gradients:
+            continue
+        progress["step"] += 1
+        check_finite(running[-1], progress["step"])
+        bar.update(1)
+        if progress["step"] % args.logging_steps == 0 or progress["step"] == max_train_steps:
+            row = {"step": progress["step"], "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0]}
+            progress["history"]["steps"].append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+            accelerator.log({"train_loss": row["loss"], "lr": row["lr"]}, step=progress["step"])
+            running = []
+        if args.checkpointing_steps and progress["step"] % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, args.output_dir, progress, args.checkpoints_total_limit)
+        if progress["step"] >= max_train_steps:
+            break
+
+
+@torch.no_grad()
+def generate_captions(
+    model: torch.nn.Module, processor: Any, loader: Any, names: Sequence[str], accelerator: Any, **generate_kwargs: Any
+) -> dict[str, str]:
+    """One generated caption per image of ``loader``, gathered from every process: image name -> caption."""
+    model.eval()
+    generator = accelerator.unwrap_model(model)
+    found = []
+    for batch in loader:
+        sequences = generator.generate(pixel_values=batch["pixel_values"], **generate_kwargs)
+        texts = processor.batch_decode(sequences, skip_special_tokens=True)
+        found.extend(zip(batch["index"].tolist(), texts))
+    gathered = accelerator.gather_for_metrics(found, use_gather_object=True)
+    return {names[index]: text for index, text in gathered}
+
+
+def evaluate(
+    model: torch.nn.Module,
+    processor: Any,
+    loader: Any,
+    names: Sequence[str],
+    references: dict[str, list[str]],
+    accelerator: Any,
+    **generate_kwargs: Any,
+) -> dict[str, float]:
+    """BLEU-1..4 and CIDEr of the model's captions of ``names`` (see :func:`train.metrics.caption_metrics`)."""
+    candidates = generate_captions(model, processor, loader, names, accelerator, **generate_kwargs)
+    return caption_metrics({name: references[name] for name in candidates}, candidates)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    args = parse_args(argv)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = build_accelerator(args, output_dir)
+    from accelerate.utils import set_seed
+    from transformers import AutoProcessor, BlipForConditionalGeneration
+
+    set_seed(args.seed)
+
+    # -- data
+    train_file = read_captions(args.captions_file)
+    accelerator.print(
+        f"{args.captions_file}: {train_file.layout} layout, {len(train_file.captions)} images, "
+        f"{train_file.skipped} malformed rows skipped"
+    )
+    train_names, val_names = split_images(args, train_file.captions)
+    references, val_images_dir = train_file.captions, args.images_dir
+    if args.val_captions_file:
+        val_file = read_captions(args.val_captions_file)
+        accelerator.print(f"{args.val_captions_file}: {val_file.skipped} malformed rows skipped")
+        references, val_images_dir = val_file.captions, args.val_images_dir or args.images_dir
+        val_names = sorted(val_file.captions)
+    val_names = val_names[: args.max_val_images] if args.max_val_images else val_names
+
+    processor = AutoProcessor.from_pretrained(args.model_name_or_path)
+    model = BlipForConditionalGeneration.from_pretrained(args.model_name_or_path, dtype=torch.float32)
+    size = processor.image_processor.size  # a SizeDict in transformers 5, a dict before
+    args.image_size = int(size["height"])
+    train_set = CaptionPairs(args.images_dir, train_file.captions, train_names, build_augmentation(args), args.seed)
+    collator = TrainCollator(processor, model.config.text_config.bos_token_id, args.max_length)
+    train_loader = DataLoader(
+        train_set,
+        shuffle=True,
+        # Its own generator: a DataLoader draws each iterator's base seed from it, not from the global RNG that a
+        # resumed run restores and must not see moved by re-creating the iterator.
+        generator=torch.Generator().manual_seed(args.seed),
+        batch_size=args.per_device_batch_size,
+        collate_fn=collator,
+        num_workers=args.num_workers,
+    )
+    val_loader = None
+    if val_names:
+        val_loader = DataLoader(
+            CaptionImages(val_images_dir, val_names),
+            batch_size=args.per_device_batch_size,
+            collate_fn=EvalCollator(processor),
+            num_workers=args.num_workers,
+        )
+
+    # -- optimizer, schedule
+    no_decay = ("bias", "norm", "embeddings")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n.lower() for k in no_decay)]},
+        {
+            "params": [p for n, p in model.named_parameters() if any(k in n.lower() for k in no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, weight_decay=args.weight_decay)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if val_loader is not None:
+        val_loader = accelerator.prepare(val_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    scheduler = accelerator.prepare(build_scheduler(optimizer, args, max_train_steps, accelerator.num_processes))
+    if args.report_to:
+        accelerator.init_trackers("caption", config={k: str(v) for k, v in vars(args).items()})
+
+    # -- resume
+    progress: dict[str, Any] = {"step": 0, "history": {"steps": [], "epochs": []}}
+    if args.resume_from_checkpoint:
+        state = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+        progress = load_checkpoint(accelerator, state)
+        accelerator.print(f"resumed from {state} at step {progress['step']}")
+
+    accelerator.print(
+        f"{len(train_names)} training images ({len(train_set)} captions), {len(val_names)} validation images, "
+        f"{max_train_steps} steps"
+    )
+    generate_kwargs = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
+    bar = tqdm(total=max_train_steps, initial=progress["step"], disable=not accelerator.is_local_main_process)
+    metrics: dict[str, float] = {}
+    for epoch in range(progress["step"] // steps_per_epoch, num_epochs):
+        if progress["step"] >= max_train_steps:
+            break
+        train_loader.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        done_in_epoch = progress["step"] - epoch * steps_per_epoch
+        loader = accelerator.skip_first_batches(train_loader, done_in_epoch * args.gradient_accumulation_steps)
+        train_one_epoch(model, loader, optimizer, scheduler, accelerator, args, progress, max_train_steps, bar)
+        if val_loader is not None:
+            metrics = evaluate(model, processor, val_loader, val_names, references, accelerator, **generate_kwargs)
+            progress["history"]["epochs"].append({"epoch": epoch + 1, "step": progress["step"], **metrics})
+            accelerator.log(metrics, step=progress["step"])
+            accelerator.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if not args.checkpointing_steps:
+            save_checkpoint(accelerator, output_dir, progress, args.checkpoints_total_limit)
+    bar.close()
+
+    # -- the model the catalog loads, and the record of the run
+    if accelerator.is_main_process:
+        final = copy.deepcopy(accelerator.unwrap_model(model)).cpu()
+        if args.save_float16:
+            final = final.half()
+        final.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
+        write_json(output_dir / "history.json", progress["history"])
+        write_json(output_dir / "metrics.json", metrics)
+        plot_history(progress["history"], output_dir / "history.png", CAPTION_METRICS)
+    accelerator.end_training()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
