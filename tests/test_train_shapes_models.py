@@ -1,0 +1,52 @@
+"""The committed offline ``shapes`` models: small, loaded by the catalog as float32, and up to the quality bars."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pipeline import load_captioner, load_segmenter
+from pipeline.catalog import WEIGHTS_DIR, get_spec
+from train import make_shapes_models, shapes
+from train.evaluate import evaluate_captioner, evaluate_segmenter
+
+CAPTIONER_DIR = WEIGHTS_DIR / "shapes-captioner"
+SEGMENTER_DIR = WEIGHTS_DIR / "shapes-segmenter"
+#: The issue's quality bars, measured on a held-out split of a seed never used in training.
+BARS = {"BLEU-4": 0.50, "CIDEr": 1.5, "segm_AP": 0.50, "segm_AP50": 0.85}
+
+
+def test_the_catalog_points_at_the_committed_models():
+    assert get_spec("shapes", "captioner").source == str(CAPTIONER_DIR)
+    assert get_spec("shapes", "segmenter").source == str(SEGMENTER_DIR)
+    files = [path for directory in (CAPTIONER_DIR, SEGMENTER_DIR) for path in directory.rglob("*") if path.is_file()]
+    assert sum(path.stat().st_size for path in files) <= 20 * 1024 * 1024
+    names = {path.name for path in CAPTIONER_DIR.iterdir()}
+    assert set(make_shapes_models.MODEL_FILES["captioner"]) <= names
+    assert json.loads((SEGMENTER_DIR / "segmenter.json").read_text())["categories"][1:] == list(shapes.CATEGORIES)
+
+
+def test_committed_models_load_as_float32_and_answer_in_the_contract_form(shapes_image):
+    captioner = load_captioner("shapes", device="cpu")
+    segmenter = load_segmenter("shapes", device="cpu")
+    assert {p.dtype for p in captioner.model.parameters()} == {torch.float32}  # stored as float16
+    assert {p.dtype for p in segmenter.model.parameters()} == {torch.float32}
+    caption = captioner(shapes_image)["caption"]
+    assert caption and set(caption.split()) <= set(shapes.vocabulary())
+    result = segmenter(shapes_image)
+    assert all(obj["label"] in shapes.CATEGORIES for obj in result["instances"])
+
+
+@pytest.mark.slow
+def test_committed_models_meet_the_quality_bars_on_a_held_out_split(tmp_path):
+    root = shapes.write_split(tmp_path, "test", make_shapes_models.TEST_IMAGES, seed=make_shapes_models.HELDOUT_SEED)
+    assert make_shapes_models.HELDOUT_SEED != make_shapes_models.DATA_SEED
+    captions = evaluate_captioner(load_captioner("shapes", device="cpu", batch_size=16), root)
+    instances = evaluate_segmenter(load_segmenter("shapes", device="cpu", batch_size=8), root)
+    figures = {**captions, **instances}
+    assert figures["BLEU-4"] >= BARS["BLEU-4"], figures
+    assert figures["CIDEr"] >= BARS["CIDEr"], figures
+    assert figures["segm_AP"] >= BARS["segm_AP"], figures
+    assert figures["segm_AP50"] >= BARS["segm_AP50"], figures
