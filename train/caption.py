@@ -53,7 +53,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -65,11 +64,11 @@ from train.common import (
     build_accelerator,
     build_scheduler,
     check_common_arguments,
-    check_finite,
     load_checkpoint,
     plot_history,
     resolve_checkpoint,
     save_checkpoint,
+    train_one_epoch,
     write_json,
 )
 from train.metrics import CAPTION_METRICS, caption_metrics
@@ -337,45 +336,9 @@ def split_images(args: argparse.Namespace, captions: dict[str, list[str]]) -> tu
     return names, []
 
 
-def train_one_epoch(
-    model: torch.nn.Module,
-    loader: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    accelerator: Any,
-    args: argparse.Namespace,
-    progress: dict[str, Any],
-    max_train_steps: int,
-    bar: Any,
-) -> None:
-    """One pass over ``loader`` (already cut to resume), updating ``progress["step"]`` and its loss history."""
-    model.train()
-    running: list[float] = []
-    for batch in loader:
-        with accelerator.accumulate(model):
-            loss = model(**batch).loss
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and args.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-        running.append(loss.item())
-        if not accelerator.sync_gradients:
-            continue
-        progress["step"] += 1
-        check_finite(running[-1], progress["step"])
-        bar.update(1)
-        if progress["step"] % args.logging_steps == 0 or progress["step"] == max_train_steps:
-            row = {"step": progress["step"], "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0]}
-            progress["history"]["steps"].append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
-            accelerator.log({"train_loss": row["loss"], "lr": row["lr"]}, step=progress["step"])
-            running = []
-        if args.checkpointing_steps and progress["step"] % args.checkpointing_steps == 0:
-            save_checkpoint(accelerator, args.output_dir, progress, args.checkpoints_total_limit)
-        if progress["step"] >= max_train_steps:
-            break
+def caption_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """BLIP's language-modelling loss of one batch (pixel values, input ids, labels)."""
+    return model(**batch).loss
 
 
 @torch.no_grad()
@@ -501,7 +464,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         train_set.set_epoch(epoch)
         done_in_epoch = progress["step"] - epoch * steps_per_epoch
         loader = accelerator.skip_first_batches(train_loader, done_in_epoch * args.gradient_accumulation_steps)
-        train_one_epoch(model, loader, optimizer, scheduler, accelerator, args, progress, max_train_steps, bar)
+        train_one_epoch(
+            model, loader, caption_loss, optimizer, scheduler, accelerator, args, progress, max_train_steps, bar
+        )
         if val_loader is not None:
             metrics = evaluate(model, processor, val_loader, val_names, references, accelerator, **generate_kwargs)
             progress["history"]["epochs"].append({"epoch": epoch + 1, "step": progress["step"], **metrics})

@@ -1,4 +1,4 @@
-"""What both training scripts share: checkpoints and resuming, the schedule, the loss check, the history plot."""
+"""Shared by both training scripts: the training loop, checkpoints and resuming, the schedule, the loss check."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 CHECKPOINTS = "checkpoints"
@@ -161,6 +162,52 @@ def check_finite(loss: float, step: int) -> None:
             f"the training loss is {loss} at optimizer step {step}: stopping. Lower --learning_rate, raise "
             "--warmup_steps, or use --mixed_precision bf16 instead of fp16; the last good state is in checkpoints/"
         )
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: Any,
+    compute_loss: Callable[[torch.nn.Module, Any], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    accelerator: Any,
+    args: Any,
+    progress: dict[str, Any],
+    max_train_steps: int,
+    bar: Any,
+) -> None:
+    """One pass over ``loader`` (already cut to resume), updating ``progress["step"]`` and its loss history.
+
+    ``compute_loss(model, batch)`` returns the scalar loss of one batch; everything else (accumulation, clipping,
+    the schedule, the non-finite stop, logging and checkpoints) is the same for both training scripts.
+    """
+    model.train()
+    running: list[float] = []
+    for batch in loader:
+        with accelerator.accumulate(model):
+            loss = compute_loss(model, batch)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        running.append(loss.item())
+        if not accelerator.sync_gradients:
+            continue
+        progress["step"] += 1
+        check_finite(running[-1], progress["step"])
+        bar.update(1)
+        if progress["step"] % args.logging_steps == 0 or progress["step"] == max_train_steps:
+            row = {"step": progress["step"], "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0]}
+            progress["history"]["steps"].append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+            accelerator.log({"train_loss": row["loss"], "lr": row["lr"]}, step=progress["step"])
+            running = []
+        if args.checkpointing_steps and progress["step"] % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, args.output_dir, progress, args.checkpoints_total_limit)
+        if progress["step"] >= max_train_steps:
+            break
 
 
 def plot_history(
