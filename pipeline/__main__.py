@@ -14,6 +14,7 @@ from pathlib import Path
 from .catalog import ModelUnavailableError, list_models
 from .images import DEFAULT_MAX_PIXELS
 from .jsonform import to_json
+from .speed import PROFILES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--segmenter", default="maskrcnn-v2", help=f"{segmenters} or a checkpoint directory (default maskrcnn-v2)"
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="full",
+        help="speed profile: full = the models' own outputs, fast = about 4x faster on CPU (default full)",
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for objects (default 0.5)")
     parser.add_argument("--max-new-tokens", type=int, default=30, help="longest caption in tokens (default 30)")
     parser.add_argument("--num-beams", type=int, default=1, help="1 = greedy search, more = beam search (default 1)")
@@ -52,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         pipe = load_pipeline(
-            args.captioner, args.segmenter, device=args.device, batch_size=args.batch_size, max_pixels=args.max_pixels
+            args.captioner,
+            args.segmenter,
+            device=args.device,
+            batch_size=args.batch_size,
+            max_pixels=args.max_pixels,
+            profile=args.profile,
         )
     except (ModelUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

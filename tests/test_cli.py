@@ -41,6 +41,8 @@ def test_cli_writes_json(tmp_path, tiny_blip_dir, tiny_segmenter_dir):
         str(out),
         "--device",
         "cpu",
+        "--profile",
+        "fast",
     )
     assert done.returncode == 1, done.stderr  # one of the two images failed
     assert f"{good}: " in done.stdout and "caption" in done.stdout
