@@ -45,7 +45,6 @@ import argparse
 import copy
 import csv
 import io
-import math
 import random
 import re
 from collections.abc import Sequence
@@ -56,19 +55,14 @@ from typing import Any
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from train.common import (
     EpochSeeded,
     add_common_arguments,
     build_accelerator,
-    build_scheduler,
     check_common_arguments,
-    load_checkpoint,
+    fit,
     plot_history,
-    resolve_checkpoint,
-    save_checkpoint,
-    train_one_epoch,
     write_json,
 )
 from train.metrics import CAPTION_METRICS, caption_metrics
@@ -433,48 +427,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         },
     ]
     optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, weight_decay=args.weight_decay)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    if val_loader is not None:
-        val_loader = accelerator.prepare(val_loader)
-    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
-    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
-    scheduler = accelerator.prepare(build_scheduler(optimizer, args, max_train_steps, accelerator.num_processes))
-    if args.report_to:
-        accelerator.init_trackers("caption", config={k: str(v) for k, v in vars(args).items()})
-
-    # -- resume
-    progress: dict[str, Any] = {"step": 0, "history": {"steps": [], "epochs": []}}
-    if args.resume_from_checkpoint:
-        state = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
-        progress = load_checkpoint(accelerator, state)
-        accelerator.print(f"resumed from {state} at step {progress['step']}")
-
-    accelerator.print(
-        f"{len(train_names)} training images ({len(train_set)} captions), {len(val_names)} validation images, "
-        f"{max_train_steps} steps"
-    )
     generate_kwargs = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
-    bar = tqdm(total=max_train_steps, initial=progress["step"], disable=not accelerator.is_local_main_process)
-    metrics: dict[str, float] = {}
-    for epoch in range(progress["step"] // steps_per_epoch, num_epochs):
-        if progress["step"] >= max_train_steps:
-            break
-        train_loader.set_epoch(epoch)
-        train_set.set_epoch(epoch)
-        done_in_epoch = progress["step"] - epoch * steps_per_epoch
-        loader = accelerator.skip_first_batches(train_loader, done_in_epoch * args.gradient_accumulation_steps)
-        train_one_epoch(
-            model, loader, caption_loss, optimizer, scheduler, accelerator, args, progress, max_train_steps, bar
-        )
-        if val_loader is not None:
-            metrics = evaluate(model, processor, val_loader, val_names, references, accelerator, **generate_kwargs)
-            progress["history"]["epochs"].append({"epoch": epoch + 1, "step": progress["step"], **metrics})
-            accelerator.log(metrics, step=progress["step"])
-            accelerator.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        if not args.checkpointing_steps:
-            save_checkpoint(accelerator, output_dir, progress, args.checkpoints_total_limit)
-    bar.close()
+    model, progress, metrics = fit(
+        accelerator,
+        args,
+        output_dir,
+        model,
+        optimizer,
+        train_loader,
+        val_loader,
+        train_set,
+        compute_loss=caption_loss,
+        evaluate=lambda model, loader: evaluate(
+            model, processor, loader, val_names, references, accelerator, **generate_kwargs
+        ),
+        tracker="caption",
+        describe=lambda steps: (
+            f"{len(train_names)} training images ({len(train_set)} captions), {len(val_names)} validation images, "
+            f"{steps} steps"
+        ),
+    )
 
     # -- the model the catalog loads, and the record of the run
     if accelerator.is_main_process:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 CHECKPOINTS = "checkpoints"
 PROGRESS = "progress.json"
@@ -208,6 +209,80 @@ def train_one_epoch(
             save_checkpoint(accelerator, args.output_dir, progress, args.checkpoints_total_limit)
         if progress["step"] >= max_train_steps:
             break
+
+
+def fit(
+    accelerator: Any,
+    args: Any,
+    output_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_loader: Any,
+    val_loader: Any | None,
+    train_set: Any,
+    *,
+    compute_loss: Callable[[torch.nn.Module, Any], torch.Tensor],
+    evaluate: Callable[[torch.nn.Module, Any], dict[str, float]],
+    tracker: str,
+    describe: Callable[[int], str],
+) -> tuple[torch.nn.Module, dict[str, Any], dict[str, float]]:
+    """Prepare, resume and train for the run's steps, evaluating and checkpointing every epoch.
+
+    Both scripts' ``main()`` build their data, model and optimizer, then hand over here.
+
+    Args:
+        accelerator (accelerate.Accelerator): from :func:`build_accelerator`.
+        args (argparse.Namespace): the parsed common arguments.
+        output_dir (Path): where checkpoints go.
+        model, optimizer, train_loader: not yet prepared.
+        val_loader (DataLoader | None): not yet prepared; None skips evaluation.
+        train_set (Dataset): has ``set_epoch(epoch)`` (per-epoch augmentation seeds).
+        compute_loss (Callable): ``compute_loss(model, batch)`` -> the scalar loss of one batch.
+        evaluate (Callable): ``evaluate(model, val_loader)`` -> metrics.
+        tracker (str): the experiment tracker's project name.
+        describe (Callable): ``describe(max_train_steps)`` -> the one-line summary printed before training.
+
+    Returns:
+        tuple ``(model, progress, metrics)``: the prepared model, ``{"step", "history"}`` and the last metrics.
+    """
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if val_loader is not None:
+        val_loader = accelerator.prepare(val_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    scheduler = accelerator.prepare(build_scheduler(optimizer, args, max_train_steps, accelerator.num_processes))
+    if args.report_to:
+        accelerator.init_trackers(tracker, config={k: str(v) for k, v in vars(args).items()})
+
+    progress: dict[str, Any] = {"step": 0, "history": {"steps": [], "epochs": []}}
+    if args.resume_from_checkpoint:
+        state = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+        progress = load_checkpoint(accelerator, state)
+        accelerator.print(f"resumed from {state} at step {progress['step']}")
+
+    accelerator.print(describe(max_train_steps))
+    bar = tqdm(total=max_train_steps, initial=progress["step"], disable=not accelerator.is_local_main_process)
+    metrics: dict[str, float] = {}
+    for epoch in range(progress["step"] // steps_per_epoch, num_epochs):
+        if progress["step"] >= max_train_steps:
+            break
+        train_loader.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        done_in_epoch = progress["step"] - epoch * steps_per_epoch
+        loader = accelerator.skip_first_batches(train_loader, done_in_epoch * args.gradient_accumulation_steps)
+        train_one_epoch(
+            model, loader, compute_loss, optimizer, scheduler, accelerator, args, progress, max_train_steps, bar
+        )
+        if val_loader is not None:
+            metrics = evaluate(model, val_loader)
+            progress["history"]["epochs"].append({"epoch": epoch + 1, "step": progress["step"], **metrics})
+            accelerator.log(metrics, step=progress["step"])
+            accelerator.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if not args.checkpointing_steps:
+            save_checkpoint(accelerator, output_dir, progress, args.checkpoints_total_limit)
+    bar.close()
+    return model, progress, metrics
 
 
 def plot_history(
