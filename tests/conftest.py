@@ -62,5 +62,18 @@ def draw_shapes(width: int = 96, height: int = 72, seed: int = 0) -> Image.Image
 
 
 @pytest.fixture
+def fresh_accelerate_state():
+    """For in-process training runs, each of which builds its own Accelerator: put accelerate's singletons and
+    torch's thread count back afterwards."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    threads = torch.get_num_threads()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def shapes_image() -> Image.Image:
     return draw_shapes()
