@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 
@@ -115,6 +115,10 @@ def _check_size(image: Image.Image, limit: int, what: str) -> Image.Image:
 
 def _upright(image: Image.Image) -> Image.Image:
     try:
+        # exif_transpose copies the whole image even when there is nothing to turn; an already upright image (every
+        # image this module returned, which the combined pipeline hands to both halves) passes through as it is.
+        if image.getexif().get(ExifTags.Base.Orientation, 1) in (0, 1):
+            return image
         return ImageOps.exif_transpose(image)
     except Exception:  # a malformed EXIF block must not cost the user the picture itself
         return image

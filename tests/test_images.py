@@ -121,3 +121,9 @@ def test_pixel_limit(tmp_path, monkeypatch):
 def test_wrong_type():
     with pytest.raises(TypeError, match="got int"):
         load_image(42)
+
+
+def test_an_upright_rgb_image_is_not_copied_again():
+    # The combined pipeline loads once and hands the result to both halves: a second intake must be free.
+    image = load_image(np.zeros((8, 8, 3), dtype=np.uint8))
+    assert load_image(image) is image
