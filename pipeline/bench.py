@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .speed import profile_summary, segmenter_view
+from .speed import bfloat16_enabled, native_bfloat16, profile_summary, segmenter_view
 
 PROFILES = ("full", "fast")
 FRAME_SIZE = (640, 480)
@@ -68,7 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the test images and webcam frames")
     parser.add_argument("--tokens", type=int, default=20, help="new tokens every captioner generates (default 20)")
     parser.add_argument("--detections", type=int, default=10, help="detections kept per image by every segmenter")
-    parser.add_argument("--caption-every", type=float, default=2.0, help="live view: caption refresh cadence (s)")
+    parser.add_argument(
+        "--caption-every", type=float, default=2.0, help="live view: caption refresh cadence (s; the app's default)"
+    )
     parser.add_argument("--quick", action="store_true", help="2 images, batch of 2, 2 s streams: checks, not figures")
     parser.add_argument("--tiny", action="store_true", help="tiny random models instead of full-size ones")
     parser.add_argument("--profiles", default=",".join(PROFILES), help="our profiles to measure (default full,fast)")
@@ -138,6 +140,8 @@ def machine_info() -> dict[str, Any]:
         "memory_gb": memory_gb,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
+        "native_bfloat16": native_bfloat16(),
+        "bfloat16_used": bfloat16_enabled("cpu"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -416,7 +420,7 @@ def stream_side(name: str, side: Any, args: argparse.Namespace) -> dict[str, Any
         live.close()
     report["how"] = (
         f"pipeline.stream.LiveStream: frames shrunk to {live.max_side} px, segmenter_view(segmenter, 'live') on every "
-        f"frame, int8 caption in the background every {args.caption_every} s or on a scene change"
+        f"frame, the fast captioner in the background every {args.caption_every} s or on a scene change"
     )
     return report
 

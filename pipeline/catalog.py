@@ -307,7 +307,7 @@ def load_segmenter(
         model, categories = _load_torchvision_segmenter(spec, model_kwargs or {})
     else:
         model, categories = load_segmenter_checkpoint(spec.source, model_kwargs=model_kwargs, name=spec.name)
-    model = apply_segmenter_profile(model, profile, keep=tuple(model_kwargs or {}))
+    model = apply_segmenter_profile(model, profile, keep=tuple(model_kwargs or {}), device=resolve_device(device))
     return SegmentationPipeline(model, categories, name=spec.name, device=device, **kwargs)
 
 
