@@ -8,10 +8,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipeline.catalog import load_segmenter
-from pipeline.speed import SpeedProfile, segmenter_view
+from pipeline.speed import SpeedProfile, limit_intraop_threads, segmenter_view
 from pipeline.stream import FpsMeter, LiveStream, SessionRegistry, scale_to_fit
 
 
@@ -115,6 +116,40 @@ def test_caption_refreshes_on_cadence_and_on_scene_change():
     assert calls == [100, 100, 200]
     assert stream.process(frame(200)).caption == "grey 200"
     stream.close()
+
+
+def test_caption_age_counts_from_when_the_frame_was_taken():
+    clock = FakeClock()
+    stream = LiveStream(RecordingSegmenter(), lambda image: {"caption": "a frame"}, max_age_s=10.0, clock=clock)
+    clock.now = 10.0
+    stream.process(frame(100), captured_at=9.0)  # taken a second before it reached the stream
+    stream.wait_for_caption()
+    clock.now = 10.5
+    assert stream.process(frame(100), captured_at=10.4).caption_age_s == pytest.approx(1.5)
+    stream.close()
+
+
+def test_caption_thread_gets_its_own_intraop_thread_count():
+    seen: list[int] = []
+
+    def captioner(image: Image.Image) -> dict:
+        seen.append(torch.get_num_threads())
+        return {"caption": "a frame"}
+
+    before = torch.get_num_threads()
+    stream = LiveStream(RecordingSegmenter(), captioner, caption_threads=1)
+    stream.process(frame(100))
+    stream.wait_for_caption()
+    stream.close()
+    assert seen == [1]
+    assert torch.get_num_threads() == before  # this thread keeps its count
+    fresh: list[int] = []
+    worker = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    assert fresh == [before]  # and so do threads started afterwards
+    with pytest.raises(ValueError, match="at least 1"):
+        limit_intraop_threads(0)
 
 
 def test_frames_are_scaled_and_fps_is_reported():
