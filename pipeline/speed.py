@@ -3,25 +3,29 @@
 A profile is applied once, when a model loads (``load_pipeline(..., profile="fast")``,
 ``load_segmenter(..., profile=...)``, ``load_captioner(..., profile=...)``):
 
-- ``"full"`` changes nothing: the outputs are those of the models called the plain way (BLIP ``generate``, then
-  torchvision Mask R-CNN with its default inference settings). Its speed comes from running the caption and the
-  segmentation at the same time (:class:`~pipeline.combined.ImageAnalysisPipeline`).
-- ``"fast"`` (the CPU default for the live view and CPU Spaces) caps the Mask R-CNN input size and the number of
-  region proposals that reach the box head (the box head on 1000 proposals costs v2 2.5-3 s on 2 CPU cores at any
-  input size), and runs BLIP's ``Linear`` layers in int8 (dynamic quantization, CPU only).
-- ``"live"`` is ``"fast"`` at 320 px for webcam frames (which :mod:`pipeline.stream` first shrinks to 480 px);
+- ``"full"`` returns what the models called the plain way return (BLIP ``generate``, then torchvision Mask R-CNN with
+  its default inference settings): the same captions, the same instances within float tolerance. On CPU it stores
+  Mask R-CNN's convolution weights channels-last (the same arithmetic in another memory order; boxes agree to about
+  0.001 px), and it runs the caption and the segmentation at the same time
+  (:class:`~pipeline.combined.ImageAnalysisPipeline`).
+- ``"fast"`` (the CPU default for the app and CPU Spaces) caps the Mask R-CNN input size and the number of region
+  proposals that reach the box head (the box head on 1000 proposals costs v2 2.5-3 s on 2 CPU cores at any input
+  size), runs BLIP's text decoder ``Linear`` layers in int8 (dynamic quantization, CPU only) and, on a CPU with
+  native bfloat16 (AMX or AVX512-BF16), Mask R-CNN's convolution stages and BLIP's vision encoder in bfloat16.
+- ``"live"`` is ``"fast"`` at 288 px for webcam frames (which :mod:`pipeline.stream` first shrinks to 480 px);
   :func:`segmenter_view` gives the live view a segmenter with these settings that shares the loaded weights.
 
 Segmenter settings are caps, never raises: a fine-tuned checkpoint trained at 256 px keeps 256 px under ``"fast"``.
-Caller-given ``model_kwargs`` win over the profile.
+Caller-given ``model_kwargs`` win over the profile. ``PIPELINE_BFLOAT16=auto|1|0`` decides the bfloat16 stages.
 
-Measured with ``python -m pipeline.bench`` (full-size random-weight models, 2 shared CPU cores; README has the
-table): kept are fewer proposals (300 before NMS per level, 100 after), 384 px (512 px was 1.4x slower), int8 BLIP
-and the two halves running concurrently (1.65x faster than one after the other). Dropped: channels-last weights
-(1.2x slower here), one intra-op thread per half (1.1x slower than both sharing two: PyTorch's thread count is
-process-wide, so a real split is not expressible), and OpenVINO (it installs from PyPI, but the issue's measurements
-put it behind int8 PyTorch for BLIP and behind channels-last for Mask R-CNN v2, whose box head the proposal cap
-already shrinks tenfold).
+Measured with ``python -m pipeline.bench`` (full-size random-weight models, 2 CPU cores with AMX; README has the
+table). Kept: channels-last (v2 at 800 px 7.5 -> 5.5 s alone), bfloat16 stages (Mask R-CNN 2-2.5x, the BLIP vision
+encoder 1.4x over int8), fewer proposals (300 before NMS per level, 100 after), 384 px for photos and 288 px for
+the live view (320 px gave 1.7-1.9 frames/s, 288 px 2.2-2.7), int8 text decoder (bfloat16 decoding was 1.2x slower)
+and the two halves at once; for the live view, the caption thread on half the intra-op threads. Dropped: one
+intra-op thread per half for photos (1.1x slower than both sharing two). Not tried: OpenVINO (it installs from PyPI;
+on this CPU PyTorch's own AMX bfloat16 kernels already run matrix products at 550-620 GFLOP/s against 175 in float32)
+and a static KV cache for BLIP.
 
 >>> get_profile("fast").segmenter["rpn_post_nms_top_n_test"]
 100
@@ -36,11 +40,13 @@ import os
 import threading
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import torch
+from torchvision.ops import MultiScaleRoIAlign
 
 #: The Mask R-CNN inference settings a profile may cap, and where torchvision keeps each one on a built model.
 SEGMENTER_SETTINGS = ("min_size", "max_size", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test")
@@ -194,6 +200,57 @@ class BFloat16Stage(torch.nn.Module):
             return getattr(super().__getattr__("inner"), name)
 
 
+class ParallelRoIPool(torch.nn.Module):
+    """torchvision's ``MultiScaleRoIAlign`` over the boxes in parallel chunks: the same numbers, on all the cores.
+
+    torchvision's CPU RoIAlign kernel runs on one thread; for Mask R-CNN's 1000 proposals at 800 px that is 0.6-0.9 s
+    of one core while the other waits. Each box is pooled independently of the others, so splitting the boxes into one
+    chunk per intra-op thread (the kernel releases the GIL) and concatenating the chunks back in order returns
+    exactly the same tensor (tested bit for bit), in half the time on 2 cores. The feature maps are made contiguous
+    once first: channels-last features would otherwise be converted by every chunk.
+
+    Args:
+        pool (torchvision.ops.MultiScaleRoIAlign): the pooler to run.
+        min_boxes (int, default 64): below this many boxes the pooler runs as it is.
+    """
+
+    _executor: ThreadPoolExecutor | None = None
+    _executor_lock = threading.Lock()
+
+    def __init__(self, pool: torch.nn.Module, min_boxes: int = 64):
+        super().__init__()
+        self.inner = pool
+        self.min_boxes = min_boxes
+
+    @classmethod
+    def _pool(cls) -> ThreadPoolExecutor:
+        with cls._executor_lock:
+            if cls._executor is None:
+                cls._executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="roi-align")
+            return cls._executor
+
+    def forward(
+        self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list
+    ) -> torch.Tensor:
+        parts = torch.get_num_threads()
+        on_cpu = all(not value.is_cuda for value in features.values())
+        if parts < 2 or sum(len(b) for b in boxes) < self.min_boxes or not on_cpu:
+            return self.inner(features, boxes, image_shapes)
+        features = type(features)((key, value.contiguous()) for key, value in features.items())
+        chunks = [list(torch.tensor_split(b, parts)) for b in boxes]  # chunks[image][part]
+        jobs = [
+            self._pool().submit(self.inner, features, [chunks[i][j] for i in range(len(boxes))], image_shapes)
+            for j in range(parts)
+        ]
+        results = [job.result() for job in jobs]  # results[part]: rows of image 0's chunk, then image 1's, ...
+        offsets = [[0] for _ in range(parts)]
+        for j in range(parts):
+            for i in range(len(boxes)):
+                offsets[j].append(offsets[j][-1] + len(chunks[i][j]))
+        rows = [results[j][offsets[j][i] : offsets[j][i + 1]] for i in range(len(boxes)) for j in range(parts)]
+        return torch.cat(rows)
+
+
 def _set_submodule(model: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
     parent, _, name = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, name, module)
@@ -208,10 +265,10 @@ def apply_segmenter_profile(
 ) -> torch.nn.Module:
     """Apply a profile to a built Mask R-CNN, in place.
 
-    On CPU every profile, ``"full"`` included, stores the convolution weights channels-last: the same arithmetic in
-    another memory order (boxes agree with the plain model's to about 0.002 px), 1.3x faster for v2 at 800 px on
-    2 cores. Then the profile's caps apply to the inference settings, and its bfloat16 stages where
-    :func:`bfloat16_enabled`.
+    On CPU every profile, ``"full"`` included, stores the convolution weights channels-last (the same arithmetic in
+    another memory order: boxes agree with the plain model's to about 0.002 px; 1.3x faster for v2 at 800 px on 2
+    cores) and pools the regions with :class:`ParallelRoIPool` (the same numbers, on all cores). Then the profile's
+    caps apply to the inference settings, and its bfloat16 stages where :func:`bfloat16_enabled`.
 
     Args:
         model (torchvision.models.detection.MaskRCNN): the detector.
@@ -225,6 +282,10 @@ def apply_segmenter_profile(
     chosen = get_profile(profile)
     if torch.device(device).type == "cpu":
         model.to(memory_format=torch.channels_last)
+        for name in ("box_roi_pool", "mask_roi_pool"):
+            pool = getattr(model.roi_heads, name, None)
+            if isinstance(pool, MultiScaleRoIAlign):
+                setattr(model.roi_heads, name, ParallelRoIPool(pool))
     current = segmenter_settings(model)
     capped = {key: min(value, current[key]) for key, value in chosen.segmenter.items() if key not in keep}
     if "min_size" in capped:

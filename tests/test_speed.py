@@ -12,6 +12,7 @@ from pipeline.speed import (
     BFLOAT16_STAGES,
     PROFILES,
     BFloat16Stage,
+    ParallelRoIPool,
     SpeedProfile,
     apply_captioner_profile,
     bfloat16_enabled,
@@ -187,3 +188,36 @@ def test_segmenter_view_runs_the_live_settings_on_shared_weights(tiny_segmenter_
     assert ours == {tensor.data_ptr() for tensor in full.model.state_dict().values()}  # the same weights
     result = live(shapes_image, threshold=0.0)
     assert result["semantic"]["map"].shape == (shapes_image.height, shapes_image.width)
+
+
+def test_parallel_roi_pool_returns_exactly_torchvisions_numbers():
+    from collections import OrderedDict
+
+    from torchvision.ops import MultiScaleRoIAlign
+
+    generator = torch.Generator().manual_seed(0)
+    features = OrderedDict(
+        (name, torch.randn(2, 8, 64 // stride, 96 // stride, generator=generator))
+        for name, stride in zip("0123", (1, 2, 4, 8), strict=True)
+    )
+    channels_last = OrderedDict((k, v.contiguous(memory_format=torch.channels_last)) for k, v in features.items())
+
+    def boxes(count: int) -> torch.Tensor:
+        corner = torch.rand(count, 2, generator=generator) * torch.tensor([300.0, 200.0])
+        return torch.cat([corner, corner + 4 + torch.rand(count, 2, generator=generator) * 200], dim=1)
+
+    pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
+    ours = ParallelRoIPool(pool, min_boxes=8)
+    per_image = [boxes(45), boxes(30)]  # uneven, so chunk boundaries differ per image
+    expected = pool(features, per_image, [(256, 384), (256, 384)])
+    assert torch.equal(ours(channels_last, per_image, [(256, 384), (256, 384)]), expected)
+    assert torch.equal(ours(features, [per_image[0][:3], per_image[1]], [(256, 384)] * 2)[:3], expected[:3])
+
+
+def test_cpu_segmenters_pool_regions_in_parallel(tiny_segmenter_dir):
+    model = load_segmenter(tiny_segmenter_dir, device="cpu").model
+    assert isinstance(model.roi_heads.box_roi_pool, ParallelRoIPool)
+    assert isinstance(model.roi_heads.mask_roi_pool, ParallelRoIPool)
+    assert not isinstance(model.roi_heads.box_roi_pool.inner, ParallelRoIPool)
+    view = segmenter_view(load_segmenter(tiny_segmenter_dir, device="cpu"), "live").model
+    assert not isinstance(view.roi_heads.box_roi_pool.inner, ParallelRoIPool)  # never wrapped twice
