@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         choices=sorted(PROFILES),
         default="full",
-        help="speed profile: full = the models' own outputs, fast = about 4x faster on CPU (default full)",
+        help="speed profile: full = the models' own outputs, fast = about 5x faster on CPU (default full)",
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for objects (default 0.5)")
     parser.add_argument("--max-new-tokens", type=int, default=30, help="longest caption in tokens (default 30)")

@@ -682,16 +682,18 @@ def format_table(report: dict[str, Any]) -> str:
     """The results as a markdown table (what README shows)."""
     rows = [
         "| | caption p50 / p95 (s) | segment p50 / p95 (s) | total p50 / p95 (s) | batch (images/s) "
-        "| live (frames/s) | peak RSS (MiB) | speed-up (latency / batch / live) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| live (frames/s) | live caption age p50 / p95 (s) | peak RSS (MiB) | speed-up (latency / batch / live) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in report["results"].items():
         latency, speedup = result["latency_s"], result["speedup_vs_naive"]
         cells = [f"{latency[key]['p50']:.2f} / {latency[key]['p95']:.2f}" for key in ("caption", "segment", "total")]
         label = "naive" if name == "naive" else f"ours, {name}"
+        age = result["stream"].get("caption_age_s")
+        age_cell = f"{age['p50']:.2f} / {age['p95']:.2f}" if age else "n/a"
         rows.append(
             f"| {label} | {' | '.join(cells)} | {result['batch_images_per_s']:.3f} | {result['stream']['fps']:.2f} "
-            f"| {result['memory_mib']['peak_rss_estimate']:.0f} "
+            f"| {age_cell} | {result['memory_mib']['peak_rss_estimate']:.0f} "
             f"| {speedup['latency_p50']:.2f}x / {speedup['batch']:.2f}x / {speedup['stream']:.2f}x |"
         )
     return "\n".join(rows)

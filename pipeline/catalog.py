@@ -186,8 +186,8 @@ def load_captioner(
         name_or_path (str, default "blip-base"): see :func:`list_models` (``"captioner"``).
         device (str, default "auto"): ``"cpu"``, ``"cuda"`` or ``"auto"``.
         dtype (torch.dtype | None, default None): e.g. ``torch.float16`` on a GPU; None keeps float32.
-        profile (str | SpeedProfile, default "full"): ``"full"`` or ``"fast"`` (int8 Linear layers on CPU), see
-            :mod:`pipeline.speed`.
+        profile (str | SpeedProfile, default "full"): ``"full"`` or ``"fast"`` (int8 text decoder and, on CPUs with
+            native bfloat16, a bfloat16 vision encoder), see :mod:`pipeline.speed`.
         **kwargs: :class:`~pipeline.captioning.CaptionPipeline` options (``batch_size``, ``max_pixels``).
 
     Returns:

@@ -128,7 +128,7 @@ def load_pipeline(
         max_pixels (int | None, default None): image intake limit.
         segmenter_model_kwargs (dict | None, default None): Mask R-CNN inference settings (``min_size``, ...).
         profile (str | SpeedProfile, default "full"): ``"full"`` (outputs of the models' own settings) or ``"fast"``
-            (about 4x faster on CPU), see :mod:`pipeline.speed`.
+            (about 5x faster on CPU), see :mod:`pipeline.speed`.
 
     Returns:
         ImageAnalysisPipeline
