@@ -238,10 +238,13 @@ class ParallelRoIPool(torch.nn.Module):
             return self.inner(features, boxes, image_shapes)
         features = type(features)((key, value.contiguous()) for key, value in features.items())
         chunks = [list(torch.tensor_split(b, parts)) for b in boxes]  # chunks[image][part]
-        jobs = [
-            self._pool().submit(self.inner, features, [chunks[i][j] for i in range(len(boxes))], image_shapes)
-            for j in range(parts)
-        ]
+        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()  # both are per thread
+
+        def pool(part: list[torch.Tensor]) -> torch.Tensor:
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                return self.inner(features, part, image_shapes)
+
+        jobs = [self._pool().submit(pool, [chunks[i][j] for i in range(len(boxes))]) for j in range(parts)]
         results = [job.result() for job in jobs]  # results[part]: rows of image 0's chunk, then image 1's, ...
         offsets = [[0] for _ in range(parts)]
         for j in range(parts):
