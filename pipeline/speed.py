@@ -19,7 +19,7 @@ Segmenter settings are caps, never raises: a fine-tuned checkpoint trained at 25
 Caller-given ``model_kwargs`` win over the profile. ``PIPELINE_BFLOAT16=auto|1|0`` decides the bfloat16 stages.
 
 Measured with ``python -m pipeline.bench`` (full-size random-weight models, 2 CPU cores with AMX; README has the
-table). Kept: channels-last (v2 at 800 px 7.5 -> 5.5 s alone), bfloat16 stages (Mask R-CNN 2-2.5x, the BLIP vision
+table). Kept: channels-last (v2 at 800 px 7.5 -> 5.8 s alone), bfloat16 stages (Mask R-CNN about 2x, the BLIP vision
 encoder 1.4x over int8), fewer proposals (300 before NMS per level, 100 after), 384 px for photos and 288 px for
 the live view (320 px gave 1.7-1.9 frames/s, 288 px 2.2-2.7), int8 text decoder (bfloat16 decoding was 1.2x slower)
 and the two halves at once; for the live view, the caption thread on half the intra-op threads. Dropped: one
