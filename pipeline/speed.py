@@ -41,7 +41,7 @@ import threading
 import warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -90,21 +90,22 @@ class SpeedProfile:
         return not self.segmenter and not self.quantize_captioner and not self.bfloat16
 
 
+_FAST = SpeedProfile(
+    "fast",
+    "about 5x faster on CPU: Mask R-CNN at 384 px with 100 proposals, int8 BLIP decoder, bfloat16 where native",
+    segmenter={"min_size": 384, "max_size": 512, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100},
+    quantize_captioner=True,
+    bfloat16=True,
+)
+
 PROFILES: dict[str, SpeedProfile] = {
     "full": SpeedProfile("full", "full quality: the models' own settings, caption and segmentation concurrently"),
-    "fast": SpeedProfile(
-        "fast",
-        "about 5x faster on CPU: Mask R-CNN at 384 px with 100 proposals, int8 BLIP decoder, bfloat16 where native",
-        segmenter={"min_size": 384, "max_size": 512, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100},
-        quantize_captioner=True,
-        bfloat16=True,
-    ),
-    "live": SpeedProfile(
-        "live",
-        "webcam frames (shrunk to 480 px by the live view): the fast profile with Mask R-CNN at 288 px",
-        segmenter={"min_size": 288, "max_size": 432, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100},
-        quantize_captioner=True,
-        bfloat16=True,
+    "fast": _FAST,
+    "live": replace(
+        _FAST,
+        name="live",
+        description="webcam frames (shrunk to 480 px by the live view): the fast profile with Mask R-CNN at 288 px",
+        segmenter={**_FAST.segmenter, "min_size": 288, "max_size": 432},
     ),
 }
 
@@ -244,14 +245,11 @@ class ParallelRoIPool(torch.nn.Module):
             with torch.inference_mode(inference), torch.set_grad_enabled(grad):
                 return self.inner(features, part, image_shapes)
 
-        jobs = [self._pool().submit(pool, [chunks[i][j] for i in range(len(boxes))]) for j in range(parts)]
-        results = [job.result() for job in jobs]  # results[part]: rows of image 0's chunk, then image 1's, ...
-        offsets = [[0] for _ in range(parts)]
-        for j in range(parts):
-            for i in range(len(boxes)):
-                offsets[j].append(offsets[j][-1] + len(chunks[i][j]))
-        rows = [results[j][offsets[j][i] : offsets[j][i + 1]] for i in range(len(boxes)) for j in range(parts)]
-        return torch.cat(rows)
+        images = range(len(boxes))
+        jobs = [self._pool().submit(pool, [chunks[i][j] for i in images]) for j in range(parts)]
+        # part j's rows are image 0's chunk j, then image 1's, ...; put them back as image 0's chunks 0..parts-1, ...
+        pieces = [job.result().split([len(chunks[i][j]) for i in images]) for j, job in enumerate(jobs)]
+        return torch.cat([pieces[j][i] for i in images for j in range(parts)])
 
 
 def _set_submodule(model: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
