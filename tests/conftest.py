@@ -61,6 +61,18 @@ def draw_shapes(width: int = 96, height: int = 72, seed: int = 0) -> Image.Image
     return image
 
 
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory):
+    """A small shapes data set (16 training and 4 validation pictures, 64 px) with captions and COCO instances, for
+    the training tests; read-only."""
+    from train import shapes
+
+    root = tmp_path_factory.mktemp("shapes-data")
+    shapes.write_split(root, "train", 16, seed=0, image_size=64, max_objects=2)
+    shapes.write_split(root, "val", 4, seed=0, image_size=64, max_objects=2)
+    return root
+
+
 @pytest.fixture
 def fresh_accelerate_state():
     """For in-process training runs, each of which builds its own Accelerator: put accelerate's singletons and

@@ -19,14 +19,6 @@ pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")
-def shapes_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes-captions")
-    shapes.write_split(root, "train", 16, seed=0, image_size=64, max_objects=2)
-    shapes.write_split(root, "val", 4, seed=0, image_size=64, max_objects=2)
-    return root
-
-
-@pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory):
     torch.manual_seed(0)
     small = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}

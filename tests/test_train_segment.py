@@ -41,14 +41,6 @@ TINY_KWARGS = {
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
-@pytest.fixture(scope="module")
-def shapes_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes-instances")
-    shapes.write_split(root, "train", 16, seed=0, image_size=64, max_objects=2)
-    shapes.write_split(root, "val", 4, seed=0, image_size=64, max_objects=2)
-    return root
-
-
 def _train(shapes_data, output_dir, *extra):
     return segment.main(
         [
