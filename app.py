@@ -49,6 +49,7 @@ from pipeline import (
     to_json,
 )
 from pipeline.cache import ModelCache
+from pipeline.env import env_flag
 from pipeline.render import (
     VIEWS,
     caption_sentence,
@@ -149,7 +150,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--offline",
         action=argparse.BooleanOptionalAction,
-        default=env("APP_OFFLINE", "").lower() in ("1", "true", "yes", "on"),
+        default=env_flag("APP_OFFLINE"),
         help="never try a download: only models already on this machine are offered (env APP_OFFLINE=1; sets "
         "HF_HUB_OFFLINE=1)",
     )

@@ -12,16 +12,17 @@ from .cache import ModelCache
 from .captioning import CaptionPipeline
 from .catalog import (
     ModelSpec,
-    ModelUnavailableError,
     availability,
     get_spec,
     list_models,
     load_captioner,
     load_segmenter,
     register_model,
-    save_segmenter,
+    registered_models,
 )
+from .checkpoints import save_segmenter
 from .combined import ImageAnalysisPipeline, load_pipeline
+from .hub import ModelUnavailableError
 from .images import DEFAULT_MAX_PIXELS, load_image
 from .jsonform import decode_mask, encode_mask, from_json, to_json
 from .panoptic import fuse_panoptic, semantic_from_instances
@@ -55,6 +56,7 @@ __all__ = [
     "load_pipeline",
     "load_segmenter",
     "register_model",
+    "registered_models",
     "resolve_device",
     "save_segmenter",
     "semantic_from_instances",

@@ -50,8 +50,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .kernels import bfloat16_enabled, native_bfloat16
 from .speed import PROFILES as SPEED_PROFILES
-from .speed import bfloat16_enabled, native_bfloat16, profile_summary, segmenter_view
+from .speed import profile_summary, segmenter_view
 
 PROFILES = ("full", "fast")
 FRAME_SIZE = (640, 480)
@@ -197,7 +198,8 @@ def build_models(root: Path, *, tiny: bool) -> dict[str, Any]:
         directory), ``torch_home`` (set in ``os.environ`` for the run) and ``notes`` (lines for the report).
     """
     from .builders import build_blip, build_maskrcnn
-    from .catalog import _torchvision_checkpoint, save_segmenter
+    from .checkpoints import save_segmenter
+    from .hub import torchvision_checkpoint
 
     torch.manual_seed(0)
     captioner_dir, notes = root / "blip", []
@@ -239,7 +241,7 @@ def build_models(root: Path, *, tiny: bool) -> dict[str, Any]:
         notes.append("tiny random Mask R-CNN (resnet18 FPN, 128 px) checkpoint, loaded by load_segmenter(dir)")
         segmenter_name = str(segmenter)
     else:
-        checkpoint = _torchvision_checkpoint("torchvision:maskrcnn_resnet50_fpn_v2")
+        checkpoint = torchvision_checkpoint("maskrcnn_resnet50_fpn_v2")
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         model = build_maskrcnn("maskrcnn_resnet50_fpn_v2", num_classes=91)
         torch.save(model.state_dict(), checkpoint)
@@ -283,7 +285,7 @@ class NaiveWay:
             self.segmenter = maskrcnn_resnet50_fpn_v2(weights=weights, box_detections_per_img=detections).eval()
             self.to_tensor = weights.transforms()
         else:
-            from .catalog import load_segmenter_checkpoint
+            from .checkpoints import load_segmenter_checkpoint
 
             model, _ = load_segmenter_checkpoint(segmenter, model_kwargs={"box_detections_per_img": detections})
             self.segmenter = model.eval()

@@ -25,9 +25,8 @@ from typing import Any
 import psutil
 import torch
 
-from .catalog import load_captioner, load_segmenter
+from .catalog import KINDS, load_captioner, load_segmenter
 
-KINDS = ("captioner", "segmenter")
 Loader = Callable[..., Any]
 
 

@@ -2,43 +2,43 @@
 
 Captioners load with transformers from a hub id (``Salesforce/blip-image-captioning-base``) or a local
 ``save_pretrained`` directory. Segmenters load from a torchvision weights enum (COCO weights, label names from
-``weights.meta["categories"]``) or from a local fine-tuned checkpoint directory written by :func:`save_segmenter`
-(``segmenter.json`` with the architecture and category names, plus ``model.safetensors``).
+``weights.meta["categories"]``) or from a fine-tuned checkpoint directory (:mod:`pipeline.checkpoints`). Where the
+weights come from, and the fast failure when they are not here, is :mod:`pipeline.hub`.
 
-Any name that is not in the catalog is taken as a local directory or, for captioners, a hub id. Operators add their
-own fine-tuned models with :func:`register_model` or the ``PIPELINE_FINETUNED_CAPTIONER`` and
+Any name that is not in the catalog is taken as a local directory or, for captioners, a hub id: the library trusts
+its caller. A served app accepts only the names in its menus (:mod:`pipeline.menus`). Operators add their own
+fine-tuned models with :func:`register_model` or the ``PIPELINE_FINETUNED_CAPTIONER`` and
 ``PIPELINE_FINETUNED_SEGMENTER`` environment variables (registered as ``finetuned``).
-
-A model that is not on this machine fails within seconds, never after minutes of download retries: with
-``HF_HUB_OFFLINE=1`` at once, otherwise after a short reachability check of the download host.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import socket
-import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 
 from .base import resolve_device
-from .builders import ARCHITECTURES, build_maskrcnn
 from .captioning import CaptionPipeline
+from .checkpoints import load_segmenter_checkpoint
+from .hub import (
+    ModelUnavailableError,
+    hub_cached,
+    prepare_hub_download,
+    require_torchvision_weights,
+    torchvision_checkpoint,
+)
 from .segmentation import SegmentationPipeline
 from .speed import SpeedProfile, apply_captioner_profile, apply_segmenter_profile
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-SEGMENTER_CONFIG = "segmenter.json"
-SEGMENTER_FORMAT = "maskrcnn-checkpoint/1"
-
-
-class ModelUnavailableError(RuntimeError):
-    """A catalog model cannot be loaded on this machine; the message names it and says what to do."""
+KINDS = ("captioner", "segmenter")
+#: The models a server starts on when it is not told otherwise: the first of each kind that loads here.
+PREFERRED = {"captioner": ("blip-base", "shapes"), "segmenter": ("maskrcnn-v2", "shapes")}
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ _BUILTIN = [
         "blip-base",
         "captioner",
         "Salesforce/blip-image-captioning-base",
-        "BLIP base (COCO captions, 224M parameters): good captions, about 2 s per image on 2 CPU cores",
+        "BLIP base (COCO captions, 224M parameters): good captions, the fastest BLIP",
     ),
     ModelSpec(
         "blip-large",
@@ -97,7 +97,11 @@ _BUILTIN = [
     ),
 ]
 _REGISTRY: dict[tuple[str, str], ModelSpec] = {(spec.kind, spec.name): spec for spec in _BUILTIN}
-_KINDS = ("captioner", "segmenter")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
 def register_model(name: str, kind: str, source: str, description: str = "") -> ModelSpec:
@@ -109,11 +113,34 @@ def register_model(name: str, kind: str, source: str, description: str = "") -> 
         source (str): hub id or local directory (captioners), local checkpoint directory (segmenters).
         description (str, default ""): one line for the UI.
     """
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    _check_kind(kind)
     spec = ModelSpec(name, kind, str(source), description or f"fine-tuned {kind} from {source}")
     _REGISTRY[(kind, name)] = spec
     return spec
+
+
+def unregister_model(name: str, kind: str) -> None:
+    """Remove a named model (a built-in one too); unknown names are ignored."""
+    _check_kind(kind)
+    _REGISTRY.pop((kind, name), None)
+
+
+@contextlib.contextmanager
+def registered_models(specs: Sequence[ModelSpec]) -> Iterator[list[ModelSpec]]:
+    """Register models for the duration of a block; afterwards the catalog is exactly as before.
+
+    >>> with registered_models([ModelSpec("mine", "segmenter", "/models/mine", "my segmenter")]):
+    ...     "mine" in [spec.name for spec in list_models("segmenter")]
+    True
+    >>> "mine" in [spec.name for spec in list_models("segmenter")]
+    False
+    """
+    saved = dict(_REGISTRY)
+    try:
+        yield [register_model(spec.name, spec.kind, spec.source, spec.description) for spec in specs]
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(saved)
 
 
 def _register_from_environment() -> None:
@@ -130,18 +157,16 @@ _register_from_environment()
 
 def list_models(kind: str) -> list[ModelSpec]:
     """The catalog's models of one kind, in display order."""
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    _check_kind(kind)
     return [spec for (spec_kind, _), spec in _REGISTRY.items() if spec_kind == kind]
 
 
 def get_spec(name_or_path: str, kind: str) -> ModelSpec:
     """The catalog entry for a name, or an ad-hoc entry for a local directory (or, for captioners, a hub id)."""
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    _check_kind(kind)
     if (kind, name_or_path) in _REGISTRY:
         return _REGISTRY[(kind, name_or_path)]
-    if Path(name_or_path).is_dir() or (kind == "captioner" and _looks_like_hub_id(name_or_path)):
+    if Path(name_or_path).is_dir() or (kind == "captioner" and looks_like_hub_id(name_or_path)):
         return ModelSpec(str(name_or_path), kind, str(name_or_path), f"{kind} from {name_or_path}")
     names = [spec.name for spec in list_models(kind)]
     accepted = "a local directory or a hub id" if kind == "captioner" else "a local checkpoint directory"
@@ -152,21 +177,44 @@ def availability(name_or_path: str, kind: str) -> tuple[bool, str]:
     """Whether a model can be loaded here without a download, and if not why; never touches the network.
 
     Returns:
-        tuple ``(available, reason)``; ``reason`` is empty when available.
+        tuple ``(available, reason)``; ``reason`` is empty when available, and names no path of this machine (it is
+        shown in the app's page).
     """
     try:
         spec = get_spec(name_or_path, kind)
     except ValueError as error:
         return False, str(error)
     if spec.source.startswith("torchvision:"):
-        path = _torchvision_checkpoint(spec.source)
-        return (True, "") if path.is_file() else (False, f"weights not downloaded ({path} is missing)")
+        found = torchvision_checkpoint(spec.source.split(":", 1)[1]).is_file()
+        return (True, "") if found else (False, "its weights are not downloaded on this machine")
     if Path(spec.source).is_dir() or Path(spec.source).is_absolute():
-        return (True, "") if Path(spec.source).is_dir() else (False, f"directory {spec.source} is missing")
-    from huggingface_hub import try_to_load_from_cache
+        return (True, "") if Path(spec.source).is_dir() else (False, "its model directory is missing")
+    return (True, "") if hub_cached(spec.source) else (False, f"{spec.source} is not in the Hugging Face cache")
 
-    cached = try_to_load_from_cache(spec.source, "config.json")
-    return (True, "") if isinstance(cached, str) else (False, f"{spec.source} is not in the Hugging Face cache")
+
+def best_available(kind: str, names: Sequence[str], requested: str | None = None) -> str | None:
+    """The model a server starts on: the first of the requested one, the :data:`PREFERRED` ones and the offered
+    ones that loads here; when none does, the requested one (or the first offered) so that the page can say why.
+
+    >>> best_available("captioner", [], None) is None
+    True
+    """
+    candidates = [requested] if requested else []
+    candidates += [name for name in [*PREFERRED[kind], *names] if name in names]
+    for name in candidates:
+        if availability(name, kind)[0]:
+            return name
+    return requested or (names[0] if names else None)
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``owner/name`` with neither part empty, not a relative or absolute path.
+
+    >>> looks_like_hub_id("Salesforce/blip-image-captioning-base"), looks_like_hub_id("../etc")
+    (True, False)
+    """
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
 
 
 # -- captioners --------------------------------------------------------------------------------------------------
@@ -201,76 +249,26 @@ def load_captioner(
 
     spec = get_spec(name_or_path, "captioner")
     local = Path(spec.source).is_dir()
+    label = f"captioner {spec.name!r}"
     if not local and Path(spec.source).is_absolute():
         raise ModelUnavailableError(
-            f"captioner {spec.name!r}: its directory {spec.source} does not exist; "
-            "train it with the command in train/README or README.md, or pass another captioner"
+            f"{label}: its directory {spec.source} does not exist; "
+            "train it with the command in train/README or README.md, or pass another captioner",
+            public=f"{label} is not installed on this server; choose another captioner",
         )
     options: dict[str, Any] = {}
     if not local:
-        options["local_files_only"] = _prepare_hub_download(spec)
+        options["local_files_only"] = prepare_hub_download(label, spec.source)
     try:
         processor = AutoProcessor.from_pretrained(spec.source, **options)
         model = AutoModelForImageTextToText.from_pretrained(spec.source, dtype=dtype or torch.float32, **options)
     except OSError as error:
         raise ModelUnavailableError(
-            f"captioner {spec.name!r} could not be loaded from {spec.source}: {error}"
+            f"{label} could not be loaded from {spec.source}: {error}",
+            public=f"{label} could not be loaded on this server; choose another captioner",
         ) from None
     model = apply_captioner_profile(model, profile, device=resolve_device(device))
     return CaptionPipeline(model, processor, name=spec.name, device=device, **kwargs)
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
-
-
-def _offline() -> bool:
-    from huggingface_hub import is_offline_mode
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get("TRANSFORMERS_OFFLINE", "")
-    return is_offline_mode() or flag.upper() in ("1", "ON", "YES", "TRUE")
-
-
-def _prepare_hub_download(spec: ModelSpec) -> bool:
-    """Return ``local_files_only`` for a hub model, or fail fast when it is neither cached nor downloadable."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(spec.source, "config.json"), str):
-        return True
-    advice = (
-        f"download it where there is network (`hf download {spec.source}`) and copy the Hugging Face cache here, "
-        "or pass a local directory, or choose the offline 'shapes' model"
-    )
-    if _offline():
-        raise ModelUnavailableError(
-            f"captioner {spec.name!r} ({spec.source}) is not in the local Hugging Face cache and HF_HUB_OFFLINE "
-            f"is set: {advice}"
-        )
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    if not _reachable(host):
-        raise ModelUnavailableError(
-            f"captioner {spec.name!r} ({spec.source}) is not in the local Hugging Face cache and {host} cannot be "
-            f"reached: {advice}"
-        )
-    return False
-
-
-def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """A TCP connect within ``timeout`` seconds, DNS included (resolution runs in a thread so it cannot hang)."""
-    outcome: list[bool] = []
-
-    def attempt() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                outcome.append(True)
-        except OSError:
-            outcome.append(False)
-
-    worker = threading.Thread(target=attempt, daemon=True)
-    worker.start()
-    worker.join(timeout + 0.5)
-    return bool(outcome and outcome[0])
 
 
 # -- segmenters --------------------------------------------------------------------------------------------------
@@ -311,123 +309,10 @@ def load_segmenter(
     return SegmentationPipeline(model, categories, name=spec.name, device=device, **kwargs)
 
 
-def _torchvision_weights(source: str):
-    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, MaskRCNN_ResNet50_FPN_Weights
-
-    builder = source.split(":", 1)[1]
-    weights = {
-        "maskrcnn_resnet50_fpn_v2": MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT,
-        "maskrcnn_resnet50_fpn": MaskRCNN_ResNet50_FPN_Weights.DEFAULT,
-    }[builder]
-    return builder, weights
-
-
-def _torchvision_checkpoint(source: str) -> Path:
-    """Where torchvision keeps the downloaded weights file of a ``torchvision:<builder>`` source."""
-    _, weights = _torchvision_weights(source)
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
-
-
 def _load_torchvision_segmenter(spec: ModelSpec, model_kwargs: dict) -> tuple[torch.nn.Module, list[str]]:
     from torchvision.models import detection
 
-    builder, weights = _torchvision_weights(spec.source)
-    checkpoint = _torchvision_checkpoint(spec.source)
-    if not checkpoint.is_file():
-        host = urlparse(weights.url).hostname or ""
-        advice = f"download {weights.url} where there is network and put it at {checkpoint}, or choose 'shapes'"
-        if _offline():
-            raise ModelUnavailableError(
-                f"segmenter {spec.name!r}: its weights are not on this machine and HF_HUB_OFFLINE is set: {advice}"
-            )
-        if not _reachable(host):
-            raise ModelUnavailableError(
-                f"segmenter {spec.name!r}: its weights are not on this machine and {host} cannot be reached: {advice}"
-            )
+    builder = spec.source.split(":", 1)[1]
+    weights = require_torchvision_weights(f"segmenter {spec.name!r}", builder)
     model = getattr(detection, builder)(weights=weights, weights_backbone=None, **model_kwargs)
     return model, list(weights.meta["categories"])
-
-
-def save_segmenter(
-    model: torch.nn.Module,
-    directory: str | os.PathLike,
-    *,
-    categories: list[str],
-    architecture: str,
-    backbone: str | None = None,
-    model_kwargs: dict | None = None,
-    extra: dict | None = None,
-) -> Path:
-    """Write a segmenter checkpoint directory that :func:`load_segmenter` reads.
-
-    Args:
-        model (torch.nn.Module): the Mask R-CNN (unwrapped from DDP/accelerate).
-        directory (str | os.PathLike): created if missing.
-        categories (list[str]): label names by class index, index 0 the background.
-        architecture (str): one of :data:`pipeline.builders.ARCHITECTURES`.
-        backbone (str | None): the ResNet name for ``maskrcnn_fpn``.
-        model_kwargs (dict | None): the ``MaskRCNN`` settings it was trained with (``min_size``, ...).
-        extra (dict | None): anything else worth keeping (training step, metrics).
-
-    Returns:
-        Path: the directory.
-    """
-    from safetensors.torch import save_file
-
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {
-        "format": SEGMENTER_FORMAT,
-        "architecture": architecture,
-        "backbone": backbone,
-        "num_classes": len(categories),
-        "categories": list(categories),
-        "model_kwargs": dict(model_kwargs or {}),
-        **(extra or {}),
-    }
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"))
-    (out / SEGMENTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    return out
-
-
-def load_segmenter_checkpoint(
-    directory: str | os.PathLike, *, model_kwargs: dict | None = None, name: str | None = None
-) -> tuple[torch.nn.Module, list[str]]:
-    """Rebuild a Mask R-CNN from a checkpoint directory written by :func:`save_segmenter`.
-
-    ``model.safetensors`` is preferred; a ``model.pt`` state dict is read with ``torch.load(weights_only=True)``.
-
-    Returns:
-        tuple ``(model, categories)``.
-    """
-    root = Path(directory)
-    label = name or str(root)
-    config_path = root / SEGMENTER_CONFIG
-    if not config_path.is_file():
-        raise ModelUnavailableError(
-            f"segmenter {label!r}: {config_path} is missing; a segmenter directory is written by train/segment.py "
-            "(pipeline.catalog.save_segmenter)"
-        )
-    config = json.loads(config_path.read_text())
-    if config.get("format") != SEGMENTER_FORMAT:
-        raise ValueError(f"segmenter {label!r}: format must be {SEGMENTER_FORMAT!r}, got {config.get('format')!r}")
-    settings = {**config.get("model_kwargs", {}), **(model_kwargs or {})}
-    model = build_maskrcnn(
-        config["architecture"],
-        num_classes=int(config["num_classes"]),
-        backbone=config.get("backbone") or "resnet18",
-        **settings,
-    )
-    if (root / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        state = load_file(str(root / "model.safetensors"))
-    elif (root / "model.pt").is_file():
-        state = torch.load(root / "model.pt", map_location="cpu", weights_only=True)
-    else:
-        raise ModelUnavailableError(f"segmenter {label!r}: no model.safetensors or model.pt in {root}")
-    model.load_state_dict(state)
-    return model, list(config["categories"])

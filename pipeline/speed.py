@@ -5,11 +5,11 @@ A profile is applied once, when a model loads (``load_pipeline(..., profile="fas
 
 - ``"full"`` returns what the models called the plain way return (BLIP ``generate``, then torchvision Mask R-CNN with
   its default inference settings): the same captions, the same instances within float tolerance. On CPU it stores
-  Mask R-CNN's convolution weights channels-last (the same arithmetic in another memory order; boxes agree to about
-  0.001 px), and it runs the caption and the segmentation at the same time
-  (:class:`~pipeline.combined.ImageAnalysisPipeline`).
-- ``"fast"`` (the CPU default for the app and CPU Spaces) caps the Mask R-CNN input size and the number of region
-  proposals that reach the box head (the box head on 1000 proposals costs v2 2.5-3 s on 2 CPU cores at any input
+  Mask R-CNN's convolution weights channels-last (the same arithmetic in another memory order) and pools the
+  regions on all cores (:class:`~pipeline.kernels.ParallelRoIPool`); the caption and the segmentation run at the
+  same time (:class:`~pipeline.combined.ImageAnalysisPipeline`).
+- ``"fast"`` (the CPU default of the app, the CLI and CPU Spaces) caps the Mask R-CNN input size and the number of
+  region proposals that reach the box head (the box head's cost grows with the proposals, whatever the input
   size), runs BLIP's text decoder ``Linear`` layers in int8 (dynamic quantization, CPU only) and, on a CPU with
   native bfloat16 (AMX or AVX512-BF16), Mask R-CNN's convolution stages and BLIP's vision encoder in bfloat16.
 - ``"live"`` is ``"fast"`` at 288 px for webcam frames (which :mod:`pipeline.stream` first shrinks to 480 px);
@@ -17,15 +17,7 @@ A profile is applied once, when a model loads (``load_pipeline(..., profile="fas
 
 Segmenter settings are caps, never raises: a fine-tuned checkpoint trained at 256 px keeps 256 px under ``"fast"``.
 Caller-given ``model_kwargs`` win over the profile. ``PIPELINE_BFLOAT16=auto|1|0`` decides the bfloat16 stages.
-
-Measured with ``python -m pipeline.bench`` (full-size random-weight models, 2 CPU cores with AMX; README has the
-table). Kept: channels-last (v2 at 800 px 7.5 -> 5.8 s alone), bfloat16 stages (Mask R-CNN about 2x, the BLIP vision
-encoder 1.4x over int8), fewer proposals (300 before NMS per level, 100 after), 384 px for photos and 288 px for
-the live view (320 px gave 1.7-1.9 frames/s, 288 px 2.2-2.7), int8 text decoder (bfloat16 decoding was 1.2x slower)
-and the two halves at once; for the live view, the caption thread on half the intra-op threads. Dropped: one
-intra-op thread per half for photos (1.1x slower than both sharing two). Not tried: OpenVINO (it installs from PyPI;
-on this CPU PyTorch's own AMX bfloat16 kernels already run matrix products at 550-620 GFLOP/s against 175 in float32)
-and a static KV cache for BLIP.
+What each lever gave, measured with ``python -m pipeline.bench``, is in README's Speed section.
 
 >>> get_profile("fast").segmenter["rpn_post_nms_top_n_test"]
 100
@@ -36,17 +28,16 @@ True
 from __future__ import annotations
 
 import copy
-import os
-import threading
 import warnings
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 import torch
 from torchvision.ops import MultiScaleRoIAlign
+
+from .kernels import BFloat16Stage, ParallelRoIPool, bfloat16_enabled
 
 #: The Mask R-CNN inference settings a profile may cap, and where torchvision keeps each one on a built model.
 SEGMENTER_SETTINGS = ("min_size", "max_size", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test")
@@ -136,120 +127,6 @@ def segmenter_settings(model: torch.nn.Module) -> dict[str, int]:
 
 #: Mask R-CNN's convolution stages, which :attr:`SpeedProfile.bfloat16` runs in bfloat16.
 BFLOAT16_STAGES = ("backbone", "rpn.head", "roi_heads.box_head", "roi_heads.mask_head")
-
-
-def native_bfloat16() -> bool:
-    """True when this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16), as PyTorch detects it."""
-    try:
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except (AttributeError, RuntimeError):  # private helpers: absent in some builds
-        return False
-
-
-def bfloat16_enabled(device: torch.device | str = "cpu") -> bool:
-    """Whether a profile's bfloat16 stages run on ``device``.
-
-    ``PIPELINE_BFLOAT16`` decides: ``auto`` (the default) means on a CPU with native bfloat16 only; ``1`` forces it on
-    any CPU (correct, but emulated bfloat16 is slower than float32); ``0`` turns it off. Never on a GPU: this CPU
-    autocast is the only precision change the project has measured.
-    """
-    if torch.device(device).type != "cpu":
-        return False
-    choice = os.environ.get("PIPELINE_BFLOAT16", "auto").strip().lower()
-    if choice in {"1", "true", "yes", "on"}:
-        return True
-    if choice in {"0", "false", "no", "off"}:
-        return False
-    if choice != "auto":
-        raise ValueError(f"PIPELINE_BFLOAT16 must be auto, 1 or 0, got {choice!r}")
-    return native_bfloat16()
-
-
-def _as_float32(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.float() if value.is_floating_point() else value
-    if isinstance(value, dict):  # OrderedDict of FPN levels, transformers' ModelOutput
-        converted = copy.copy(value)
-        for key, item in value.items():
-            converted[key] = _as_float32(item)
-        return converted
-    if isinstance(value, (list, tuple)):
-        return type(value)(_as_float32(item) for item in value)
-    return value
-
-
-class BFloat16Stage(torch.nn.Module):
-    """Runs a module under CPU bfloat16 autocast and hands float32 tensors on, so what follows stays float32.
-
-    A segmenter's stages keep their float32 weights (autocast casts them per call, which for Mask R-CNN costs no more
-    than bfloat16 copies and lets a :func:`segmenter_view` share them with a float32 segmenter); the captioner's
-    vision encoder, which nothing shares, is stored in bfloat16 (a ViT's many ``Linear`` weights cost 30% to cast).
-    """
-
-    def __init__(self, module: torch.nn.Module):
-        super().__init__()
-        self.inner = module
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return _as_float32(self.inner(*args, **kwargs))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:  # e.g. backbone.out_channels
-            return getattr(super().__getattr__("inner"), name)
-
-
-class ParallelRoIPool(torch.nn.Module):
-    """torchvision's ``MultiScaleRoIAlign`` over the boxes in parallel chunks: the same numbers, on all the cores.
-
-    torchvision's CPU RoIAlign kernel runs on one thread; for Mask R-CNN's 1000 proposals at 800 px that is 0.6-0.9 s
-    of one core while the other waits. Each box is pooled independently of the others, so splitting the boxes into one
-    chunk per intra-op thread (the kernel releases the GIL) and concatenating the chunks back in order returns
-    exactly the same tensor (tested bit for bit), in half the time on 2 cores. The feature maps are made contiguous
-    once first: channels-last features would otherwise be converted by every chunk.
-
-    Args:
-        pool (torchvision.ops.MultiScaleRoIAlign): the pooler to run.
-        min_boxes (int, default 64): below this many boxes the pooler runs as it is.
-    """
-
-    _executor: ThreadPoolExecutor | None = None
-    _executor_lock = threading.Lock()
-
-    def __init__(self, pool: torch.nn.Module, min_boxes: int = 64):
-        super().__init__()
-        self.inner = pool
-        self.min_boxes = min_boxes
-
-    @classmethod
-    def _pool(cls) -> ThreadPoolExecutor:
-        with cls._executor_lock:
-            if cls._executor is None:
-                cls._executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="roi-align")
-            return cls._executor
-
-    def forward(
-        self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list
-    ) -> torch.Tensor:
-        parts = torch.get_num_threads()
-        on_cpu = all(not value.is_cuda for value in features.values())
-        if parts < 2 or sum(len(b) for b in boxes) < self.min_boxes or not on_cpu:
-            return self.inner(features, boxes, image_shapes)
-        features = type(features)((key, value.contiguous()) for key, value in features.items())
-        chunks = [list(torch.tensor_split(b, parts)) for b in boxes]  # chunks[image][part]
-        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()  # both are per thread
-
-        def pool(part: list[torch.Tensor]) -> torch.Tensor:
-            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-                return self.inner(features, part, image_shapes)
-
-        images = range(len(boxes))
-        jobs = [self._pool().submit(pool, [chunks[i][j] for i in images]) for j in range(parts)]
-        # part j's rows are image 0's chunk j, then image 1's, ...; put them back as image 0's chunks 0..parts-1, ...
-        pieces = [job.result().split([len(chunks[i][j]) for i in images]) for j, job in enumerate(jobs)]
-        return torch.cat([pieces[j][i] for i in images for j in range(parts)])
 
 
 def _set_submodule(model: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
@@ -375,23 +252,6 @@ def segmenter_view(segmenter: Any, profile: str | SpeedProfile | None) -> Any:
     pipeline = copy.copy(segmenter)
     pipeline.model = view
     return pipeline
-
-
-def limit_intraop_threads(count: int) -> None:
-    """Give the calling thread ``count`` intra-op threads and leave every other thread's count as it was.
-
-    ``torch.set_num_threads`` sets both the calling thread's OpenMP team size and the process default that threads
-    created later start with; this sets the first and puts the default back from a short-lived helper thread. The
-    live view's caption thread runs with it, so captions and frames split the cores instead of oversubscribing them.
-    """
-    if count < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
-    default = torch.get_num_threads()
-    torch.set_num_threads(count)
-    if default != count:
-        helper = threading.Thread(target=torch.set_num_threads, args=(default,), name="restore-intraop-threads")
-        helper.start()
-        helper.join()
 
 
 def profile_summary(profile: str | SpeedProfile | None) -> dict[str, Any]:

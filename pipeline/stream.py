@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from .images import ImageInput, load_image
-from .speed import limit_intraop_threads
+from .kernels import limit_intraop_threads
 
 #: Live frames are scaled so that their longer side is at most this many pixels before anything else.
 LIVE_MAX_SIDE = 480
@@ -142,7 +142,7 @@ class LiveStream:
         executor (ThreadPoolExecutor | None, default None): where captions run; None makes a one-thread pool.
         caption_threads (int | None, default None): intra-op threads of that pool's thread (None: half of PyTorch's,
             at least 1), so the caption takes part of the cores and frames keep the rest (see
-            :func:`pipeline.speed.limit_intraop_threads`; on 2 cores it lowered the caption's age by 0.3 s at the
+            :func:`pipeline.kernels.limit_intraop_threads`; on 2 cores it lowered the caption's age by 0.3 s at the
             same frames/s).
 
     The caption's age counts from when its frame was taken (``captured_at``), not from when it was captioned.

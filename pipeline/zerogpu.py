@@ -30,6 +30,8 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .env import env_flag
+
 try:  # before any CUDA initialisation: on ZeroGPU the import installs the CUDA emulation
     import spaces
 except ImportError:
@@ -55,10 +57,10 @@ def on_zerogpu() -> bool:
 
     The same test the ``spaces`` package makes (``spaces.config.Config.zero_gpu``).
 
-    >>> on_zerogpu() == (os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes", "on"))
+    >>> on_zerogpu() == env_flag("SPACES_ZERO_GPU")
     True
     """
-    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag("SPACES_ZERO_GPU")
 
 
 def gpu(

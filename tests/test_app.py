@@ -6,7 +6,6 @@ class each ("circle" or "square"), so that results are deterministic, non-empty 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -14,73 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from gradio_client import Client, handle_file
+from helpers import EXAMPLES, ROOT, TEST_CAPTIONER, registered_test_models, serve
 from PIL import Image
 
-from pipeline import catalog, from_json, load_captioner, load_segmenter, register_model, to_json
-from pipeline.builders import build_maskrcnn
-from pipeline.catalog import save_segmenter
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "space" / "examples"
-CATEGORIES = ["__background__", "circle", "square", "triangle"]
-TEST_CAPTIONER = "test-tiny"
-TEST_SEGMENTERS = {"test-circles": 1, "test-squares": 2}
-
-
-def build_confident_segmenter(directory: Path, favourite: int, seed: int) -> str:
-    """A random Mask R-CNN (resnet18, 128 px, 4 detections) whose classifier always picks class ``favourite``."""
-    torch.manual_seed(seed)
-    settings = {"min_size": 128, "max_size": 160, "box_detections_per_img": 4}
-    model = build_maskrcnn("maskrcnn_fpn", num_classes=len(CATEGORIES), backbone="resnet18", **settings)
-    with torch.no_grad():
-        model.roi_heads.box_predictor.cls_score.bias[favourite] = 8.0
-    save_segmenter(
-        model,
-        directory,
-        categories=CATEGORIES,
-        architecture="maskrcnn_fpn",
-        backbone="resnet18",
-        model_kwargs=settings,
-    )
-    return str(directory)
-
-
-@contextlib.contextmanager
-def registered_test_models(tiny_blip_dir: str, directory: Path):
-    """Register the test models in the catalog, and restore the catalog afterwards; yields their directories."""
-    saved = dict(catalog._REGISTRY)
-    register_model(TEST_CAPTIONER, "captioner", tiny_blip_dir, "tiny random BLIP: for tests")
-    directories = {"captioner": tiny_blip_dir}
-    for seed, (name, favourite) in enumerate(TEST_SEGMENTERS.items()):
-        directories[name] = build_confident_segmenter(directory / name, favourite, seed)
-        register_model(name, "segmenter", directories[name], f"tiny random Mask R-CNN: finds {CATEGORIES[favourite]}s")
-    try:
-        yield directories
-    finally:
-        catalog._REGISTRY.clear()
-        catalog._REGISTRY.update(saved)
+from pipeline import availability, from_json, load_captioner, load_segmenter, to_json
 
 
 @pytest.fixture(scope="module")
 def app_models(tiny_blip_dir, tmp_path_factory):
     with registered_test_models(tiny_blip_dir, tmp_path_factory.mktemp("app-models")) as directories:
         yield directories
-
-
-def serve():
-    """Build and launch the app on the test models; returns ``(demo, url)``."""
-    import app
-
-    demo = app.build_demo(
-        captioners=[TEST_CAPTIONER, "blip-base"],
-        segmenters=[*TEST_SEGMENTERS, "maskrcnn-v2"],
-        device="cpu",
-        default_threshold=0.3,
-    )
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.launch_options())
-    return demo, url
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +144,7 @@ def test_model_choices_mark_what_cannot_load_and_defaults_fall_back(app_models):
     assert "not available here" not in choices[TEST_CAPTIONER]
     # blip-base (and shapes, if not trained yet) cannot load here: the first model that can is chosen.
     names = ["blip-base", TEST_CAPTIONER]
-    expected = "shapes" if catalog.availability("shapes", "captioner")[0] else TEST_CAPTIONER
+    expected = "shapes" if availability("shapes", "captioner")[0] else TEST_CAPTIONER
     assert app.default_model("captioner", [*names, "shapes"], None) == expected
     assert app.default_model("captioner", names, TEST_CAPTIONER) == TEST_CAPTIONER  # an explicit choice that loads
     # An explicit choice that cannot load here falls back (the Space asks for blip-base and runs on shapes).

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import EXAMPLES, registered_test_models, serve
 from PIL import Image
-from test_app import EXAMPLES, registered_test_models, serve
 
 from pipeline import load_captioner
 from pipeline.render import caption_sentence

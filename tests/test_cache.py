@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline.cache import ModelCache, model_bytes
-from pipeline.catalog import ModelUnavailableError
+from pipeline.hub import ModelUnavailableError
 
 
 class FakePipeline:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import draw_shapes
+from helpers import draw_shapes
 from transformers import AutoProcessor, BlipForConditionalGeneration
 
 from pipeline import CaptionPipeline, load_captioner

@@ -7,11 +7,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_CATEGORIES, draw_shapes
+from helpers import TINY_CATEGORIES, draw_shapes
 from huggingface_hub import constants, is_offline_mode
 
-from pipeline import availability, catalog, get_spec, list_models, load_captioner, load_segmenter, register_model
+from pipeline import (
+    ModelSpec,
+    ModelUnavailableError,
+    availability,
+    get_spec,
+    list_models,
+    load_captioner,
+    load_segmenter,
+    registered_models,
+)
 from pipeline.builders import build_maskrcnn
+from pipeline.catalog import best_available
 
 
 def test_catalog_names():
@@ -27,7 +37,7 @@ def test_catalog_names():
 
 def test_blip_base_offline_fails_fast_with_advice():
     start = time.monotonic()
-    with pytest.raises(catalog.ModelUnavailableError) as caught:
+    with pytest.raises(ModelUnavailableError) as caught:
         load_captioner("blip-base", device="cpu")
     assert time.monotonic() - start < 10
     message = str(caught.value)
@@ -46,17 +56,17 @@ def test_unreachable_hub_fails_fast(monkeypatch):
     monkeypatch.setitem(is_offline_mode.__globals__, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     start = time.monotonic()
-    with pytest.raises(catalog.ModelUnavailableError, match="127.0.0.1 cannot be reached"):
+    with pytest.raises(ModelUnavailableError, match="127.0.0.1 cannot be reached"):
         load_captioner("blip-large", device="cpu")
     assert time.monotonic() - start < 10
 
 
 def test_torchvision_weights_missing_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(catalog.ModelUnavailableError, match=r"segmenter 'maskrcnn-v2': its weights are not on"):
+    with pytest.raises(ModelUnavailableError, match=r"segmenter 'maskrcnn-v2': its weights are not on"):
         load_segmenter("maskrcnn-v2", device="cpu")
     available, reason = availability("maskrcnn-v2", "segmenter")
-    assert not available and "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth is missing" in reason
+    assert not available and reason == "its weights are not downloaded on this machine"
 
 
 def test_torchvision_weights_load_from_the_torch_cache(tmp_path, monkeypatch):
@@ -91,16 +101,31 @@ def test_local_checkpoints_round_trip(tiny_blip_dir, tiny_segmenter_dir):
 
 
 def test_registered_and_missing_models(tmp_path, tiny_segmenter_dir):
-    register_model("my-shapes", "segmenter", tiny_segmenter_dir, "test model")
-    assert load_segmenter("my-shapes", device="cpu").name == "my-shapes"
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(catalog.ModelUnavailableError, match="segmenter.json is missing"):
-        load_segmenter(str(empty), device="cpu")
-    register_model("gone", "captioner", str(tmp_path / "gone"))
-    with pytest.raises(catalog.ModelUnavailableError, match="does not exist"):
-        load_captioner("gone", device="cpu")
-    assert availability("gone", "captioner")[0] is False
+    (tmp_path / "empty").mkdir()
+    specs = [
+        ModelSpec("my-shapes", "segmenter", tiny_segmenter_dir, "test model"),
+        ModelSpec("empty", "segmenter", str(tmp_path / "empty"), ""),
+        ModelSpec("gone", "captioner", str(tmp_path / "gone"), ""),
+    ]
+    with registered_models(specs):
+        assert load_segmenter("my-shapes", device="cpu").name == "my-shapes"
+        with pytest.raises(ModelUnavailableError, match="segmenter.json is missing") as caught:
+            load_segmenter("empty", device="cpu")
+        # What a served app's client would see names the model, not a path of this machine.
+        assert str(tmp_path) not in caught.value.public and "'empty'" in caught.value.public
+        with pytest.raises(ModelUnavailableError, match="does not exist") as caught:
+            load_captioner("gone", device="cpu")
+        assert str(tmp_path) not in caught.value.public and "'gone'" in caught.value.public
+        assert availability("gone", "captioner") == (False, "its model directory is missing")
+    assert "my-shapes" not in [spec.name for spec in list_models("segmenter")]  # the catalog is as before
+
+
+def test_best_available_prefers_what_loads_here(tiny_segmenter_dir):
+    with registered_models([ModelSpec("mine", "segmenter", tiny_segmenter_dir, "test model")]):
+        names = ["maskrcnn-v2", "mine"]
+        assert best_available("segmenter", names) == "mine"  # maskrcnn-v2's weights are not here
+        assert best_available("segmenter", names, "mine") == "mine"
+        assert best_available("segmenter", ["maskrcnn-v2"], "maskrcnn-v2") == "maskrcnn-v2"  # nothing loads: say why
 
 
 def test_device_checks():

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import draw_shapes
+from helpers import draw_shapes
 
 from pipeline.jsonform import decode_mask
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import draw_shapes
+from helpers import draw_shapes
 from PIL import Image
 
 from pipeline import ImageAnalysisPipeline, load_pipeline, to_json

@@ -29,14 +29,14 @@ import gradio
 import pytest
 import torch
 import yaml
-from conftest import TINY_CATEGORIES
 from gradio_client import Client, handle_file
+from helpers import TINY_CATEGORIES
 from packaging.specifiers import SpecifierSet
 from PIL import Image
 
 from pipeline import list_models
 from pipeline.builders import build_maskrcnn
-from pipeline.catalog import save_segmenter
+from pipeline.checkpoints import save_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "space" / "deploy.py"

@@ -7,17 +7,14 @@ import pytest
 import torch
 
 from pipeline import load_captioner, load_pipeline, load_segmenter
-from pipeline.catalog import load_segmenter_checkpoint
+from pipeline.checkpoints import load_segmenter_checkpoint
+from pipeline.kernels import BFloat16Stage, ParallelRoIPool, bfloat16_enabled, native_bfloat16
 from pipeline.speed import (
     BFLOAT16_STAGES,
     PROFILES,
-    BFloat16Stage,
-    ParallelRoIPool,
     SpeedProfile,
     apply_captioner_profile,
-    bfloat16_enabled,
     get_profile,
-    native_bfloat16,
     segmenter_precision,
     segmenter_settings,
     segmenter_view,
@@ -104,7 +101,7 @@ def test_bfloat16_segmenter_finds_what_float32_finds(monkeypatch):
 
 def test_pipeline_bfloat16_rejects_unknown_values(monkeypatch):
     monkeypatch.setenv("PIPELINE_BFLOAT16", "maybe")
-    with pytest.raises(ValueError, match="PIPELINE_BFLOAT16 must be auto, 1 or 0"):
+    with pytest.raises(ValueError, match="PIPELINE_BFLOAT16 must be one of"):
         bfloat16_enabled("cpu")
     monkeypatch.setenv("PIPELINE_BFLOAT16", "1")
     assert bfloat16_enabled("cpu") and not bfloat16_enabled("cuda")

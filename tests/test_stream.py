@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from pipeline.catalog import load_segmenter
-from pipeline.speed import SpeedProfile, limit_intraop_threads, segmenter_view
+from pipeline.kernels import limit_intraop_threads
+from pipeline.speed import SpeedProfile, segmenter_view
 from pipeline.stream import FpsMeter, LiveStream, SessionRegistry, scale_to_fit
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
-import torch
+from helpers import save_tiny_blip
 
 from pipeline import load_captioner
-from pipeline.builders import build_blip
 from train import caption, shapes
 from train.evaluate import evaluate_captioner
 from train.metrics import caption_metrics
@@ -20,13 +20,7 @@ pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory):
-    torch.manual_seed(0)
-    small = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
-    model, processor = build_blip(shapes.vocabulary(), image_size=32, patch_size=8, vision=small, text=small)
-    directory = tmp_path_factory.mktemp("tiny-blip-init")
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return Path(save_tiny_blip(tmp_path_factory.mktemp("tiny-blip-init"), shapes.vocabulary(), intermediate_size=64))
 
 
 def _train(shapes_data, tiny_blip, output_dir, *extra):

@@ -5,7 +5,7 @@ categories plus the background; category ids map to contiguous labels in id orde
 the checkpoint. Crowd regions and degenerate boxes (under 1 pixel wide or high) are dropped; images without objects
 are kept as negatives. The model starts from torchvision's COCO weights with new box and mask predictors
 (``--init coco``) or from scratch (``--init scratch``, e.g. a small ResNet-18 FPN). The final model goes to
-``--output_dir`` as ``segmenter.json`` + ``model.safetensors`` (:func:`pipeline.catalog.save_segmenter`), which
+``--output_dir`` as ``segmenter.json`` + ``model.safetensors`` (:func:`pipeline.checkpoints.save_segmenter`), which
 ``pipeline.load_segmenter(<output_dir>)`` and the app load; ``metrics.json``, ``history.json`` and ``history.png``
 sit beside it, resumable states in ``<output_dir>/checkpoints/step_<N>``.
 
@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
 from pipeline.builders import ARCHITECTURES, build_maskrcnn
-from pipeline.catalog import save_segmenter
+from pipeline.checkpoints import save_segmenter
 from train.common import (
     EpochSeeded,
     add_common_arguments,

@@ -1,0 +1,111 @@
+"""What the tests build and share: tiny random-weight models saved as the loaders read them, test pictures, and the
+app served on the test models. Never a hub download: every model here is made in the test session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from pipeline import ModelSpec, registered_models
+from pipeline.builders import build_blip, build_maskrcnn
+from pipeline.checkpoints import save_segmenter
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "space" / "examples"
+TINY_WORDS = "a an the of in on picture photo red blue green circle square triangle and to left right".split()
+TINY_CATEGORIES = ["__background__", "circle", "square", "triangle"]
+#: A one-layer BLIP's widths: big enough to run every code path, small enough to build in a fraction of a second.
+TINY_BLIP_LAYERS = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37}
+#: The app tests' models: one captioner, and two segmenters sure of one class each (see build_confident_segmenter).
+TEST_CAPTIONER = "test-tiny"
+TEST_SEGMENTERS = {"test-circles": 1, "test-squares": 2}
+
+
+def save_tiny_blip(directory: str | Path, words: Sequence[str] = TINY_WORDS, *, seed: int = 0, **layers: Any) -> str:
+    """A random-weight BLIP (32x32 input, one layer each side) with its processor, saved with ``save_pretrained``."""
+    torch.manual_seed(seed)
+    widths = {**TINY_BLIP_LAYERS, **layers}
+    model, processor = build_blip(words, image_size=32, patch_size=8, vision=widths, text=widths)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)
+
+
+def save_tiny_segmenter(
+    directory: str | Path,
+    *,
+    seed: int = 0,
+    categories: Sequence[str] = TINY_CATEGORIES,
+    favourite: int | None = None,
+    **settings: Any,
+) -> str:
+    """A random-weight Mask R-CNN (resnet18 FPN, 128 px) saved as a segmenter checkpoint.
+
+    ``favourite``: a class index the classifier always picks (a large bias), so that results are deterministic and
+    non-empty; ``settings`` override the ``MaskRCNN`` / ``build_maskrcnn`` settings saved with it.
+    """
+    torch.manual_seed(seed)
+    settings = {"min_size": 128, "max_size": 160, "box_detections_per_img": 20, **settings}
+    model = build_maskrcnn("maskrcnn_fpn", num_classes=len(categories), backbone="resnet18", **settings)
+    if favourite is not None:
+        with torch.no_grad():
+            model.roi_heads.box_predictor.cls_score.bias[favourite] = 8.0
+    save_segmenter(
+        model,
+        directory,
+        categories=list(categories),
+        architecture="maskrcnn_fpn",
+        backbone="resnet18",
+        model_kwargs=settings,
+    )
+    return str(directory)
+
+
+def draw_shapes(width: int = 96, height: int = 72, seed: int = 0) -> Image.Image:
+    """A small deterministic picture with a few coloured shapes on a noisy background."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 80, size=(height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(background)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([8, 8, 40, 40], fill=(220, 30, 30))
+    draw.rectangle([50, 20, 85, 60], fill=(30, 60, 220))
+    draw.polygon([(20, 65), (35, 45), (50, 65)], fill=(40, 200, 60))
+    return image
+
+
+@contextlib.contextmanager
+def registered_test_models(tiny_blip_dir: str, directory: Path) -> Iterator[dict[str, str]]:
+    """The app tests' models in the catalog for the block; yields their directories by name (and ``"captioner"``)."""
+    directories = {"captioner": tiny_blip_dir}
+    specs = [ModelSpec(TEST_CAPTIONER, "captioner", tiny_blip_dir, "tiny random BLIP: for tests")]
+    for seed, (name, favourite) in enumerate(TEST_SEGMENTERS.items()):
+        directories[name] = save_tiny_segmenter(
+            directory / name, seed=seed, favourite=favourite, box_detections_per_img=4
+        )
+        what = TINY_CATEGORIES[favourite]
+        specs.append(ModelSpec(name, "segmenter", directories[name], f"tiny random Mask R-CNN: finds {what}s"))
+    with registered_models(specs):
+        yield directories
+
+
+def serve(**options: Any):
+    """Build and launch the app on the test models on 127.0.0.1; returns ``(demo, url)``. Call ``demo.close()``."""
+    import app
+
+    settings = {
+        "captioners": [TEST_CAPTIONER, "blip-base"],
+        "segmenters": [*TEST_SEGMENTERS, "maskrcnn-v2"],
+        "device": "cpu",
+        "default_threshold": 0.3,
+        **options,
+    }
+    demo = app.build_demo(**settings)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.launch_options())
+    return demo, url
