@@ -41,6 +41,7 @@ from pipeline import (
     SUBTASKS,
     ModelUnavailableError,
     availability,
+    best_available,
     get_spec,
     list_models,
     load_captioner,
@@ -65,7 +66,6 @@ from pipeline.stream import LiveStream, SessionRegistry
 from pipeline.zerogpu import DEFAULT_DURATION, default_device, default_profile, gpu, on_zerogpu
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
-PREFERRED = {"captioner": ("blip-base", "shapes"), "segmenter": ("maskrcnn-v2", "shapes")}
 GREEDY, BEAM = "Greedy (fastest)", "Beam search (4 beams, better wording)"
 #: The UI runs the segmenter at no more than this threshold and filters for display, so that raising the slider
 #: (and lowering it down to here) re-renders without running the model again.
@@ -191,21 +191,6 @@ def model_choices(kind: str, names: Sequence[str] | None = None) -> list[tuple[s
     return choices
 
 
-def default_model(kind: str, names: Sequence[str], requested: str | None) -> str | None:
-    """The first of: the requested model, the preferred ones (blip-base / maskrcnn-v2, then shapes), the offered
-    ones, that loads here; when none does, the requested one (or the first offered) so that the page says why.
-
-    >>> default_model("captioner", [], None) is None
-    True
-    """
-    candidates = [requested] if requested else []
-    candidates += [name for name in [*PREFERRED[kind], *names] if name in names]
-    for name in candidates:
-        if availability(name, kind)[0]:
-            return name
-    return requested or (names[0] if names else None)
-
-
 def model_status(kind: str, name: str | None) -> str:
     """One Markdown line about the chosen model: what it is, or why it cannot be used here."""
     if not name:
@@ -324,8 +309,8 @@ def build_demo(
     """
     captioner_names = list(captioners) if captioners is not None else [s.name for s in list_models("captioner")]
     segmenter_names = list(segmenters) if segmenters is not None else [s.name for s in list_models("segmenter")]
-    first_captioner = default_model("captioner", captioner_names, default_captioner)
-    first_segmenter = default_model("segmenter", segmenter_names, default_segmenter)
+    first_captioner = best_available("captioner", captioner_names, default_captioner)
+    first_segmenter = best_available("segmenter", segmenter_names, default_segmenter)
     # A requested directory or hub id that is not in the catalog joins the menu, so that it can be chosen again.
     for names, chosen, kind in (
         (captioner_names, first_captioner, "captioner"),
@@ -886,7 +871,7 @@ def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
 def _preload(cache: ModelCache, args: argparse.Namespace) -> None:
     """Load the default models (on ZeroGPU every model that loads here), recording progress in ``LOADING``."""
     kinds = ("captioner", args.captioner), ("segmenter", args.segmenter)
-    wanted = [(kind, default_model(kind, [spec.name for spec in list_models(kind)], chosen)) for kind, chosen in kinds]
+    wanted = [(kind, best_available(kind, [s.name for s in list_models(kind)], chosen)) for kind, chosen in kinds]
     if on_zerogpu():  # a model can only be placed on the GPU now, so place every one that can be loaded
         wanted += [
             (kind, spec.name) for kind, _ in kinds for spec in list_models(kind) if (kind, spec.name) not in wanted

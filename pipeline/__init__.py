@@ -13,6 +13,7 @@ from .captioning import CaptionPipeline
 from .catalog import (
     ModelSpec,
     availability,
+    best_available,
     get_spec,
     list_models,
     load_captioner,
@@ -42,6 +43,7 @@ __all__ = [
     "Pipeline",
     "SegmentationPipeline",
     "availability",
+    "best_available",
     "decode_mask",
     "draw_instances",
     "draw_panoptic",

@@ -629,42 +629,22 @@ def measure_quality(args: argparse.Namespace) -> dict[str, Any]:
     """Caption BLEU/CIDEr and COCO box/mask AP of each profile on a shapes split, and each profile's cost vs full.
 
     The split folder is what ``python -m train.shapes`` writes: ``images/``, ``instances.json``, ``captions.txt``.
-    Both profiles get the same call options: captions with the captioner's defaults, every detection kept.
+    The scores come from :mod:`pipeline.evaluation`, the code ``train.evaluate`` runs: captions with the captioner's
+    defaults, every detection kept, and with ``--limit`` the ground truth cut to the same images.
     """
-    from pycocotools.coco import COCO
+    from .catalog import load_captioner, load_segmenter
+    from .evaluation import evaluate_captioner, evaluate_segmenter
 
-    from train.caption import read_captions
-    from train.metrics import caption_metrics, coco_detections, coco_instance_metrics
-
-    from .combined import load_pipeline
-
-    root = Path(args.quality)
-    with contextlib.redirect_stdout(sys.stderr):  # COCO() prints its progress
-        coco = COCO(str(root / "instances.json"))
-    references = read_captions(root / "captions.txt").captions
-    images = sorted(coco.dataset["images"], key=lambda image: image["id"])[: args.limit]
-    category_of = {category["name"]: category["id"] for category in coco.dataset["categories"]}
-    report: dict[str, Any] = {"split": str(root), "images": len(images), "profiles": {}}
+    report: dict[str, Any] = {"split": str(args.quality), "profiles": {}}
     for profile in args.profiles:
-        pipe = load_pipeline(args.captioner, args.segmenter, device="cpu", profile=profile)
-        captions, detections, seconds = {}, [], 0.0
-        for image in images:
-            tick = time.perf_counter()
-            result = pipe(root / "images" / image["file_name"], threshold=0.0, subtask="instance")
-            seconds += time.perf_counter() - tick
-            captions[image["file_name"]] = result["caption"]
-            found = [item for item in result["instances"] if item["label"] in category_of]
-            detections += coco_detections(
-                image["id"],
-                np.array([item["box"] for item in found]).reshape(-1, 4),
-                np.array([item["score"] for item in found]),
-                [category_of[item["label"]] for item in found],
-                np.array([np.asarray(item["mask"]) > 0 for item in found]),
-            )
-        pipe.close()
-        metrics = caption_metrics({name: references[name] for name in captions}, captions)
-        metrics.update(coco_instance_metrics(coco, detections))
-        metrics["seconds_per_image"] = seconds / max(1, len(images))
+        captioner = load_captioner(args.captioner, device="cpu", profile=profile)
+        segmenter = load_segmenter(args.segmenter, device="cpu", profile=profile)
+        tick = time.perf_counter()
+        metrics = evaluate_captioner(captioner, args.quality, max_images=args.limit)
+        metrics.update(evaluate_segmenter(segmenter, args.quality, max_images=args.limit))
+        images = metrics.pop("images")
+        metrics["seconds_per_image"] = (time.perf_counter() - tick) / max(1.0, images)
+        report["images"] = int(images)
         report["profiles"][profile] = metrics
         print(f"{profile}: " + ", ".join(f"{key} {value:.3f}" for key, value in metrics.items()), flush=True)
     if "full" in report["profiles"]:

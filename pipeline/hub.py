@@ -93,13 +93,9 @@ def prepare_hub_download(label: str, repo_id: str) -> bool:
         f"download it where there is network (`hf download {repo_id}`) and copy the Hugging Face cache here, "
         "or choose the offline 'shapes' model"
     )
-    if offline():
-        why = "HF_HUB_OFFLINE is set"
-    else:
-        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-        if reachable(host):
-            return False
-        why = f"{host} cannot be reached"
+    why = _why_not_downloadable(urlparse(constants.ENDPOINT).hostname or "huggingface.co")
+    if why is None:
+        return False
     return _raise(
         f"{label} ({repo_id}) is not in the local Hugging Face cache and {why}: {advice}",
         f"{label} is not installed on this server and cannot be downloaded now; choose another model",
@@ -140,13 +136,9 @@ def require_torchvision_weights(label: str, builder: str) -> Any:
     checkpoint = torchvision_checkpoint(builder)
     if checkpoint.is_file():
         return weights
-    if offline():
-        why = "HF_HUB_OFFLINE is set"
-    else:
-        host = urlparse(weights.url).hostname or ""
-        if reachable(host):
-            return weights
-        why = f"{host} cannot be reached"
+    why = _why_not_downloadable(urlparse(weights.url).hostname or "")
+    if why is None:
+        return weights
     name = checkpoint.name
     return _raise(
         f"{label}: its weights are not on this machine and {why}: download {weights.url} where there is network "
@@ -154,6 +146,13 @@ def require_torchvision_weights(label: str, builder: str) -> Any:
         f"{label}: its weights ({name}) are not installed on this server and cannot be downloaded now; "
         "choose another model",
     )
+
+
+def _why_not_downloadable(host: str) -> str | None:
+    """None when a download from ``host`` may be tried now, else why not."""
+    if offline():
+        return "HF_HUB_OFFLINE is set"
+    return None if reachable(host) else f"{host} cannot be reached"
 
 
 def _raise(message: str, public: str) -> Any:

@@ -18,6 +18,8 @@ from typing import Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from .env import env_int
+
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 
 #: Default largest accepted image, in pixels (about 40 megapixels: a 7,700 x 5,200 photo). Override per call
@@ -25,18 +27,30 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
+class ImageTooLargeError(ValueError):
+    """An image has more pixels than the limit; the message says how many, the limit, and what sets the limit.
+
+    Attributes:
+        what (str): the image as named in messages (a file name, "the given bytes", ...).
+        width, height (int): its size in pixels.
+        limit (int): the limit it exceeds.
+    """
+
+    def __init__(self, what: str, width: int, height: int, limit: int, setting: str):
+        self.what, self.width, self.height, self.limit = what, width, height, limit
+        super().__init__(self.describe(setting))
+
+    def describe(self, setting: str) -> str:
+        """The message with ``setting`` named as what sets the limit (a front end names its own flag)."""
+        return (
+            f"image too large: {self.what} is {self.width}x{self.height} = {self.width * self.height:,} pixels, "
+            f"the limit is {self.limit:,} ({setting})"
+        )
+
+
 def max_pixels_from_env() -> int:
     """The pixel limit set by ``PIPELINE_MAX_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`."""
-    raw = os.environ.get("PIPELINE_MAX_PIXELS")
-    if not raw:
-        return DEFAULT_MAX_PIXELS
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"PIPELINE_MAX_PIXELS must be a positive integer, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"PIPELINE_MAX_PIXELS must be a positive integer, got {raw!r}")
-    return value
+    return env_int("PIPELINE_MAX_PIXELS", DEFAULT_MAX_PIXELS)
 
 
 def load_image(image: ImageInput, *, max_pixels: int | None = None) -> Image.Image:
@@ -59,7 +73,10 @@ def load_image(image: ImageInput, *, max_pixels: int | None = None) -> Image.Ima
     >>> load_image(np.zeros((4, 6, 3), dtype=np.uint8)).size
     (6, 4)
     """
-    limit = max_pixels_from_env() if max_pixels is None else max_pixels
+    if max_pixels is None:
+        limit = _Limit(max_pixels_from_env(), "set PIPELINE_MAX_PIXELS to change it")
+    else:
+        limit = _Limit(max_pixels, "the max_pixels argument")
     if isinstance(image, np.ndarray):
         return _check_size(_from_array(image), limit, "array")
     if isinstance(image, Image.Image):
@@ -82,7 +99,16 @@ def load_image(image: ImageInput, *, max_pixels: int | None = None) -> Image.Ima
     )
 
 
-def _open(stream: io.IOBase, what: str, limit: int) -> Image.Image:
+class _Limit(int):
+    """A pixel limit that knows what set it (for the message)."""
+
+    def __new__(cls, value: int, setting: str) -> _Limit:
+        limit = super().__new__(cls, value)
+        limit.setting = setting
+        return limit
+
+
+def _open(stream: io.IOBase, what: str, limit: _Limit) -> Image.Image:
     # PIL's own bomb check warns or raises at sizes unrelated to ours; we enforce `limit` ourselves before decoding.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -101,15 +127,12 @@ def _open(stream: io.IOBase, what: str, limit: int) -> Image.Image:
     return _to_rgb(_upright(opened))
 
 
-def _check_size(image: Image.Image, limit: int, what: str) -> Image.Image:
+def _check_size(image: Image.Image, limit: _Limit, what: str) -> Image.Image:
     width, height = image.size
     if width == 0 or height == 0:
         raise ValueError(f"empty image: {what} is {width}x{height} pixels")
     if width * height > limit:
-        raise ValueError(
-            f"image too large: {what} is {width}x{height} = {width * height:,} pixels, "
-            f"the limit is {limit:,} (set PIPELINE_MAX_PIXELS to change it)"
-        )
+        raise ImageTooLargeError(what, width, height, int(limit), limit.setting)
     return image
 
 

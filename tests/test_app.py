@@ -17,7 +17,7 @@ from gradio_client import Client, handle_file
 from helpers import EXAMPLES, ROOT, TEST_CAPTIONER, registered_test_models, serve
 from PIL import Image
 
-from pipeline import availability, from_json, load_captioner, load_segmenter, to_json
+from pipeline import availability, best_available, from_json, load_captioner, load_segmenter, to_json
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +145,11 @@ def test_model_choices_mark_what_cannot_load_and_defaults_fall_back(app_models):
     # blip-base (and shapes, if not trained yet) cannot load here: the first model that can is chosen.
     names = ["blip-base", TEST_CAPTIONER]
     expected = "shapes" if availability("shapes", "captioner")[0] else TEST_CAPTIONER
-    assert app.default_model("captioner", [*names, "shapes"], None) == expected
-    assert app.default_model("captioner", names, TEST_CAPTIONER) == TEST_CAPTIONER  # an explicit choice that loads
+    assert best_available("captioner", [*names, "shapes"], None) == expected
+    assert best_available("captioner", names, TEST_CAPTIONER) == TEST_CAPTIONER  # an explicit choice that loads
     # An explicit choice that cannot load here falls back (the Space asks for blip-base and runs on shapes).
-    assert app.default_model("captioner", [*names, "shapes"], "blip-base") == expected
-    assert app.default_model("captioner", ["blip-base"], "blip-base") == "blip-base"  # nothing loads: say why
+    assert best_available("captioner", [*names, "shapes"], "blip-base") == expected
+    assert best_available("captioner", ["blip-base"], "blip-base") == "blip-base"  # nothing loads: say why
     assert "cannot be used here" in app.model_status("captioner", "blip-base")
 
 

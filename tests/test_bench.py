@@ -59,3 +59,21 @@ def test_bench_quality_mode_scores_each_profile(tmp_path, tiny_blip_dir, tiny_se
     assert cost["segm_AP"] == pytest.approx(
         quality["profiles"]["full"]["segm_AP"] - quality["profiles"]["fast"]["segm_AP"]
     )
+
+
+def test_bench_quality_limit_scores_like_train_evaluate(tmp_path, tiny_blip_dir):
+    # --limit cuts the ground truth too: the figures equal train.evaluate's on the same images, not lower. The
+    # trained shapes segmenter finds the shapes, so the AP is far from 0 and a cut that missed the ground truth
+    # (the unmatched shapes of the images left out) would lower it.
+    from pipeline import load_segmenter
+    from pipeline.evaluation import evaluate_segmenter
+    from train.shapes import write_split
+
+    split = write_split(tmp_path / "shapes", "test", 6, seed=1)
+    argv = ["--quality", str(split), "--captioner", tiny_blip_dir, "--segmenter", "shapes"]
+    assert bench.main([*argv, "--limit", "3", "--profiles", "full", "--out", str(tmp_path / "out")]) == 0
+    quality = json.loads((tmp_path / "out" / "quality.json").read_text())
+    direct = evaluate_segmenter(load_segmenter("shapes", device="cpu"), split, max_images=3)
+    assert quality["images"] == 3 and direct["segm_AP"] > 0.5
+    assert quality["profiles"]["full"]["segm_AP"] == pytest.approx(direct["segm_AP"])
+    assert quality["profiles"]["full"]["bbox_AP"] == pytest.approx(direct["bbox_AP"])

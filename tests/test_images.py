@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.images import load_image
+from pipeline.images import ImageTooLargeError, load_image
 
 
 def _encoded(image: Image.Image, fmt: str, **save_kwargs) -> bytes:
@@ -106,15 +106,16 @@ def test_pixel_limit(tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.new("RGB", (200, 100)).save(path)
     with pytest.raises(
-        ValueError, match=r"image too large: 'big.png' is 200x100 = 20,000 pixels, the limit is 19,999"
+        ImageTooLargeError,
+        match=r"too large: 'big.png' is 200x100 = 20,000 pixels, the limit is 19,999 \(the max_pixels argument\)",
     ):
         load_image(path, max_pixels=19_999)
     assert load_image(path, max_pixels=20_000).size == (200, 100)
     monkeypatch.setenv("PIPELINE_MAX_PIXELS", "100")
-    with pytest.raises(ValueError, match="the limit is 100 "):
+    with pytest.raises(ValueError, match=r"the limit is 100 \(set PIPELINE_MAX_PIXELS to change it\)"):
         load_image(path)
     monkeypatch.setenv("PIPELINE_MAX_PIXELS", "lots")
-    with pytest.raises(ValueError, match="PIPELINE_MAX_PIXELS must be a positive integer, got 'lots'"):
+    with pytest.raises(ValueError, match="PIPELINE_MAX_PIXELS must be an integer of at least 1, got 'lots'"):
         load_image(path)
 
 

@@ -10,9 +10,9 @@ import pytest
 from helpers import save_tiny_blip
 
 from pipeline import load_captioner
+from pipeline.caption_files import read_captions
+from pipeline.evaluation import caption_metrics, evaluate_captioner
 from train import caption, shapes
-from train.evaluate import evaluate_captioner
-from train.metrics import caption_metrics
 
 # Each in-process training run builds its own Accelerator (see conftest.fresh_accelerate_state).
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
@@ -48,7 +48,7 @@ def test_flickr8k_captions_txt_with_malformed_rows(tmp_path):
         "just-a-name-without-caption\n"  # one field
         "notes.txt,not an image\n"  # not an image file
     )
-    parsed = caption.read_captions(path)
+    parsed = read_captions(path)
     assert parsed.layout == "captions.txt"
     assert parsed.skipped == 3
     assert parsed.captions["1000268201_693b08cb0e.jpg"][1] == "A girl, going into a wooden building ."
@@ -66,7 +66,7 @@ def test_flickr8k_token_txt_with_malformed_rows(tmp_path):
         "1001773457_577c3a7d70.jpg#x\tbad number\n"
         "\n"
     )
-    parsed = caption.read_captions(path)
+    parsed = read_captions(path)
     assert parsed.layout == "Flickr8k.token.txt"
     assert parsed.skipped == 3
     assert parsed.captions == {
@@ -88,7 +88,7 @@ def test_flickr30k_results_csv_with_its_known_broken_row(tmp_path):
         "2199200615.jpg| x| bad comment number\n"
         "2199200615.jpg| 0| A dog | runs\n"
     )
-    parsed = caption.read_captions(path)
+    parsed = read_captions(path)
     assert parsed.layout == "results.csv"
     assert parsed.skipped == 2
     assert parsed.captions["2199200615.jpg"] == ["A dog | runs"]
@@ -99,9 +99,9 @@ def test_unknown_layout_and_missing_file_are_named(tmp_path):
     path = tmp_path / "captions.json"
     path.write_text('{"images": []}\n')
     with pytest.raises(ValueError, match="captions.json.* none of the layouts"):
-        caption.read_captions(path)
+        read_captions(path)
     with pytest.raises(ValueError, match="nowhere.txt.* does not exist"):
-        caption.read_captions(tmp_path / "nowhere.txt")
+        read_captions(tmp_path / "nowhere.txt")
 
 
 def test_caption_metrics_score_references():

@@ -15,9 +15,8 @@ from pycocotools.coco import COCO
 
 from pipeline import load_segmenter
 from pipeline.builders import build_maskrcnn
+from pipeline.evaluation import coco_instance_metrics, evaluate_segmenter
 from train import segment, shapes
-from train.evaluate import evaluate_segmenter
-from train.metrics import coco_instance_metrics
 
 TINY_KWARGS = {
     "returned_layers": [1],

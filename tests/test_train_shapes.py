@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from pipeline.caption_files import read_captions
 from train import shapes
-from train.caption import read_captions
 
 
 def _digest(root) -> str:

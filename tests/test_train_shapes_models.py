@@ -9,8 +9,8 @@ import torch
 
 from pipeline import load_captioner, load_segmenter
 from pipeline.catalog import WEIGHTS_DIR, get_spec
+from pipeline.evaluation import evaluate_captioner, evaluate_segmenter
 from train import make_shapes_models, shapes
-from train.evaluate import evaluate_captioner, evaluate_segmenter
 
 CAPTIONER_DIR = WEIGHTS_DIR / "shapes-captioner"
 SEGMENTER_DIR = WEIGHTS_DIR / "shapes-segmenter"

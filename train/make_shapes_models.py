@@ -30,8 +30,8 @@ import torch
 
 from pipeline.builders import build_blip
 from pipeline.catalog import WEIGHTS_DIR
+from pipeline.evaluation import evaluate_captioner, evaluate_segmenter
 from train import caption, segment, shapes
-from train.evaluate import evaluate_captioner, evaluate_segmenter
 
 DATA_SEED, HELDOUT_SEED = 0, 1
 TRAIN_IMAGES, VAL_IMAGES, TEST_IMAGES = 3000, 100, 300

@@ -44,6 +44,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from pipeline.builders import ARCHITECTURES, build_maskrcnn
 from pipeline.checkpoints import save_segmenter
+from pipeline.evaluation import coco_detections, coco_instance_metrics
 from train.common import (
     EpochSeeded,
     add_common_arguments,
@@ -53,7 +54,6 @@ from train.common import (
     plot_history,
     write_json,
 )
-from train.metrics import coco_detections, coco_instance_metrics
 
 INITS = ("coco", "scratch")
 PLOTTED = ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50")
@@ -236,7 +236,7 @@ def predict_coco(
 def evaluate(
     model: torch.nn.Module, loader: Any, dataset: CocoInstances, accelerator: Any, threshold: float = 0.0
 ) -> dict[str, float]:
-    """COCOeval box and mask AP, AP50, AP75 of ``model`` on ``dataset`` (:mod:`train.metrics`)."""
+    """COCOeval box and mask AP, AP50, AP75 of ``model`` on ``dataset`` (:mod:`pipeline.evaluation`)."""
     label_to_category = [0, *dataset.category_ids]
     detections = predict_coco(model, loader, label_to_category, accelerator, threshold)
     return coco_instance_metrics(dataset.coco, detections)

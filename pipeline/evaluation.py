@@ -1,8 +1,12 @@
-"""The metrics of both training scripts and of ``train/evaluate.py``: one implementation each.
+"""Scoring captioners and segmenters: the one implementation behind ``train/``, the benchmark and the batch job.
 
 - Captions: BLEU-1..4 and CIDEr (CIDEr-D) of pycocoevalcap's scorers, pure Python (no Java), every candidate scored
-  against all references of its image.
-- Instances: COCOeval (pycocotools) box and mask AP, AP50, AP75 from detections in the COCO results format.
+  against all references of its image (:func:`caption_metrics`).
+- Instances: COCOeval (pycocotools) box and mask AP, AP50, AP75 from detections in the COCO results format
+  (:func:`coco_detections`, :func:`coco_instance_metrics`).
+- A pipeline on a data set folder: :func:`evaluate_captioner` (a caption file and an images folder, see
+  :mod:`pipeline.caption_files`) and :func:`evaluate_segmenter` (``images/`` and a COCO ``instances.json``); with
+  ``max_images`` the ground truth is cut to the same images, so that AP scores only what was predicted.
 
 >>> scores = caption_metrics({"1.png": ["a red circle"], "2.png": ["a blue square"]}, {"1.png": "a red circle",
 ...                                                                                  "2.png": "a blue square"})
@@ -16,10 +20,13 @@ import contextlib
 import io
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from .caption_files import find_caption_data, read_captions
 
 CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr")
 COCO_METRICS = ("AP", "AP50", "AP75")
@@ -127,3 +134,78 @@ def coco_instance_metrics(
             for index, name in enumerate(COCO_METRICS):
                 metrics[f"{iou_type}_{name}"] = float(evaluator.stats[index])
     return metrics
+
+
+# -- a pipeline on a data set folder -------------------------------------------------------------------------
+
+
+def evaluate_captioner(
+    captioner: Any, data_dir: str | Path, *, max_images: int | None = None, **call_options: Any
+) -> dict[str, float]:
+    """BLEU-1..4 and CIDEr of a :class:`~pipeline.captioning.CaptionPipeline` on a data set folder.
+
+    Args:
+        captioner (CaptionPipeline): e.g. ``pipeline.load_captioner("shapes")``.
+        data_dir (str | Path): a folder with a caption file and an images folder.
+        max_images (int | None, default None): evaluate on the first N images (sorted by name) only.
+        **call_options: captioner call options, e.g. ``num_beams=3``.
+
+    Returns:
+        dict with ``"BLEU-1"`` .. ``"BLEU-4"``, ``"CIDEr"`` and ``"images"`` (how many were captioned).
+    """
+    captions_file, images_dir = find_caption_data(data_dir)
+    references = read_captions(captions_file).captions
+    names = sorted(references)[:max_images] if max_images else sorted(references)
+    results = captioner([str(images_dir / name) for name in names], **call_options)
+    candidates = {name: result["caption"] for name, result in zip(names, results)}
+    return {**caption_metrics({name: references[name] for name in names}, candidates), "images": float(len(names))}
+
+
+def evaluate_segmenter(
+    segmenter: Any, data_dir: str | Path, *, max_images: int | None = None, threshold: float = 0.0
+) -> dict[str, float]:
+    """COCOeval box and mask AP of a :class:`~pipeline.segmentation.SegmentationPipeline` on a data set folder.
+
+    Predicted labels are matched to the ground truth's categories by name.
+
+    Args:
+        segmenter (SegmentationPipeline): e.g. ``pipeline.load_segmenter("shapes")``.
+        data_dir (str | Path): a folder with ``images/`` and ``instances.json``.
+        max_images (int | None, default None): evaluate on the first N images (by id) only.
+        threshold (float, default 0.0): the pipeline's score threshold; COCO AP wants every detection.
+
+    Returns:
+        dict with ``"bbox_AP"``, ``"bbox_AP50"``, ``"bbox_AP75"``, ``"segm_AP"``, ``"segm_AP50"``,
+        ``"segm_AP75"`` and ``"images"``.
+    """
+    from pycocotools.coco import COCO
+
+    root = Path(data_dir)
+    annotations = root / "instances.json"
+    if not annotations.is_file() or not (root / "images").is_dir():
+        raise ValueError(f"data set folder {str(data_dir)!r} needs images/ and instances.json")
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(annotations))
+    category_of = {category["name"]: category["id"] for category in coco.loadCats(coco.getCatIds())}
+    unknown = sorted(set(category_of) - set(segmenter.categories))
+    if unknown:
+        raise ValueError(f"the segmenter cannot predict the data set's categories {unknown}")
+    image_ids = sorted(coco.getImgIds())[:max_images] if max_images else sorted(coco.getImgIds())
+    paths = [str(root / "images" / coco.imgs[image_id]["file_name"]) for image_id in image_ids]
+    if max_images:
+        # COCOeval scores only the images given to it, so the cut must reach the ground truth too.
+        coco.dataset["images"] = [coco.imgs[i] for i in image_ids]
+        coco.dataset["annotations"] = [a for a in coco.dataset["annotations"] if a["image_id"] in set(image_ids)]
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco.createIndex()
+    detections = []
+    for image_id, result in zip(image_ids, segmenter(paths, threshold=threshold, subtask="instance")):
+        found = [obj for obj in result["instances"] if obj["label"] in category_of]
+        detections += coco_detections(
+            image_id,
+            np.array([obj["box"] for obj in found], dtype=np.float64).reshape(-1, 4),
+            np.array([obj["score"] for obj in found]),
+            [category_of[obj["label"]] for obj in found],
+            np.stack([np.asarray(obj["mask"]) > 127 for obj in found]) if found else None,
+        )
+    return {**coco_instance_metrics(coco, detections), "images": float(len(image_ids))}
