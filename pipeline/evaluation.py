@@ -104,7 +104,7 @@ def coco_detections(
 
 
 def coco_instance_metrics(
-    coco_gt: Any, detections: Sequence[dict[str, Any]], *, segm: bool = True
+    coco_gt: Any, detections: Sequence[dict[str, Any]], *, segm: bool = True, image_ids: Sequence[int] | None = None
 ) -> dict[str, float]:
     """COCOeval box (and mask) AP, AP50, AP75 of detections against a ground truth.
 
@@ -112,6 +112,8 @@ def coco_instance_metrics(
         coco_gt (pycocotools.coco.COCO): the ground truth.
         detections (Sequence[dict]): COCO results (see :func:`coco_detections`); may be empty (all metrics 0).
         segm (bool, default True): also evaluate masks (every detection then needs ``"segmentation"``).
+        image_ids (Sequence[int] | None, default None): score only these images (those that were predicted); None
+            scores every image of the ground truth.
 
     Returns:
         dict with ``"bbox_AP"``, ``"bbox_AP50"``, ``"bbox_AP75"`` and, with ``segm``, the ``"segm_..."`` ones;
@@ -127,7 +129,7 @@ def coco_instance_metrics(
         coco_dt = coco_gt.loadRes(list(detections))
         for iou_type in iou_types:
             evaluator = COCOeval(coco_gt, coco_dt, iou_type)
-            evaluator.params.imgIds = sorted(coco_gt.getImgIds())
+            evaluator.params.imgIds = sorted(coco_gt.getImgIds() if image_ids is None else image_ids)
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
@@ -192,12 +194,6 @@ def evaluate_segmenter(
         raise ValueError(f"the segmenter cannot predict the data set's categories {unknown}")
     image_ids = sorted(coco.getImgIds())[:max_images] if max_images else sorted(coco.getImgIds())
     paths = [str(root / "images" / coco.imgs[image_id]["file_name"]) for image_id in image_ids]
-    if max_images:
-        # COCOeval scores only the images given to it, so the cut must reach the ground truth too.
-        coco.dataset["images"] = [coco.imgs[i] for i in image_ids]
-        coco.dataset["annotations"] = [a for a in coco.dataset["annotations"] if a["image_id"] in set(image_ids)]
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
     detections = []
     for image_id, result in zip(image_ids, segmenter(paths, threshold=threshold, subtask="instance")):
         found = [obj for obj in result["instances"] if obj["label"] in category_of]
@@ -208,4 +204,5 @@ def evaluate_segmenter(
             [category_of[obj["label"]] for obj in found],
             np.stack([np.asarray(obj["mask"]) > 127 for obj in found]) if found else None,
         )
-    return {**coco_instance_metrics(coco, detections), "images": float(len(image_ids))}
+    # Only the images predicted are scored: a cut (max_images) reaches the ground truth too.
+    return {**coco_instance_metrics(coco, detections, image_ids=image_ids), "images": float(len(image_ids))}

@@ -152,10 +152,35 @@ def test_resume_continues_from_the_saved_step(shapes_data, tiny_blip, tmp_path):
     for one, other in zip(before[4:], after[4:]):
         assert one["loss"] == pytest.approx(other["loss"], rel=1e-4)
         assert one["lr"] == pytest.approx(other["lr"], rel=1e-6)
-    with pytest.raises(ValueError, match="no saved state"):
-        _train(
-            shapes_data, tiny_blip, tmp_path / "empty", "--max_train_steps", "2", "--resume_from_checkpoint", "latest"
-        )
+
+
+def test_resume_latest_on_a_first_run_starts_from_step_0(shapes_data, tiny_blip, tmp_path, capsys):
+    # One command line serves the first run and every restart, as in accelerate's examples.
+    output = tmp_path / "fresh"
+    _train(shapes_data, tiny_blip, output, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")
+    assert "no saved state in" in capsys.readouterr().out
+    assert [row["step"] for row in json.loads((output / "history.json").read_text())["steps"]] == [1, 2]
+
+
+def test_missing_images_are_skipped_and_counted_before_training(shapes_data, tiny_blip, tmp_path, capsys):
+    data = tmp_path / "partly-extracted"
+    shutil.copytree(shapes_data, data)
+    for name in ("000001.png", "000003.png"):
+        (data / "train" / "images" / name).unlink()
+    output = tmp_path / "run"
+    caption.main(
+        ["--model_name_or_path", str(tiny_blip), "--train_dir", str(data / "train"), "--output_dir", str(output),
+         "--max_train_steps", "2", "--per_device_batch_size", "4", "--torch_threads", "1"]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "2 of 16 images are not in" in printed and "000001.png, 000003.png" in printed
+    # Written like every other output file, not owner-only as safetensors writes it.
+    assert (output / "model.safetensors").stat().st_mode & 0o777 == (output / "config.json").stat().st_mode & 0o777
+    for image in (data / "train" / "images").iterdir():
+        image.unlink()
+    with pytest.raises(SystemExit, match="none of the 16 images is in"):
+        caption.main(["--model_name_or_path", str(tiny_blip), "--train_dir", str(data / "train"),
+                      "--output_dir", str(tmp_path / "none")])  # fmt: skip
 
 
 def test_bad_flags_are_refused(shapes_data, tiny_blip, tmp_path, capsys):

@@ -162,3 +162,87 @@ def test_bad_flags_are_refused(shapes_data, tmp_path, capsys):
         segment.main(["--train_dir", str(shapes_data / "train"), "--output_dir", str(tmp_path), "--model",
                       "maskrcnn_fpn", "--init", "coco"])  # fmt: skip
     assert "--init coco needs a COCO architecture" in capsys.readouterr().err
+
+
+# -- --init coco: torchvision's COCO weights through the real loading path ------------------------------------------
+
+#: Small inputs and few sampled regions, so that a full-size COCO architecture takes a training step in seconds.
+COCO_INIT_KWARGS = {
+    "min_size": 64,
+    "max_size": 64,
+    "rpn_post_nms_top_n_train": 64,
+    "box_batch_size_per_image": 32,
+    "box_detections_per_img": 10,
+}
+
+
+@pytest.mark.parametrize("architecture", ["maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn"])
+def test_init_coco_fine_tunes_from_torchvisions_weights_file(shapes_data, tmp_path, monkeypatch, architecture):
+    # The released weights cannot be downloaded here: a random state dict saved under torchvision's own checkpoint
+    # file name in a temporary TORCH_HOME, so that torchvision's weights enum reads it as it would the real file.
+    from pipeline.hub import torchvision_checkpoint
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    checkpoint = torchvision_checkpoint(architecture)
+    checkpoint.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    coco_model = build_maskrcnn(architecture, num_classes=91)
+    torch.save(coco_model.state_dict(), checkpoint)
+    output = tmp_path / "run"
+    metrics = segment.main(
+        ["--train_dir", str(shapes_data / "train"), "--val_dir", str(shapes_data / "val"), "--output_dir",
+         str(output), "--model", architecture, "--init", "coco", "--model_kwargs", json.dumps(COCO_INIT_KWARGS),
+         "--max_train_steps", "2", "--per_device_batch_size", "2", "--torch_threads", "2"]
+    )  # fmt: skip
+    assert {"bbox_AP", "segm_AP"} <= set(metrics)
+    segmenter = load_segmenter(str(output), device="cpu")
+    assert segmenter.categories == ["__background__", *shapes.CATEGORIES]
+    # The backbone started from the COCO file (a few steps move it only a little); the predictors are new.
+    trained = segmenter.model.state_dict()
+    key = "backbone.body.layer4.2.conv3.weight"
+    assert torch.allclose(trained[key], coco_model.state_dict()[key], atol=1e-2)
+    assert trained["roi_heads.box_predictor.cls_score.weight"].shape[0] == 4
+    assert (output / "model.safetensors").stat().st_mode & 0o777 == (output / "metrics.json").stat().st_mode & 0o777
+    result = segmenter(shapes_data / "val" / "images" / "000000.png", threshold=0.0)
+    assert all(instance["label"] in shapes.CATEGORIES for instance in result["instances"])
+
+
+def test_init_coco_without_the_weights_says_which_file_within_seconds(shapes_data, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as caught:
+        segment.main(["--train_dir", str(shapes_data / "train"), "--output_dir", str(tmp_path / "run"),
+                      "--model", "maskrcnn_resnet50_fpn_v2", "--init", "coco"])  # fmt: skip
+    assert time.monotonic() - start < 10
+    message = str(caught.value)
+    assert "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth" in message and str(tmp_path / "empty-torch-home") in message
+    assert "download https://download.pytorch.org/models/" in message
+
+
+def test_missing_images_are_skipped_and_counted_before_training(shapes_data, tmp_path, capsys):
+    data = tmp_path / "partly-extracted"
+    shutil.copytree(shapes_data, data)
+    (data / "train" / "images" / "000002.png").unlink()
+    output = tmp_path / "run"
+    _train(data, output, "--max_train_steps", "1")
+    assert "1 of 16 images are not in" in capsys.readouterr().out
+    assert json.loads((output / "segmenter.json").read_text())["step"] == 1
+    for image in (data / "train" / "images").iterdir():
+        image.unlink()
+    with pytest.raises(SystemExit, match="none of the 16 images is in"):
+        _train(data, tmp_path / "none", "--max_train_steps", "1")
+
+
+def test_a_non_finite_loss_says_what_was_saved(tmp_path):
+    from train.common import check_finite
+
+    with pytest.raises(FloatingPointError, match="no state was saved before this step"):
+        check_finite(float("nan"), 3, tmp_path)
+    state = tmp_path / "checkpoints" / "step_2"
+    state.mkdir(parents=True)
+    (state / "progress.json").write_text('{"step": 2}')
+    with pytest.raises(FloatingPointError, match=r"the newest saved state is .*step_2 \(step 2\)"):
+        check_finite(float("inf"), 3, tmp_path)
+    check_finite(0.5, 3, tmp_path)  # a finite loss passes

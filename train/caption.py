@@ -53,6 +53,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.caption_files import find_caption_data, read_captions
+from pipeline.checkpoints import make_readable
 from pipeline.evaluation import CAPTION_METRICS, caption_metrics
 from train.common import (
     EpochSeeded,
@@ -61,6 +62,7 @@ from train.common import (
     check_common_arguments,
     fit,
     plot_history,
+    present_images,
     write_json,
 )
 
@@ -239,6 +241,34 @@ def split_images(args: argparse.Namespace, captions: dict[str, list[str]]) -> tu
     return names, []
 
 
+def read_data(args: argparse.Namespace, accelerator: Any) -> tuple[list[str], list[str], dict, str, dict]:
+    """Training and validation image names, the validation references and images folder, the training captions.
+
+    Every image is looked for before training, so that a partly extracted data set costs a note, not a crash hours
+    into a run: missing ones are skipped and counted like malformed rows.
+    """
+    train_file = read_captions(args.captions_file)
+    accelerator.print(
+        f"{args.captions_file}: {train_file.layout} layout, {len(train_file.captions)} images, "
+        f"{train_file.skipped} malformed rows skipped"
+    )
+    train_names, val_names = split_images(args, train_file.captions)
+    references, val_images_dir = train_file.captions, args.images_dir
+    if args.val_captions_file:
+        val_file = read_captions(args.val_captions_file)
+        accelerator.print(f"{args.val_captions_file}: {val_file.skipped} malformed rows skipped")
+        references, val_images_dir = val_file.captions, args.val_images_dir or args.images_dir
+        val_names = sorted(val_file.captions)
+    val_names = val_names[: args.max_val_images] if args.max_val_images else val_names
+    train_names, note = present_images(train_names, args.images_dir, args.captions_file)
+    if val_names:
+        val_names, val_note = present_images(val_names, val_images_dir, args.val_captions_file or args.captions_file)
+        note = "\n".join(line for line in (note, val_note) if line)
+    if note:
+        accelerator.print(note)
+    return train_names, val_names, references, val_images_dir, train_file.captions
+
+
 def caption_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """BLIP's language-modelling loss of one batch (pixel values, input ids, labels)."""
     return model(**batch).loss
@@ -287,25 +317,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     set_seed(args.seed)
 
     # -- data
-    train_file = read_captions(args.captions_file)
-    accelerator.print(
-        f"{args.captions_file}: {train_file.layout} layout, {len(train_file.captions)} images, "
-        f"{train_file.skipped} malformed rows skipped"
-    )
-    train_names, val_names = split_images(args, train_file.captions)
-    references, val_images_dir = train_file.captions, args.images_dir
-    if args.val_captions_file:
-        val_file = read_captions(args.val_captions_file)
-        accelerator.print(f"{args.val_captions_file}: {val_file.skipped} malformed rows skipped")
-        references, val_images_dir = val_file.captions, args.val_images_dir or args.images_dir
-        val_names = sorted(val_file.captions)
-    val_names = val_names[: args.max_val_images] if args.max_val_images else val_names
+    try:
+        train_names, val_names, references, val_images_dir, train_captions = read_data(args, accelerator)
+    except ValueError as error:  # a data set problem is one line, not a traceback
+        raise SystemExit(f"error: {error}") from None
 
     processor = AutoProcessor.from_pretrained(args.model_name_or_path)
     model = BlipForConditionalGeneration.from_pretrained(args.model_name_or_path, dtype=torch.float32)
     size = processor.image_processor.size  # a SizeDict in transformers 5, a dict before
     args.image_size = int(size["height"])
-    train_set = CaptionPairs(args.images_dir, train_file.captions, train_names, build_augmentation(args), args.seed)
+    train_set = CaptionPairs(args.images_dir, train_captions, train_names, build_augmentation(args), args.seed)
     collator = TrainCollator(processor, model.config.text_config.bos_token_id, args.max_length)
     train_loader = DataLoader(
         train_set,
@@ -364,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             final = final.half()
         final.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
+        for weights in output_dir.glob("*.safetensors"):  # written owner-only; every other output is 0644
+            make_readable(weights)
         write_json(output_dir / "history.json", progress["history"])
         write_json(output_dir / "metrics.json", metrics)
         plot_history(progress["history"], output_dir / "history.png", CAPTION_METRICS)

@@ -8,7 +8,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,8 @@ def add_common_arguments(parser: Any) -> None:
     parser.add_argument(
         "--resume_from_checkpoint",
         default=None,
-        help="'latest' (the newest state in <output_dir>/checkpoints) or the path of a saved state",
+        help="'latest' (the newest state in <output_dir>/checkpoints; a first run with none starts from step 0) or "
+        "the path of a saved state",
     )
     parser.add_argument("--logging_steps", type=int, default=10, help="record the loss every N steps (default 10)")
     parser.add_argument(
@@ -114,13 +115,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, args: Any, max_train_steps
     )
 
 
-def resolve_checkpoint(output_dir: str | os.PathLike, resume: str) -> Path:
-    """The state directory that ``--resume_from_checkpoint`` names: ``"latest"`` or a path."""
+def resolve_checkpoint(output_dir: str | os.PathLike, resume: str) -> Path | None:
+    """The state directory that ``--resume_from_checkpoint`` names: ``"latest"`` or a path.
+
+    ``"latest"`` with no saved state yet (a first run) gives None: the run starts from step 0, as accelerate's
+    examples do, so that one command line serves the first run and every restart. A path must be a saved state.
+    """
     if resume == "latest":
         states = _saved_states(Path(output_dir))
-        if not states:
-            raise ValueError(f"--resume_from_checkpoint latest: no saved state in {Path(output_dir) / CHECKPOINTS}")
-        return states[-1]
+        return states[-1] if states else None
     path = Path(resume)
     if not (path / PROGRESS).is_file():
         raise ValueError(f"--resume_from_checkpoint {resume!r} is not a state saved by this script (no {PROGRESS})")
@@ -156,13 +159,22 @@ def load_checkpoint(accelerator: Any, path: Path) -> dict[str, Any]:
     return json.loads((path / PROGRESS).read_text())
 
 
-def check_finite(loss: float, step: int) -> None:
-    """Stop with a clear message on a NaN or infinite loss instead of training on garbage."""
-    if not math.isfinite(loss):
-        raise FloatingPointError(
-            f"the training loss is {loss} at optimizer step {step}: stopping. Lower --learning_rate, raise "
-            "--warmup_steps, or use --mixed_precision bf16 instead of fp16; the last good state is in checkpoints/"
+def check_finite(loss: float, step: int, output_dir: str | os.PathLike) -> None:
+    """Stop with a clear message on a NaN or infinite loss instead of training on garbage; say what was saved."""
+    if math.isfinite(loss):
+        return
+    states = _saved_states(Path(output_dir))
+    if states:
+        saved = (
+            f"the newest saved state is {states[-1]} (step {_STEP_DIR.match(states[-1].name).group(1)}): "
+            "resume from it with --resume_from_checkpoint latest"
         )
+    else:
+        saved = "no state was saved before this step (states are saved every --checkpointing_steps, else per epoch)"
+    raise FloatingPointError(
+        f"the training loss is {loss} at optimizer step {step}: stopping. Lower --learning_rate, raise "
+        f"--warmup_steps, or use --mixed_precision bf16 instead of fp16; {saved}"
+    )
 
 
 def train_one_epoch(
@@ -197,7 +209,7 @@ def train_one_epoch(
         if not accelerator.sync_gradients:
             continue
         progress["step"] += 1
-        check_finite(running[-1], progress["step"])
+        check_finite(running[-1], progress["step"], args.output_dir)
         bar.update(1)
         if progress["step"] % args.logging_steps == 0 or progress["step"] == max_train_steps:
             row = {"step": progress["step"], "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0]}
@@ -256,10 +268,15 @@ def fit(
         accelerator.init_trackers(tracker, config={k: str(v) for k, v in vars(args).items()})
 
     progress: dict[str, Any] = {"step": 0, "history": {"steps": [], "epochs": []}}
-    if args.resume_from_checkpoint:
-        state = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+    state = resolve_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    if state is not None:
         progress = load_checkpoint(accelerator, state)
         accelerator.print(f"resumed from {state} at step {progress['step']}")
+    elif args.resume_from_checkpoint:
+        accelerator.print(
+            f"--resume_from_checkpoint latest: no saved state in {output_dir / CHECKPOINTS} yet, so "
+            "this run starts from step 0"
+        )
 
     accelerator.print(describe(max_train_steps))
     bar = tqdm(total=max_train_steps, initial=progress["step"], disable=not accelerator.is_local_main_process)
@@ -312,6 +329,25 @@ def plot_history(
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return Path(path)
+
+
+def present_images(names: Sequence[str], images_dir: str | os.PathLike, what: str) -> tuple[list[str], str]:
+    """The image names whose files are in ``images_dir``, and a line about the missing ones ("" when none is).
+
+    Checked before training, so that a partly extracted data set costs a line, not a crash hours into a run.
+
+    Raises:
+        ValueError: not one of the images is there.
+    """
+    folder = Path(images_dir)
+    present = [name for name in names if (folder / name).is_file()]
+    missing = [name for name in names if name not in set(present)] if len(present) < len(names) else []
+    if names and not present:
+        raise ValueError(f"{what}: none of the {len(names)} images is in {str(folder)!r} (e.g. {names[0]!r})")
+    if not missing:
+        return present, ""
+    shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return present, f"{what}: {len(missing)} of {len(names)} images are not in {folder} and are skipped: {shown}"
 
 
 def write_json(path: str | os.PathLike, content: Any) -> None:

@@ -45,6 +45,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from pipeline.builders import ARCHITECTURES, build_maskrcnn
 from pipeline.checkpoints import save_segmenter
 from pipeline.evaluation import coco_detections, coco_instance_metrics
+from pipeline.hub import ModelUnavailableError, require_torchvision_weights
 from train.common import (
     EpochSeeded,
     add_common_arguments,
@@ -52,6 +53,7 @@ from train.common import (
     check_common_arguments,
     fit,
     plot_history,
+    present_images,
     write_json,
 )
 
@@ -91,7 +93,11 @@ class CocoInstances(EpochSeeded, Dataset):
         self.images_dir = Path(images_dir)
         self.hflip = hflip
         self.seed = seed
-        self.image_ids = sorted(self.coco.getImgIds())
+        ids = sorted(self.coco.getImgIds())
+        names = [self.coco.imgs[i]["file_name"] for i in ids]
+        present, self.missing_note = present_images(names, self.images_dir, str(annotations))
+        #: The images that are there (missing ones are skipped, and left out of the evaluation's ground truth too).
+        self.image_ids = [i for i, name in zip(ids, names) if name in set(present)]
         self.category_ids = sorted(self.coco.getCatIds())
         if not self.category_ids:
             raise ValueError(f"annotations file {str(annotations)!r} declares no categories")
@@ -188,14 +194,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build_model(args: argparse.Namespace, num_classes: int) -> torch.nn.Module:
-    """The model to train: COCO weights with new predictors for ``num_classes``, or a random one."""
+    """The model to train: COCO weights with new predictors for ``num_classes``, or a random one.
+
+    ``--init coco`` reads torchvision's COCO weights from ``$TORCH_HOME/hub/checkpoints/`` (downloading them there
+    the first time); when they are neither there nor downloadable it stops within seconds with a message that names
+    the file and where to put it (:func:`pipeline.hub.require_torchvision_weights`).
+    """
     if args.init == "scratch":
         return build_maskrcnn(args.model, num_classes=num_classes, backbone=args.backbone, **args.model_kwargs)
     from torchvision.models import detection
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
     from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 
-    weights = detection.get_model_weights(args.model).DEFAULT
+    weights = require_torchvision_weights(f"--init coco --model {args.model}", args.model)
     model = getattr(detection, args.model)(weights=weights, **args.model_kwargs)
     box_features = model.roi_heads.box_predictor.cls_score.in_features
     model.roi_heads.box_predictor = FastRCNNPredictor(box_features, num_classes)
@@ -239,7 +250,7 @@ def evaluate(
     """COCOeval box and mask AP, AP50, AP75 of ``model`` on ``dataset`` (:mod:`pipeline.evaluation`)."""
     label_to_category = [0, *dataset.category_ids]
     detections = predict_coco(model, loader, label_to_category, accelerator, threshold)
-    return coco_instance_metrics(dataset.coco, detections)
+    return coco_instance_metrics(dataset.coco, detections, image_ids=dataset.image_ids)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
@@ -254,8 +265,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     set_seed(args.seed)
 
     # -- data
-    train_set = CocoInstances(args.train_images, args.train_annotations, hflip=args.hflip, seed=args.seed)
-    val_set = CocoInstances(args.val_images, args.val_annotations) if args.val_images else None
+    try:
+        train_set = CocoInstances(args.train_images, args.train_annotations, hflip=args.hflip, seed=args.seed)
+        val_set = CocoInstances(args.val_images, args.val_annotations) if args.val_images else None
+    except ValueError as error:  # a data set problem is one line, not a traceback
+        raise SystemExit(f"error: {error}") from None
+    for note in (train_set.missing_note, val_set.missing_note if val_set else ""):
+        if note:
+            accelerator.print(note)
     if val_set is not None and val_set.categories != train_set.categories:
         raise ValueError(f"validation categories {val_set.categories} differ from training's {train_set.categories}")
     loader_options = {"batch_size": args.per_device_batch_size, "collate_fn": collate, "num_workers": args.num_workers}
@@ -266,7 +283,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     val_loader = DataLoader(val_set, shuffle=False, **loader_options) if val_set is not None else None
 
     # -- model, optimizer, schedule
-    model = build_model(args, num_classes=len(train_set.categories))
+    try:
+        model = build_model(args, num_classes=len(train_set.categories))
+    except ModelUnavailableError as error:
+        raise SystemExit(f"error: {error}") from None
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=args.learning_rate, weight_decay=args.weight_decay)
     model, progress, metrics = fit(
