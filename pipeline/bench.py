@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .captioning import caption_sentence
 from .kernels import bfloat16_enabled, native_bfloat16
 from .speed import PROFILES as SPEED_PROFILES
 from .speed import profile_summary, segmenter_view
@@ -445,7 +446,9 @@ def compare(naive: dict[str, Any], ours: dict[str, Any], *, box_atol: float = 0.
     raw = naive["raw"]
     order = torch.argsort(raw["scores"], descending=True, stable=True)
     instances = ours["instances"]
-    result = {"caption": naive["caption"] == ours["caption"], "count": len(order) == len(instances)}
+    # Our captions are the model's text written as a sentence (capital letter, full stop).
+    same_caption = caption_sentence(naive["caption"]) == ours["caption"]
+    result = {"caption": same_caption, "count": len(order) == len(instances)}
     ious, box_error, score_error, labels = [], 0.0, 0.0, True
     for index, instance in zip(order.tolist(), instances, strict=False):
         labels &= int(raw["labels"][index]) == instance["label_id"]

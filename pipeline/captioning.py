@@ -22,6 +22,8 @@ class CaptionPipeline(Pipeline):
     Call options:
         prompt (str | None, default None): BLIP's conditional prompt, e.g. ``"a picture of"``; the caption then
             continues it (and starts with it).
+        sentence (bool, default True): return the caption as a sentence to show and read aloud (first letter upper
+            case, a full stop at the end, single spaces: :func:`caption_sentence`); False gives the model's text.
         max_new_tokens (int, default 30): longest caption, in tokens.
         num_beams (int, default 1): 1 is greedy search, more is beam search.
         repetition_penalty (float, default 1.0): above 1 discourages repeated words.
@@ -29,11 +31,11 @@ class CaptionPipeline(Pipeline):
 
     Returns (per image):
         dict with
-        - ``"caption"``: the generated text, special tokens removed.
+        - ``"caption"``: the generated text, special tokens removed, as a sentence unless ``sentence=False``.
 
     >>> captioner = load_captioner("shapes")  # doctest: +SKIP
     >>> captioner("street.jpg", num_beams=3)["caption"]  # doctest: +SKIP
-    'a red circle to the left of a blue square'
+    'A red circle to the left of a blue square.'
     """
 
     def __init__(self, model: Any, processor: Any, *, name: str = "custom", **kwargs: Any):
@@ -46,9 +48,11 @@ class CaptionPipeline(Pipeline):
         self.dtype = next(self.model.parameters()).dtype
 
     def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
-        preprocess_kwargs, forward_kwargs = {}, {}
+        preprocess_kwargs, forward_kwargs, postprocess_kwargs = {}, {}, {}
         if "prompt" in kwargs:
             preprocess_kwargs["prompt"] = kwargs.pop("prompt")
+        if "sentence" in kwargs:
+            postprocess_kwargs["sentence"] = bool(kwargs.pop("sentence"))
         for key in ("max_new_tokens", "num_beams", "repetition_penalty", "generate_kwargs"):
             if key in kwargs:
                 forward_kwargs[key] = kwargs.pop(key)
@@ -56,7 +60,7 @@ class CaptionPipeline(Pipeline):
             raise TypeError(f"CaptionPipeline got unknown call options {sorted(kwargs)}")
         _check_positive_int("max_new_tokens", forward_kwargs.get("max_new_tokens", 1))
         _check_positive_int("num_beams", forward_kwargs.get("num_beams", 1))
-        return preprocess_kwargs, forward_kwargs, {}
+        return preprocess_kwargs, forward_kwargs, postprocess_kwargs
 
     def preprocess(self, image: Image.Image, prompt: str | None = None) -> dict[str, torch.Tensor]:
         if prompt is not None and not isinstance(prompt, str):
@@ -84,10 +88,24 @@ class CaptionPipeline(Pipeline):
         )
         return list(sequences.cpu())
 
-    def postprocess(self, sequence: torch.Tensor) -> dict[str, str]:
-        return {"caption": self.processor.decode(sequence, skip_special_tokens=True)}
+    def postprocess(self, sequence: torch.Tensor, sentence: bool = True) -> dict[str, str]:
+        text = self.processor.decode(sequence, skip_special_tokens=True)
+        return {"caption": caption_sentence(text) if sentence else text}
 
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def caption_sentence(caption: str) -> str:
+    """The caption as a sentence to show and read aloud: first letter upper case, a full stop at the end.
+
+    >>> caption_sentence("a cat sitting on a couch")
+    'A cat sitting on a couch.'
+    """
+    text = " ".join(caption.split())
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."

@@ -12,7 +12,7 @@ from .images import ImageInput, load_image
 from .segmentation import SegmentationPipeline
 from .speed import SpeedProfile
 
-CAPTION_OPTIONS = ("prompt", "max_new_tokens", "num_beams", "repetition_penalty", "generate_kwargs")
+CAPTION_OPTIONS = ("prompt", "max_new_tokens", "num_beams", "repetition_penalty", "generate_kwargs", "sentence")
 SEGMENT_OPTIONS = ("threshold", "mask_threshold", "overlap_threshold", "subtask")
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .captioning import caption_sentence  # noqa: F401 (text for people: re-exported with the pictures)
 from .panoptic import DEFAULT_OVERLAP_THRESHOLD, fuse_panoptic, semantic_from_instances
 
 #: Okabe-Ito and Tableau colours first (distinguishable with the common colour-vision deficiencies), then hues
@@ -427,16 +428,3 @@ def describe_objects(instances: Sequence[Mapping[str, Any]]) -> str:
         return "no objects found"
     parts = [f"{n} {label}" + ("s" if n > 1 and not label.endswith("s") else "") for label, n in counts.items()]
     return ", ".join(parts)
-
-
-def caption_sentence(caption: str) -> str:
-    """The caption as a sentence to show and read aloud: first letter upper case, a full stop at the end.
-
-    >>> caption_sentence("a cat sitting on a couch")
-    'A cat sitting on a couch.'
-    """
-    text = " ".join(caption.split())
-    if not text:
-        return ""
-    text = text[0].upper() + text[1:]
-    return text if text[-1] in ".!?" else text + "."

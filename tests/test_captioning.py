@@ -8,6 +8,7 @@ from helpers import draw_shapes
 from transformers import AutoProcessor, BlipForConditionalGeneration
 
 from pipeline import CaptionPipeline, load_captioner
+from pipeline.captioning import caption_sentence
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +35,14 @@ def test_parity_with_generate(reference, captioner, num_beams):
         image = draw_shapes(seed=seed)
         expected = _direct(reference, image, max_new_tokens=12, num_beams=num_beams)
         assert expected  # the tiny model must say something for this check to mean anything
-        assert captioner(image, max_new_tokens=12, num_beams=num_beams)["caption"] == expected
+        assert captioner(image, max_new_tokens=12, num_beams=num_beams, sentence=False)["caption"] == expected
+        assert captioner(image, max_new_tokens=12, num_beams=num_beams)["caption"] == caption_sentence(expected)
 
 
 def test_conditional_prompt_parity(reference, captioner):
     image = draw_shapes(seed=4)
     expected = _direct(reference, image, prompt="a picture of", max_new_tokens=8)
-    result = captioner(image, prompt="a picture of", max_new_tokens=8)["caption"]
+    result = captioner(image, prompt="a picture of", max_new_tokens=8, sentence=False)["caption"]
     assert result == expected and result.startswith("a picture of")
 
 
@@ -54,7 +56,7 @@ def test_batch_equals_one_by_one(captioner):
 
 def test_max_new_tokens_bounds_the_length(captioner, tiny_blip_dir):
     tokenizer = AutoProcessor.from_pretrained(tiny_blip_dir).tokenizer
-    caption = captioner(draw_shapes(), max_new_tokens=3)["caption"]
+    caption = captioner(draw_shapes(), max_new_tokens=3, sentence=False)["caption"]
     assert 1 <= len(tokenizer.tokenize(caption)) <= 3
 
 
