@@ -61,9 +61,9 @@ from pipeline.render import (
     objects_table,
     with_threshold,
 )
-from pipeline.speed import PROFILES, segmenter_view
+from pipeline.speed import PROFILES, default_profile, segmenter_view
 from pipeline.stream import LiveStream, SessionRegistry
-from pipeline.zerogpu import DEFAULT_DURATION, default_device, default_profile, gpu, on_zerogpu
+from pipeline.zerogpu import DEFAULT_DURATION, default_device, gpu, on_zerogpu
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
 GREEDY, BEAM = "Greedy (fastest)", "Beam search (4 beams, better wording)"

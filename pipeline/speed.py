@@ -101,6 +101,24 @@ PROFILES: dict[str, SpeedProfile] = {
 }
 
 
+def default_profile(device: str | torch.device | None = "auto") -> str:
+    """The speed profile a server or the command line runs by default: ``"fast"`` on a CPU, ``"full"`` on a GPU.
+
+    The library's loaders keep ``"full"`` as their default (the models' own outputs); the app, the CLI and the Space
+    ask this function, so that all three run the same profile on the same machine.
+
+    Args:
+        device (str | torch.device | None, default "auto"): where the models run; ``"auto"`` or None is a GPU when one
+            is visible (on ZeroGPU the app places the models on ``"cuda"``).
+
+    >>> default_profile("cpu"), default_profile("cuda")
+    ('fast', 'full')
+    """
+    if device is None or str(device) == "auto":
+        return "full" if torch.cuda.is_available() else "fast"
+    return "full" if torch.device(device).type == "cuda" else "fast"
+
+
 def get_profile(profile: str | SpeedProfile | None) -> SpeedProfile:
     """The :class:`SpeedProfile` for a name (``None`` is ``"full"``); a profile object is returned as it is."""
     if profile is None:

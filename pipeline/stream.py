@@ -134,16 +134,17 @@ class LiveStream:
             no caption.
         threshold (float, default 0.5): segmenter score threshold.
         max_side (int, default 480): frames are scaled to this longer side first.
-        caption_every_s (float, default 2.0): refresh the caption at least this often while frames come (a refresh
-            takes 1-2 s on 2 busy CPU cores with the fast captioner; the caption shown was 2.1-2.9 s old at p50).
+        caption_every_s (float, default 2.0): refresh the caption at least this often while frames come (README's
+            Speed section has the caption ages measured at this cadence).
         scene_change (float, default 0.12): refresh it at once when the scene differs this much (0 to 1).
         max_age_s (float, default 2.0): drop frames captured longer ago than this.
         clock (Callable[[], float], default time.monotonic): the time source (tests pass a fake one).
         executor (ThreadPoolExecutor | None, default None): where captions run; None makes a one-thread pool.
         caption_threads (int | None, default None): intra-op threads of that pool's thread (None: half of PyTorch's,
             at least 1), so the caption takes part of the cores and frames keep the rest (see
-            :func:`pipeline.kernels.limit_intraop_threads`; on 2 cores it lowered the caption's age by 0.3 s at the
-            same frames/s).
+            :func:`pipeline.kernels.limit_intraop_threads`).
+        first_caption_wait_s (float, default 15.0): the session's first frame waits up to this long for the first
+            caption, so that a client's first answer has both (later frames never wait for a caption).
 
     The caption's age counts from when its frame was taken (``captured_at``), not from when it was captioned.
     """
@@ -161,6 +162,7 @@ class LiveStream:
         clock: Callable[[], float] = time.monotonic,
         executor: ThreadPoolExecutor | None = None,
         caption_threads: int | None = None,
+        first_caption_wait_s: float = 15.0,
     ):
         self.segmenter = segmenter
         self.captioner = captioner
@@ -173,6 +175,7 @@ class LiveStream:
         self._executor = executor
         self._own_executor = executor is None
         self.caption_threads = caption_threads or max(1, torch.get_num_threads() // 2)
+        self.first_caption_wait_s = first_caption_wait_s
         self._meter = FpsMeter()
         self._lock = threading.Lock()  # guards the fields below
         self._busy = False
@@ -223,14 +226,19 @@ class LiveStream:
                 self._wake.notify_all()
 
     def _run(self, frame: ImageInput, taken_at: float) -> LiveFrame:
+        start = self.clock()
         image = scale_to_fit(load_image(frame), self.max_side)
         self._maybe_caption(image, taken_at)  # first, so that a refresh overlaps this frame's segmentation
         tick = self.clock()
         result = self.segmenter(image, threshold=self.threshold)
         segment_ms = (self.clock() - tick) * 1000.0
+        if self._caption_taken_at is None and self._caption_job is not None:
+            self._wait_for_first_caption()
         self._collect_if_done()
         now = self.clock()
         with self._lock:
+            if self.frames_processed == 0 and now > start:
+                self._meter.tick(start)  # the first frame's own time gives the first frames/s
             self._meter.tick(now)
             self.frames_processed += 1
             self._last = LiveFrame(
@@ -289,6 +297,15 @@ class LiveStream:
             caption, taken_at = f"(caption failed: {error})", self.clock()
         with self._lock:
             self._caption, self._caption_taken_at = caption, taken_at
+
+    def _wait_for_first_caption(self) -> None:
+        job = self._caption_job
+        try:
+            job.result(timeout=self.first_caption_wait_s)
+        except Exception:  # a timeout, or a failed caption that _collect reports in the caption's place
+            pass
+        if job.done():
+            self._collect(job)
 
     def wait_for_caption(self, timeout: float = 30.0) -> str:
         """Block until the caption being computed (if any) is ready, then return the running caption."""

@@ -15,7 +15,7 @@ https://huggingface.co/docs/hub/spaces-zerogpu, and the ``spaces`` package):
 
 Elsewhere (CPU Spaces, a laptop, the tests) :func:`gpu` returns the function unchanged when ``spaces`` is not
 installed, and ``spaces.GPU`` itself is a no-op outside ZeroGPU. On CPU the ``"fast"`` speed profile is the default
-(:mod:`pipeline.speed`); on a GPU the ``"full"`` one.
+(:func:`pipeline.speed.default_profile`); on a GPU, ZeroGPU's included, the ``"full"`` one.
 
 >>> @gpu(duration=20)
 ... def double(x: int) -> int:
@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .env import env_flag
+from .speed import default_profile
 
 try:  # before any CUDA initialisation: on ZeroGPU the import installs the CUDA emulation
     import spaces
@@ -108,28 +109,6 @@ def default_device() -> str:
     return "cuda" if on_zerogpu() else "auto"
 
 
-def default_profile(device: str | None = None) -> str:
-    """The speed profile a Space should run: ``"full"`` on a GPU or ZeroGPU, ``"fast"`` on CPU.
-
-    Args:
-        device (str | None, default None): where the models run (``"cpu"``, ``"cuda"``, ``"auto"``); None is
-            :func:`default_device`.
-
-    Returns:
-        str: a :data:`pipeline.speed.PROFILES` name.
-
-    >>> default_profile("cpu")
-    'fast'
-    """
-    if on_zerogpu():
-        return "full"
-    import torch
-
-    chosen = device or default_device()
-    uses_gpu = chosen.startswith("cuda") or (chosen == "auto" and torch.cuda.is_available())
-    return "full" if uses_gpu else "fast"
-
-
 def runtime_summary() -> dict[str, Any]:
     """Where this process runs, for logs and the page: the Space, the hardware kind, the device and profile.
 
@@ -139,12 +118,12 @@ def runtime_summary() -> dict[str, Any]:
         - ``"spaces_package"``: bool, whether ``spaces`` is importable;
         - ``"zerogpu"``: bool, :func:`on_zerogpu`;
         - ``"device"``: :func:`default_device`;
-        - ``"profile"``: :func:`default_profile`.
+        - ``"profile"``: :func:`pipeline.speed.default_profile` of that device.
     """
     return {
         "space_id": os.environ.get("SPACE_ID") or None,
         "spaces_package": spaces_available(),
         "zerogpu": on_zerogpu(),
         "device": default_device(),
-        "profile": default_profile(),
+        "profile": default_profile(default_device()),
     }

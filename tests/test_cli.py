@@ -63,3 +63,17 @@ def test_cli_unavailable_model(tmp_path):
     done = _run(str(image), "--captioner", "blip-base", "--segmenter", "maskrcnn-v2")
     assert done.returncode == 2
     assert "error: captioner 'blip-base'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_too_large_names_its_own_flag(tmp_path):
+    image = tmp_path / "wide.png"
+    draw_shapes(width=200, height=100).save(image)
+    done = _run(str(image), "--captioner", "shapes", "--segmenter", "shapes", "--max-pixels", "10000")
+    assert done.returncode == 1
+    assert "200x100 = 20,000 pixels, the limit is 10,000 (the --max-pixels limit)" in done.stderr
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIPELINE_MAX_PIXELS": "10000"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", str(image), "--captioner", "shapes", "--segmenter", "shapes"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1 and "(raise it with --max-pixels)" in done.stderr

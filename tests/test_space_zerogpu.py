@@ -15,6 +15,7 @@ import textwrap
 import pytest
 
 import pipeline.zerogpu as zerogpu
+from pipeline.speed import default_profile
 
 FAKE_SPACES = textwrap.dedent(
     '''
@@ -118,16 +119,16 @@ def test_defaults_on_zerogpu_and_on_cpu(monkeypatch):
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     monkeypatch.setenv("SPACE_ID", "someone/describe")
     assert zerogpu.default_device() == "cuda"
-    assert zerogpu.default_profile() == "full"
+    assert default_profile(zerogpu.default_device()) == "full"
     summary = zerogpu.runtime_summary()
     assert summary["zerogpu"] is True and summary["space_id"] == "someone/describe"
     monkeypatch.delenv("SPACES_ZERO_GPU")
     assert zerogpu.default_device() == "auto"
-    assert zerogpu.default_profile("cpu") == "fast"
-    assert zerogpu.default_profile("cuda") == "full"
+    assert default_profile("cpu") == "fast"
+    assert default_profile("cuda") == "full"
 
 
 def test_default_profile_names_a_real_profile():
     from pipeline.speed import PROFILES
 
-    assert zerogpu.default_profile("cpu") in PROFILES and zerogpu.default_profile("cuda") in PROFILES
+    assert default_profile("cpu") in PROFILES and default_profile("cuda") in PROFILES

@@ -119,6 +119,21 @@ def test_caption_refreshes_on_cadence_and_on_scene_change():
     stream.close()
 
 
+def test_the_first_frame_comes_back_with_the_first_caption_and_a_frame_rate():
+    def captioner(image: Image.Image) -> dict:
+        time.sleep(0.3)  # slower than the frame's segmentation
+        return {"caption": "the first caption"}
+
+    stream = LiveStream(RecordingSegmenter(), captioner)
+    first = stream.process(frame(100))
+    assert first.caption == "the first caption" and first.caption_age_s is not None
+    assert 0 < first.fps < 1 / 0.3  # one frame over its own time, the caption's wait included
+    stream.close()
+    patient = LiveStream(RecordingSegmenter(), captioner, first_caption_wait_s=0.0)
+    assert patient.process(frame(100)).caption == ""  # no wait asked for: the caption follows with a later frame
+    patient.close()
+
+
 def test_caption_age_counts_from_when_the_frame_was_taken():
     clock = FakeClock()
     stream = LiveStream(RecordingSegmenter(), lambda image: {"caption": "a frame"}, max_age_s=10.0, clock=clock)

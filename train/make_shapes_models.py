@@ -129,20 +129,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", choices=("captioner", "segmenter"), help="rebuild one of the two models only")
     parser.add_argument("--torch_threads", type=int, default=1, help="CPU threads per run (default 1)")
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs from their latest state")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="check the whole recipe in a minute or two: 16 training, 4 validation and 8 held-out images, 2 steps a "
+        "run; the models are not worth keeping, so --weights_dir must name another folder than the committed one",
+    )
+    args = parser.parse_args(argv)
+    if args.quick and Path(args.weights_dir).resolve() == WEIGHTS_DIR.resolve():
+        parser.error("--quick would replace the committed shapes models: give --weights_dir another folder")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     args = parse_args(argv)
     work, weights = Path(args.work_dir), Path(args.weights_dir)
-    data, heldout = work / "data", work / "heldout"
+    suffix = "-quick" if args.quick else ""  # a quick run's few images must never stand in for the real data
+    data, heldout = work / f"data{suffix}", work / f"heldout{suffix}"
+    counts = (16, 4, 8) if args.quick else (TRAIN_IMAGES, VAL_IMAGES, TEST_IMAGES)
     if not (data / "val" / "instances.json").is_file():
-        shapes.main(["--output_dir", str(data), "--seed", str(DATA_SEED), "--train", str(TRAIN_IMAGES),
-                     "--val", str(VAL_IMAGES), "--test", "0"])  # fmt: skip
+        shapes.main(["--output_dir", str(data), "--seed", str(DATA_SEED), "--train", str(counts[0]),
+                     "--val", str(counts[1]), "--test", "0"])  # fmt: skip
     if not (heldout / "test" / "instances.json").is_file():
         shapes.main(["--output_dir", str(heldout), "--seed", str(HELDOUT_SEED), "--train", "0", "--val", "0",
-                     "--test", str(TEST_IMAGES)])  # fmt: skip
+                     "--test", str(counts[2])])  # fmt: skip
     common = ["--torch_threads", str(args.torch_threads)]
+    if args.quick:  # later flags win over the recipe's
+        common += ["--max_train_steps", "2", "--checkpointing_steps", "1"]
 
     def resume(run: Path) -> list[str]:
         # Only runs that saved a state can resume; the others start from the beginning.
@@ -151,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     figures: dict[str, dict[str, float]] = {}
 
     if args.only in (None, "captioner"):
-        initial = work / "captioner-init"
+        initial = work / f"captioner-init{suffix}"
         if not initial.is_dir():
             torch.manual_seed(0)
             model, processor = build_blip(shapes.vocabulary(max_objects=4), **CAPTIONER)
@@ -159,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             processor.save_pretrained(initial)
         start = initial
         for phase, phase_args in enumerate(CAPTION_PHASES, start=1):
-            run = work / f"captioner-phase{phase}"
+            run = work / f"captioner-phase{phase}{suffix}"
             _fresh_accelerate_state()
             caption.main(["--model_name_or_path", str(start), "--train_dir", str(data / "train"),
                           "--val_dir", str(data / "val"), "--output_dir", str(run), *phase_args, *common,
@@ -173,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         print("captioner, held-out test:", figures["captioner"])
 
     if args.only in (None, "segmenter"):
-        run = work / "segmenter"
+        run = work / f"segmenter{suffix}"
         _fresh_accelerate_state()
         segment.main(["--train_dir", str(data / "train"), "--val_dir", str(data / "val"), "--output_dir", str(run),
                       "--model_kwargs", json.dumps(SEGMENTER_KWARGS), *SEGMENT_ARGS, *common,
