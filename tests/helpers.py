@@ -109,3 +109,41 @@ def serve(**options: Any):
     demo = app.build_demo(**settings)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.launch_options())
     return demo, url
+
+
+def install_hub_stand_in(cache_dir: str | Path, repo_id: str, model_dir: str | Path) -> Path:
+    """Put a local ``save_pretrained`` directory in a Hugging Face cache under ``repo_id``, the way a download would
+    leave it (``refs/main`` naming a snapshot), so that the real hub loading path finds it offline.
+
+    Use with ``HF_HUB_CACHE=cache_dir`` (and ``HF_HUB_OFFLINE=1``).
+    """
+    import shutil
+
+    repo = Path(cache_dir) / f"models--{repo_id.replace('/', '--')}"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(model_dir, repo / "snapshots" / commit, dirs_exist_ok=True)
+    return repo
+
+
+def install_torchvision_stand_in(torch_home: str | Path, builder: str, *, seed: int = 0) -> Path:
+    """A random state dict of a full-size torchvision COCO model under torchvision's own checkpoint file name, so that
+    its weights enum loads it as it would the released file (use with ``TORCH_HOME=torch_home``)."""
+    import os
+
+    from pipeline.hub import torchvision_checkpoint
+
+    saved = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(torch_home)
+    try:
+        checkpoint = torchvision_checkpoint(builder)
+    finally:
+        if saved is None:
+            os.environ.pop("TORCH_HOME")
+        else:
+            os.environ["TORCH_HOME"] = saved
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.save(build_maskrcnn(builder, num_classes=91).state_dict(), checkpoint)
+    return checkpoint

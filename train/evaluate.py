@@ -8,9 +8,9 @@ A data set folder holds an images folder and a caption file (``captions.txt``, `
 ``results.csv``) for captioners, ``images/`` and ``instances.json`` (COCO) for segmenters; a split written by
 ``train/shapes.py`` has both. Examples::
 
-    python -m train.shapes --output_dir /tmp/shapes-heldout --seed 1 --train 0 --val 0 --test 300
-    python -m train.evaluate captioner shapes /tmp/shapes-heldout/test
-    python -m train.evaluate segmenter shapes /tmp/shapes-heldout/test --json metrics.json
+    python -m train.shapes --output_dir data/shapes-heldout --seed 1 --train 0 --val 0 --test 300
+    python -m train.evaluate captioner shapes data/shapes-heldout/test
+    python -m train.evaluate segmenter shapes data/shapes-heldout/test --json metrics.json
     python -m train.evaluate segmenter maskrcnn-v2 coco/val2017-folder --device cuda
 """
 

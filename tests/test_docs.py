@@ -1,0 +1,333 @@
+"""Every command and snippet in README.md and train/README.md runs as written, with the stand-ins README names.
+
+The documents are read as a user reads them: each fenced ``bash`` block is split into commands, each ``python``
+block is one script, and inline commands in the prose count too. Every one of them must match a rule of
+:data:`RULES`, which says how it runs here (as written, or with one of the documented stand-ins) or, for the few
+that cannot run on a machine without a Hugging Face account, why not and which test covers their code instead. A
+command no rule knows fails the quick test below; the slow tests run them all, in the documents' order, in one
+scratch folder per document, so that a renamed flag or file breaks CI, not a user.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, install_hub_stand_in, install_torchvision_stand_in, save_tiny_blip
+
+DOCUMENTS = ("README.md", "train/README.md")
+#: Sections whose inline code describes stand-ins or fragments, not commands to run.
+DESCRIPTIVE_SECTIONS = ("Trying the commands offline",)
+_FENCE = re.compile(r"^```(\w*)\s*$")
+#: An inline command: a python module or script, pip install, accelerate launch of a module, or hf, after optional
+#: environment variables (a bare name such as `accelerate launch` is not one).
+_INLINE_COMMAND = re.compile(
+    r"`((?:[A-Z_]+=\S+ )*(?:python (?:-m \S+|\S+\.py)|pip install|accelerate launch [^`]*-m \S+|hf \w+)[^`]*)`"
+)
+
+
+@dataclass
+class Command:
+    """One thing a document tells its reader to run."""
+
+    document: str
+    line: int
+    kind: str  # "bash" or "python"
+    text: str
+
+
+def read_commands(document: str) -> list[Command]:
+    """The document's commands in reading order: fenced bash lines (continuations joined), python blocks, and inline
+    commands of the prose."""
+    lines = (ROOT / document).read_text().splitlines()
+    commands: list[Command] = []
+    section, fence, block, start = "", None, [], 0
+    for number, line in enumerate(lines, start=1):
+        match = _FENCE.match(line)
+        if match and fence is None:
+            fence, block, start = match.group(1) or "text", [], number
+            continue
+        if match and fence is not None:
+            if fence == "python":
+                commands.append(Command(document, start, "python", "\n".join(block) + "\n"))
+            elif fence in ("bash", "sh", "shell"):
+                commands += _bash_commands(document, start, block)
+            fence = None
+            continue
+        if fence is not None:
+            block.append(line)
+            continue
+        if line.startswith("#"):
+            section = line.lstrip("#").strip()
+        elif section not in DESCRIPTIVE_SECTIONS:
+            commands += [Command(document, number, "bash", text) for text in _INLINE_COMMAND.findall(line)]
+    return commands
+
+
+def _bash_commands(document: str, start: int, block: list[str]) -> list[Command]:
+    joined = "\n".join(block).replace("\\\n", " ")
+    commands = []
+    for offset, line in enumerate(joined.splitlines(), start=1):
+        text = re.sub(r"\s+#.*$", "", line).strip()
+        if text and not text.startswith("#"):
+            for part in text.split(" && "):
+                commands.append(Command(document, start + offset, "bash", " ".join(part.split())))
+    return commands
+
+
+# -- how each command runs here ------------------------------------------------------------------------------------
+
+
+class Workspace:
+    """The scratch folder one document's commands run in, with the stand-ins of what cannot be had offline."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        for name in ("app.py", "pipeline", "train", "space"):
+            (root / name).symlink_to(ROOT / name)
+        self.env = {
+            **{key: value for key, value in os.environ.items() if not key.startswith(("APP_", "GRADIO_"))},
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_CACHE": str(root / "hf-cache"),
+            "TORCH_HOME": str(root / "torch-home"),
+            "MPLBACKEND": "Agg",
+            "PYTHONPATH": str(ROOT),
+        }
+        tiny = save_tiny_blip(root / "tiny-blip")
+        for repo_id in ("Salesforce/blip-image-captioning-base", "Salesforce/blip-image-captioning-large"):
+            install_hub_stand_in(root / "hf-cache", repo_id, tiny)
+        install_torchvision_stand_in(root / "torch-home", "maskrcnn_resnet50_fpn_v2")
+        self._write_data_sets()
+
+    def _write_data_sets(self) -> None:
+        from train import shapes
+
+        data = self.root / "data" / "shapes"
+        shapes.main(["--output_dir", str(data), "--train", "16", "--val", "2", "--test", "0"])
+        flickr = self.root / "flickr8k"
+        flickr.mkdir()
+        shutil.copytree(data / "train" / "images", flickr / "Images")
+        shutil.copy(data / "train" / "captions.txt", flickr / "captions.txt")
+        coco = self.root / "coco"
+        (coco / "annotations").mkdir(parents=True)
+        for split, name in (("train", "train2017"), ("val", "val2017")):
+            shutil.copytree(data / split / "images", coco / name)
+            shutil.copy(data / split / "instances.json", coco / "annotations" / f"instances_{name}.json")
+
+    def run(self, argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 900) -> str:
+        done = subprocess.run(
+            argv, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        )
+        assert done.returncode == 0, f"{shlex.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        return done.stdout + done.stderr
+
+
+def _split_env(text: str) -> tuple[dict[str, str], list[str]]:
+    words = shlex.split(text)
+    env = {}
+    while words and re.match(r"^[A-Z_]+=", words[0]):
+        key, _, value = words.pop(0).partition("=")
+        env[key] = value
+    if words and words[0] == "python":
+        words[0] = sys.executable
+    return env, words
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_as_written(space: Workspace, command: Command) -> None:
+    env, argv = _split_env(command.text)
+    space.run(argv, env=env)
+
+
+def run_on_cpu(space: Workspace, command: Command) -> None:
+    """accelerate's GPU launch flags become the CPU ones, and one optimizer step is a smoke run."""
+    env, argv = _split_env(command.text)
+    text = shlex.join(argv)
+    text = text.replace("--multi_gpu ", "--cpu ")
+    text = re.sub(r"--num_processes \d+", "--num_processes 1", text)
+    text = re.sub(r"--mixed_precision (bf16|fp16)", "--mixed_precision no", text, count=1)
+    space.run([*shlex.split(text), "--max_train_steps", "1"], env=env)
+
+
+def with_flags(*flags: str) -> Callable[[Workspace, Command], None]:
+    def run(space: Workspace, command: Command) -> None:
+        env, argv = _split_env(command.text)
+        space.run([*argv, *flags], env=env)
+
+    return run
+
+
+def with_replaced(old: str, new: str) -> Callable[[Workspace, Command], None]:
+    def run(space: Workspace, command: Command) -> None:
+        assert old in command.text, f"{old!r} is not in {command.text!r}"
+        env, argv = _split_env(command.text.replace(old, new))
+        space.run(argv, env=env)
+
+    return run
+
+
+def make_shapes_models_quick(space: Workspace, command: Command) -> None:
+    with_flags("--quick", "--weights_dir", "quick-weights", "--work_dir", "quick-work")(space, command)
+    assert (space.root / "quick-weights" / "shapes-segmenter" / "segmenter.json").is_file()
+
+
+def serve_app(space: Workspace, command: Command, check: Callable[[str, str], None] | None = None) -> None:
+    """Start the app as written (on a free port), fetch its page and config from 127.0.0.1, stop it."""
+    env, argv = _split_env(command.text)
+    port = free_port()
+    server = subprocess.Popen(
+        argv, cwd=space.root, env={**space.env, **env, "GRADIO_SERVER_PORT": str(port)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        page = _wait_for(url, server)
+        assert "Describe and outline" in page
+        config = urllib.request.urlopen(url + "config", timeout=30).read().decode()
+        if check is not None:
+            check(page, config)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _wait_for(url: str, server: subprocess.Popen, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the app stopped ({server.returncode}):\n{server.stdout.read()}")
+        try:
+            return urllib.request.urlopen(url, timeout=5).read().decode()
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the app did not answer at {url} within {timeout} s")
+
+
+def serve_finetuned(space: Workspace, command: Command) -> None:
+    def lists_finetuned(page: str, config: str) -> None:
+        assert '"finetuned"' in config, "the fine-tuned models are not in the menus"
+
+    serve_app(space, command, lists_finetuned)
+
+
+def run_python(space: Workspace, command: Command) -> None:
+    script = space.root / f"snippet-{command.line}.py"
+    script.write_text(command.text)
+    space.run([sys.executable, str(script)])
+
+
+def run_client_script(space: Workspace, command: Command) -> None:
+    """The gradio_client script against the app started with the shapes models, on a free port of 127.0.0.1."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "app.py", "--captioner", "shapes", "--segmenter", "shapes", "--port", str(port)],
+        cwd=space.root, env=space.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/", server)
+        assert "http://127.0.0.1:7860/" in command.text
+        script = space.root / f"snippet-{command.line}.py"
+        script.write_text(command.text.replace("http://127.0.0.1:7860/", f"http://127.0.0.1:{port}/"))
+        printed = space.run([sys.executable, str(script)])
+        assert "caption:" in printed and "frames/s" in printed
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def pip_install_editable(space: Workspace, command: Command) -> None:
+    """`pip install -e .` in a fresh virtual environment over this one's packages, then an import from elsewhere."""
+    venv = space.root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    install = [python, "-m", "pip", "install", "--no-deps", "-q", "-e", str(ROOT)]  # setuptools from PyPI
+    done = subprocess.run(install, timeout=300, capture_output=True, text=True, cwd=space.root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    probe = [python, "-c", "import pipeline, train; print(pipeline.__file__)"]
+    found = subprocess.run(probe, check=True, timeout=120, capture_output=True, text=True, cwd=venv)
+    assert found.stdout.strip() == str(ROOT / "pipeline" / "__init__.py")
+
+
+def run_in_checkout(space: Workspace, command: Command) -> None:
+    env, argv = _split_env(command.text)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def not_run(reason: str) -> Callable[[Workspace, Command], None]:
+    def skip(space: Workspace, command: Command) -> None:
+        assert reason  # the rule says why it is not run, and where its code is tested instead
+
+    skip.reason = reason
+    return skip
+
+
+#: (pattern of a command, how it runs here). The first match wins; every documented command must match one.
+RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
+    (r"^apt-get ", not_run("installs Debian's chromium: CI's first step")),
+    (r"^pip install -r ", not_run("installs the pinned packages: CI's first step")),
+    (r"^pip install -e \.$", pip_install_editable),
+    (r"^ruff ", run_in_checkout),
+    (r"^pytest", not_run("the test suite itself: CI runs exactly this")),
+    (r"^python app\.py --help$", run_as_written),
+    (r"^PIPELINE_FINETUNED_\S+ PIPELINE_FINETUNED_\S+ python app\.py$", serve_finetuned),
+    (r"^python app\.py", serve_app),
+    (r"^(HF_HUB_OFFLINE=1 )?python -m pipeline\.bench --out ", with_flags("--tiny", "--quick")),
+    (r"^python -m pipeline\.bench --quality ", with_flags("--limit", "3")),
+    (r"^(HF_HUB_OFFLINE=1 )?python -m pipeline ", run_as_written),
+    (r"^python -m train\.shapes .*--test 300$", with_replaced("--test 300", "--test 3")),
+    (r"^accelerate launch ", run_on_cpu),
+    (r"^python -m train\.evaluate ", run_as_written),
+    (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),
+    (r"^hf auth login$", not_run("needs a Hugging Face account")),
+    (r"^python space/deploy\.py .*--dry-run ", run_as_written),
+    (
+        r"^python space/deploy\.py --repo-id ",
+        not_run("uploads to a Hugging Face account; test_space.py runs the upload code against a recording hub"),
+    ),
+    (r"^from gradio_client import", run_client_script),
+    (r"^(import|from) ", run_python),
+]
+
+
+def rule_for(command: Command) -> Callable[[Workspace, Command], None]:
+    for pattern, run in RULES:
+        if re.search(pattern, command.text, flags=re.MULTILINE if command.kind == "python" else 0):
+            return run
+    raise AssertionError(f"{command.document}:{command.line}: no rule says how to run {command.text[:100]!r}")
+
+
+def test_every_documented_command_has_a_rule():
+    for document in DOCUMENTS:
+        commands = read_commands(document)
+        assert len(commands) >= 5, f"{document}: the reader found too few commands; is the parser broken?"
+        for command in commands:
+            rule_for(command)
+    kinds = {rule_for(c).__name__ for c in read_commands("README.md")}
+    assert {"run_python", "run_client_script", "serve_app", "run_on_cpu"} <= kinds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_the_documented_commands_run_in_order(document, tmp_path):
+    space = Workspace(tmp_path)
+    for command in read_commands(document):
+        started = time.monotonic()
+        rule_for(command)(space, command)
+        print(f"{command.document}:{command.line} ({time.monotonic() - started:.0f} s): {command.text[:80]!r}")
