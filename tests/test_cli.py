@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import draw_shapes
+from helpers import TINY_CATEGORIES, draw_shapes
 
+from pipeline import describe_scene, from_json, ground_caption
 from pipeline.jsonform import decode_mask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,10 @@ def test_cli_writes_json(tmp_path, tiny_blip_dir, tiny_segmenter_dir):
         "cpu",
         "--profile",
         "fast",
+        "--detail",
+        "short",
+        "--max-objects",
+        "3",
     )
     assert done.returncode == 1, done.stderr  # one of the two images failed
     assert f"{good}: " in done.stdout and "caption" in done.stdout
@@ -52,6 +57,13 @@ def test_cli_writes_json(tmp_path, tiny_blip_dir, tiny_segmenter_dir):
     assert "not an image" in records[1]["error"]
     first = records[0]
     assert first["models"]["segmenter"] == tiny_segmenter_dir and isinstance(first["caption"], str)
+    # The description printed is the record's, in the short form asked for.
+    assert f"{good}: {first['description']}\n" in done.stdout
+    instances = from_json(first)["instances"]
+    assert first["description"] == describe_scene(
+        first["caption"], instances, (96, 72), detail="short", max_objects=3, labels=TINY_CATEGORIES
+    )
+    assert first["grounding"] == ground_caption(first["caption"], instances, TINY_CATEGORIES)
     for instance in first["instances"]:
         assert decode_mask(instance["mask"]).size == (96, 72)
         assert instance["score"] >= 0.1
@@ -63,3 +75,10 @@ def test_cli_unavailable_model(tmp_path):
     done = _run(str(image), "--captioner", "blip-base", "--segmenter", "maskrcnn-v2")
     assert done.returncode == 2
     assert "error: captioner 'blip-base'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_refuses_a_bad_max_objects(tmp_path):
+    done = _run(str(tmp_path / "a.png"), "--max-objects", "-1")
+    assert done.returncode == 2 and "--max-objects: must be a whole number of 0 or more, got '-1'" in done.stderr
+    done = _run(str(tmp_path / "a.png"), "--detail", "medium")
+    assert done.returncode == 2 and "--detail: invalid choice: 'medium'" in done.stderr
