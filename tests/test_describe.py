@@ -4,13 +4,16 @@ grounded caption, on hand-built instances, on shapes scenes whose truth is known
 
 from __future__ import annotations
 
+import contextlib
 import doctest
+import io
 import json
 import re
 from collections import Counter
 
 import numpy as np
 import pytest
+from helpers import EXAMPLES, ROOT
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
 
 import pipeline.describe
@@ -378,3 +381,26 @@ def test_shapes_models_describe_the_picture_truly(shapes_pipe, seed):
 
 def test_doctests():
     assert doctest.testmod(pipeline.describe).failed == 0
+
+
+def test_readme_snippet_runs_and_prints_what_it_shows(monkeypatch):
+    """The README's description example, run as written on space/examples/shapes.png; each print's output is the
+    comment under it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Descriptions for people who cannot see the picture", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"space/examples/shapes.png"' in code and (EXAMPLES / "shapes.png").exists()
+    expected, lines = [], code.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("print("):
+            shown = []
+            for follower in lines[index + 1 :]:
+                if not follower.startswith("# "):
+                    break
+                shown.append(follower[2:])
+            expected.append(" ".join(shown))
+    monkeypatch.chdir(ROOT)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue().splitlines() == expected
