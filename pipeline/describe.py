@@ -364,8 +364,8 @@ def describe_scene(
             score first; masks are not read.
         image_size (tuple[int, int]): ``(width, height)`` of the picture, in pixels.
         detail (str, default "long"): ``"long"``: the caption, then one sentence per label with each object's
-            position and size, e.g. "A man riding a bike down a street. 2 people: a large one in the centre and
-            a small one on the left. 1 bicycle in the centre. 3 cars on the right." ``"short"`` (alt text): the
+            position and size, e.g. "A man riding a bike down a street. 2 people: a small one on the left and a
+            large one in the centre. 1 bicycle in the centre. 3 cars on the right." ``"short"`` (alt text): the
             caption, then the counts by label ("2 people, 1 bicycle and 3 cars."), the counts only where they add
             something, i.e. unless the caption already names every object found, as many times as found (a singular
             noun counts 1, "two dogs" 2, a plural without a number leaves the count open).
@@ -477,9 +477,10 @@ def _mentions(caption: str, labels: Iterable[str]) -> list[dict[str, Any]]:
     return mentions
 
 
-def _label_names(instances: Sequence[Mapping[str, Any]], labels: Iterable[str] | None) -> list[str]:
+def _label_names(instances: Sequence[Mapping[str, Any]], labels: Iterable[str] | None) -> tuple[str, ...]:
+    """The labels to look for: the segmenter's (or COCO's), then any other label an instance has, once each."""
     base = list(labels) if labels is not None else list(COCO_LABELS)
-    return [*base, *(str(instance["label"]) for instance in instances)]
+    return tuple(dict.fromkeys([*base, *sorted({str(instance["label"]) for instance in instances})]))
 
 
 def _counts_add_something(caption: str, instances: Sequence[Mapping[str, Any]], labels: Iterable[str] | None) -> bool:
