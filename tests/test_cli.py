@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import TINY_CATEGORIES, draw_shapes
 
 from pipeline import describe_scene, from_json, ground_caption
+from pipeline.__main__ import parse_args
 from pipeline.jsonform import decode_mask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,8 +79,14 @@ def test_cli_unavailable_model(tmp_path):
     assert "error: captioner 'blip-base'" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_cli_refuses_a_bad_max_objects(tmp_path):
-    done = _run(str(tmp_path / "a.png"), "--max-objects", "-1")
-    assert done.returncode == 2 and "--max-objects: must be a whole number of 0 or more, got '-1'" in done.stderr
-    done = _run(str(tmp_path / "a.png"), "--detail", "medium")
-    assert done.returncode == 2 and "--detail: invalid choice: 'medium'" in done.stderr
+def test_cli_refuses_a_bad_max_objects(capsys):
+    for flags, message in (
+        (["--max-objects", "-1"], "--max-objects: must be a whole number of 0 or more, got '-1'"),
+        (["--detail", "medium"], "--detail: invalid choice: 'medium'"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            parse_args(["a.png", *flags])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+    args = parse_args(["a.png", "--detail", "short", "--max-objects", "0"])
+    assert (args.detail, args.max_objects) == ("short", 0)
+    assert (parse_args(["a.png"]).detail, parse_args(["a.png"]).max_objects) == ("long", 10)
