@@ -23,6 +23,7 @@ from .catalog import (
 )
 from .checkpoints import save_segmenter
 from .combined import ImageAnalysisPipeline, load_pipeline
+from .describe import describe_scene, ground_caption, locate_objects
 from .hub import ModelUnavailableError
 from .images import DEFAULT_MAX_PIXELS, load_image
 from .jsonform import decode_mask, encode_mask, from_json, to_json
@@ -45,6 +46,7 @@ __all__ = [
     "availability",
     "best_available",
     "decode_mask",
+    "describe_scene",
     "draw_instances",
     "draw_panoptic",
     "draw_semantic",
@@ -52,11 +54,13 @@ __all__ = [
     "from_json",
     "fuse_panoptic",
     "get_spec",
+    "ground_caption",
     "list_models",
     "load_captioner",
     "load_image",
     "load_pipeline",
     "load_segmenter",
+    "locate_objects",
     "register_model",
     "registered_models",
     "resolve_device",

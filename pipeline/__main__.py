@@ -1,4 +1,4 @@
-"""Command line: caption and segment images, print a summary, write the JSON form.
+"""Command line: caption and segment images, print each description, write the JSON form.
 
 python -m pipeline street.jpg cat.png --captioner blip-base --segmenter maskrcnn-v2 --json results.json
 """
@@ -8,13 +8,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 from .catalog import ModelUnavailableError, list_models
+from .describe import DEFAULT_MAX_OBJECTS, DETAILS
 from .images import DEFAULT_MAX_PIXELS, ImageTooLargeError
 from .jsonform import to_json
 from .speed import PROFILES, default_profile
+
+
+def _whole_number(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number of 0 or more, got {text!r}")
+    return int(text)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +53,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-pixels", type=int, default=None, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})"
     )
+    parser.add_argument(
+        "--detail",
+        choices=DETAILS,
+        default="long",
+        help="description: long = what is where, short = alt text, the caption and counts (default long)",
+    )
+    parser.add_argument(
+        "--max-objects",
+        type=_whole_number,
+        default=DEFAULT_MAX_OBJECTS,
+        help=f"objects the description names, the rest only counted (default {DEFAULT_MAX_OBJECTS})",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here (masks as COCO RLE)")
     return parser.parse_args(argv)
 
@@ -73,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     options = {"threshold": args.threshold, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
+    options.update(detail=args.detail, max_objects=args.max_objects)
     if args.prompt:
         options["prompt"] = args.prompt
     records, failures = [], 0
@@ -87,13 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: error: {message}", file=sys.stderr)
             records.append({"image": path, "error": message})
             continue
-        counts = Counter(instance["label"] for instance in result["instances"])
-        objects = ", ".join(f"{n} {label}" for label, n in counts.most_common()) or "no objects"
-        timings = result["timings_ms"]
-        print(f"{path}: {result['caption']}")
+        timings, found = result["timings_ms"], len(result["instances"])
+        print(f"{path}: {result['description']}")
         print(
-            f"  {objects} (caption {timings['caption']:.0f} ms, segment {timings['segment']:.0f} ms, "
-            f"total {timings['total']:.0f} ms)"
+            f"  {found} object{'' if found == 1 else 's'} (caption {timings['caption']:.0f} ms, "
+            f"segment {timings['segment']:.0f} ms, total {timings['total']:.0f} ms)"
         )
         records.append({"image": path, **to_json(result)})
     if args.json:

@@ -8,12 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .captioning import CaptionPipeline
+from .describe import check_options, describe
 from .images import ImageInput, load_image
 from .segmentation import SegmentationPipeline
 from .speed import SpeedProfile
 
 CAPTION_OPTIONS = ("prompt", "max_new_tokens", "num_beams", "repetition_penalty", "generate_kwargs", "sentence")
 SEGMENT_OPTIONS = ("threshold", "mask_threshold", "overlap_threshold", "subtask")
+DESCRIBE_OPTIONS = ("detail", "max_objects")
 
 
 class ImageAnalysisPipeline:
@@ -30,12 +32,16 @@ class ImageAnalysisPipeline:
 
     Call options: those of :class:`CaptionPipeline` (``prompt``, ``max_new_tokens``, ``num_beams``,
     ``repetition_penalty``, ``generate_kwargs``) and of :class:`SegmentationPipeline` (``threshold``,
-    ``mask_threshold``, ``overlap_threshold``, ``subtask``).
+    ``mask_threshold``, ``overlap_threshold``, ``subtask``), and those of the description (``detail``: ``"long"``
+    or ``"short"``; ``max_objects``: int or None), see :func:`pipeline.describe.describe_scene`.
 
     Returns (per image):
         dict with
         - ``"caption"``: str;
         - ``"instances"``, ``"semantic"``, ``"panoptic"``: as :class:`SegmentationPipeline` returns them;
+        - ``"description"``: str, the caption then what is where (:func:`pipeline.describe.describe_scene`);
+        - ``"grounding"``: list of ``{"word", "start", "end", "label", "instances"}``, the caption's words that
+          name a label (:func:`pipeline.describe.ground_caption`);
         - ``"models"``: ``{"captioner": name, "segmenter": name}``;
         - ``"timings_ms"``: ``{"caption", "segment", "total"}`` in milliseconds.
 
@@ -63,8 +69,10 @@ class ImageAnalysisPipeline:
         """Analyse one image (returns one result) or a list (returns a list, each half batched)."""
         caption_kwargs = {key: kwargs.pop(key) for key in CAPTION_OPTIONS if key in kwargs}
         segment_kwargs = {key: kwargs.pop(key) for key in SEGMENT_OPTIONS if key in kwargs}
+        describe_kwargs = {key: kwargs.pop(key) for key in DESCRIBE_OPTIONS if key in kwargs}
         if kwargs:
             raise TypeError(f"ImageAnalysisPipeline got unknown call options {sorted(kwargs)}")
+        check_options(**describe_kwargs)  # before the models run, not after
         single = not isinstance(images, (list, tuple))
         start = time.perf_counter()
         loaded = [load_image(image, max_pixels=self.max_pixels) for image in ([images] if single else images)]
@@ -84,10 +92,14 @@ class ImageAnalysisPipeline:
             segments, segment_ms = timed(self.segmenter, segment_kwargs)
         total_ms = (time.perf_counter() - start) * 1000.0
         share = len(loaded)  # a batch's time is shared evenly among its images
+        labels = getattr(self.segmenter, "categories", None)  # what the segmenter could have found
         results = [
             {
                 "caption": caption["caption"],
                 **segmentation,
+                **describe(
+                    caption["caption"], segmentation["instances"], image.size, labels=labels, **describe_kwargs
+                ),
                 "models": {"captioner": self.captioner.name, "segmenter": self.segmenter.name},
                 "timings_ms": {
                     "decode": decode_ms / share,
@@ -96,7 +108,7 @@ class ImageAnalysisPipeline:
                     "total": total_ms / share,
                 },
             }
-            for caption, segmentation in zip(captions, segments)
+            for caption, segmentation, image in zip(captions, segments, loaded)
         ]
         return results[0] if single else results
 

@@ -61,7 +61,9 @@ def to_json(result: dict[str, Any]) -> dict[str, Any]:
             :class:`~pipeline.segmentation.SegmentationPipeline` returns it.
 
     Returns:
-        dict: the same keys; masks as RLE, maps as PNG, label-id keys as str.
+        dict: the same keys; masks as RLE, maps as PNG, label-id keys as str. ``caption``, ``description`` and
+        ``grounding`` are JSON already and are carried as they are (``grounding`` indexes ``instances``, whose
+        order is kept).
     """
     out = {key: value for key, value in result.items() if key not in ("instances", "semantic", "panoptic")}
     if "instances" in result:

@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import draw_shapes
+import pytest
+from helpers import TINY_CATEGORIES, draw_shapes
 
+from pipeline import describe_scene, from_json, ground_caption
+from pipeline.__main__ import parse_args
 from pipeline.jsonform import decode_mask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +46,10 @@ def test_cli_writes_json(tmp_path, tiny_blip_dir, tiny_segmenter_dir):
         "cpu",
         "--profile",
         "fast",
+        "--detail",
+        "short",
+        "--max-objects",
+        "3",
     )
     assert done.returncode == 1, done.stderr  # one of the two images failed
     assert f"{good}: " in done.stdout and "caption" in done.stdout
@@ -52,6 +59,13 @@ def test_cli_writes_json(tmp_path, tiny_blip_dir, tiny_segmenter_dir):
     assert "not an image" in records[1]["error"]
     first = records[0]
     assert first["models"]["segmenter"] == tiny_segmenter_dir and isinstance(first["caption"], str)
+    # The description printed is the record's, in the short form asked for.
+    assert f"{good}: {first['description']}\n" in done.stdout
+    instances = from_json(first)["instances"]
+    assert first["description"] == describe_scene(
+        first["caption"], instances, (96, 72), detail="short", max_objects=3, labels=TINY_CATEGORIES
+    )
+    assert first["grounding"] == ground_caption(first["caption"], instances, TINY_CATEGORIES)
     for instance in first["instances"]:
         assert decode_mask(instance["mask"]).size == (96, 72)
         assert instance["score"] >= 0.1
@@ -77,3 +91,16 @@ def test_cli_too_large_names_its_own_flag(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 1 and "(raise it with --max-pixels)" in done.stderr
+
+
+def test_cli_refuses_a_bad_max_objects(capsys):
+    for flags, message in (
+        (["--max-objects", "-1"], "--max-objects: must be a whole number of 0 or more, got '-1'"),
+        (["--detail", "medium"], "--detail: invalid choice: 'medium'"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            parse_args(["a.png", *flags])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+    args = parse_args(["a.png", "--detail", "short", "--max-objects", "0"])
+    assert (args.detail, args.max_objects) == ("short", 0)
+    assert (parse_args(["a.png"]).detail, parse_args(["a.png"]).max_objects) == ("long", 10)

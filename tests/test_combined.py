@@ -9,7 +9,7 @@ import pytest
 from helpers import draw_shapes
 from PIL import Image
 
-from pipeline import ImageAnalysisPipeline, load_pipeline, to_json
+from pipeline import ImageAnalysisPipeline, describe_scene, ground_caption, load_pipeline, to_json
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,11 @@ def pipe(tiny_blip_dir, tiny_segmenter_dir) -> ImageAnalysisPipeline:
 
 def _check_contract(result: dict, size: tuple[int, int]) -> None:
     width, height = size
-    assert set(result) >= {"caption", "instances", "semantic", "panoptic", "models", "timings_ms"}
-    assert isinstance(result["caption"], str)
+    assert set(result) >= {"caption", "instances", "semantic", "panoptic", "description", "grounding", "models"}
+    assert isinstance(result["caption"], str) and isinstance(result["description"], str)
+    for entry in result["grounding"]:
+        assert result["caption"][entry["start"] : entry["end"]] == entry["word"]
+        assert all(result["instances"][i]["label"] == entry["label"] for i in entry["instances"])
     scores = [obj["score"] for obj in result["instances"]]
     assert scores == sorted(scores, reverse=True)
     for obj in result["instances"]:
@@ -71,3 +74,21 @@ def test_options_and_bad_input(pipe):
     with pytest.raises(ValueError, match="not an image"):
         pipe(b"not an image at all")
     assert pipe(draw_shapes(), subtask="instance").keys() >= {"caption", "instances"}
+
+
+def test_description_and_grounding_options(pipe):
+    image = draw_shapes(seed=5)
+    result = pipe(image, threshold=0.0, max_new_tokens=8)
+    assert result["instances"], "the tiny random segmenter should detect something at threshold 0"
+    caption, instances = result["caption"], result["instances"]
+    labels = pipe.segmenter.categories
+    assert result["description"] == describe_scene(caption, instances, image.size, labels=labels)
+    assert result["grounding"] == ground_caption(caption, instances, labels)
+    short = pipe(image, threshold=0.0, max_new_tokens=8, detail="short", max_objects=1)
+    assert short["description"] == describe_scene(
+        caption, instances, image.size, detail="short", max_objects=1, labels=labels
+    )
+    assert short["description"] != result["description"]
+    for option, value, accepted in (("detail", "verbose", "one of"), ("max_objects", -2, "None")):
+        with pytest.raises(ValueError, match=f"{option} must be {accepted}"):
+            pipe(image, **{option: value})

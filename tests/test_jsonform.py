@@ -35,6 +35,11 @@ def _result() -> dict:
             "labels": {1: "cat", 2: "dog"},
         },
         "panoptic": fuse_panoptic(masks, labels, scores, {1: "cat", 2: "dog"}),
+        "description": "A cat and a dog. 2 cats: one on the left and one on the right. 1 dog in the centre.",
+        "grounding": [
+            {"word": "cat", "start": 2, "end": 5, "label": "cat", "instances": [0, 2]},
+            {"word": "dog", "start": 12, "end": 15, "label": "dog", "instances": [1]},
+        ],
         "models": {"captioner": "tiny", "segmenter": "tiny"},
         "timings_ms": {"caption": 1.0, "segment": 2.0, "total": 3.0},
     }
@@ -72,3 +77,4 @@ def test_whole_result_round_trips_and_dumps():
     assert (back["panoptic"]["map"] == result["panoptic"]["map"]).all()
     assert back["panoptic"]["segments"] == result["panoptic"]["segments"]
     assert back["timings_ms"] == result["timings_ms"]
+    assert back["description"] == result["description"] and back["grounding"] == result["grounding"]
