@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .base import resolve_device
-from .captioning import CaptionPipeline
+from .captioning import CaptionPipeline, load_caption_model
 from .checkpoints import load_segmenter_checkpoint
 from .hub import (
     ModelUnavailableError,
@@ -245,8 +245,6 @@ def load_captioner(
         ValueError: an unknown name.
         ModelUnavailableError: the model is not on this machine and cannot be downloaded now.
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     spec = get_spec(name_or_path, "captioner")
     local = Path(spec.source).is_dir()
     label = f"captioner {spec.name!r}"
@@ -260,8 +258,7 @@ def load_captioner(
     if not local:
         options["local_files_only"] = prepare_hub_download(label, spec.source)
     try:
-        processor = AutoProcessor.from_pretrained(spec.source, **options)
-        model = AutoModelForImageTextToText.from_pretrained(spec.source, dtype=dtype or torch.float32, **options)
+        model, processor = load_caption_model(spec.source, dtype=dtype, **options)
     except OSError as error:
         raise ModelUnavailableError(
             f"{label} could not be loaded from {spec.source}: {error}",

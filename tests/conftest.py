@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from helpers import draw_shapes, save_tiny_blip, save_tiny_segmenter
+from helpers import draw_shapes, save_tiny_blip, save_tiny_git, save_tiny_segmenter, save_tiny_vit_gpt2
 from PIL import Image
 
 
@@ -17,6 +17,18 @@ from PIL import Image
 def tiny_blip_dir(tmp_path_factory) -> str:
     """A random-weight BLIP (32x32 input, one layer each side) with its processor, saved with save_pretrained."""
     return save_tiny_blip(tmp_path_factory.mktemp("tiny-blip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_gpt2_dir(tmp_path_factory) -> str:
+    """A random-weight ViT-GPT2 VisionEncoderDecoderModel with its image processor and GPT-2 tokenizer."""
+    return save_tiny_vit_gpt2(tmp_path_factory.mktemp("tiny-vit-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_git_dir(tmp_path_factory) -> str:
+    """A random-weight GIT with its GitProcessor (CLIP image processor, BERT-style tokenizer)."""
+    return save_tiny_git(tmp_path_factory.mktemp("tiny-git"))
 
 
 @pytest.fixture(scope="session")
