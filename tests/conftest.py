@@ -49,6 +49,26 @@ def shapes_data(tmp_path_factory):
     return root
 
 
+def pytest_collection_finish(session):
+    """Start METEOR's Java scorer as soon as a collected test will score METEOR (asks for ``meteor``): its JVM takes
+    15-25 s to load its paraphrase table, which it then does while the tests before run."""
+    if any("meteor" in getattr(item, "fixturenames", ()) for item in session.items):
+        from pipeline.evaluation import MeteorUnavailableError, start_meteor
+
+        try:
+            start_meteor()
+        except MeteorUnavailableError:
+            pass  # the `meteor` fixture says so, in the tests that need it
+
+
+@pytest.fixture(scope="session")
+def meteor() -> None:
+    """METEOR's Java scorer, started (one per test process); the tests that score METEOR ask for it."""
+    from pipeline.evaluation import start_meteor
+
+    start_meteor()
+
+
 @pytest.fixture
 def fresh_accelerate_state():
     """For in-process training runs, each of which builds its own Accelerator: put accelerate's singletons and
