@@ -23,6 +23,7 @@ from .catalog import (
 )
 from .checkpoints import save_segmenter
 from .combined import ImageAnalysisPipeline, load_pipeline
+from .compare import compare_captioners
 from .hub import ModelUnavailableError
 from .images import DEFAULT_MAX_PIXELS, load_image
 from .jsonform import decode_mask, encode_mask, from_json, to_json
@@ -44,6 +45,7 @@ __all__ = [
     "SegmentationPipeline",
     "availability",
     "best_available",
+    "compare_captioners",
     "decode_mask",
     "draw_instances",
     "draw_panoptic",
