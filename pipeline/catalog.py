@@ -84,8 +84,8 @@ _BUILTIN = [
         "vit-gpt2",
         "captioner",
         "nlpconnect/vit-gpt2-image-captioning",
-        "ViT-GPT2 (COCO 2017, 239M parameters, no published scores): the classic encoder-decoder baseline, plainer "
-        "captions; 224 px, no prompts",
+        "ViT-GPT2 (ViT-base encoder, GPT-2 decoder, COCO 2017, 239M parameters; its card publishes no scores): "
+        "224 px input, a 12-layer decoder, no prompts",
     ),
     ModelSpec(
         "shapes",

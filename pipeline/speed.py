@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torchvision.ops import MultiScaleRoIAlign
 
+from .captioning import caption_family
 from .kernels import BFloat16Stage, ParallelRoIPool, bfloat16_enabled
 
 #: The Mask R-CNN inference settings a profile may cap, and where torchvision keeps each one on a built model.
@@ -197,8 +198,6 @@ VISION_ENCODERS = {"blip": "vision_model", "git": "git.image_encoder", "vision-e
 
 def captioner_vision_encoder(model: torch.nn.Module) -> str | None:
     """The submodule path of a captioner's vision encoder (see :data:`VISION_ENCODERS`), None when unknown."""
-    from .captioning import caption_family
-
     path = VISION_ENCODERS.get(caption_family(model))
     if path is None and isinstance(getattr(model, "vision_model", None), torch.nn.Module):
         path = "vision_model"  # the usual name among other image-text-to-text models
