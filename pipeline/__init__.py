@@ -23,6 +23,7 @@ from .catalog import (
 )
 from .checkpoints import save_segmenter
 from .combined import ImageAnalysisPipeline, load_pipeline
+from .compare import compare_captioners
 from .describe import describe_scene, ground_caption, locate_objects
 from .hub import ModelUnavailableError
 from .images import DEFAULT_MAX_PIXELS, load_image
@@ -45,6 +46,7 @@ __all__ = [
     "SegmentationPipeline",
     "availability",
     "best_available",
+    "compare_captioners",
     "decode_mask",
     "describe_scene",
     "draw_instances",

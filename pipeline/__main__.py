@@ -1,6 +1,7 @@
 """Command line: caption and segment images, print each description, write the JSON form.
 
 python -m pipeline street.jpg cat.png --captioner blip-base --segmenter maskrcnn-v2 --json results.json
+python -m pipeline street.jpg --captioner blip-base,git-base,vit-gpt2   # the captions side by side, each timed
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 from .catalog import ModelUnavailableError, list_models
@@ -31,7 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
     parser.add_argument(
-        "--captioner", default="blip-base", help=f"{captioners}, a local directory or a hub id (default blip-base)"
+        "--captioner",
+        default="blip-base",
+        help=f"{captioners}, a local directory or a hub id (default blip-base); several, comma-separated, are "
+        "compared: each caption with its time",
     )
     parser.add_argument(
         "--segmenter", default="maskrcnn-v2", help=f"{segmenters} or a checkpoint directory (default maskrcnn-v2)"
@@ -77,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers_logging.disable_progress_bar()  # keep stdout/stderr to the results and errors
 
-    profile = args.profile or default_profile(args.device)
+    args.profile = args.profile or default_profile(args.device)
+    captioners = [name.strip() for name in args.captioner.split(",") if name.strip()]
+    if len(captioners) > 1:
+        return compare(args, captioners)
     try:
         pipe = load_pipeline(
             args.captioner,
@@ -85,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             batch_size=args.batch_size,
             max_pixels=args.max_pixels,
-            profile=profile,
+            profile=args.profile,
         )
     except (ModelUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -113,6 +122,66 @@ def main(argv: list[str] | None = None) -> int:
             f"segment {timings['segment']:.0f} ms, total {timings['total']:.0f} ms)"
         )
         records.append({"image": path, **to_json(result)})
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(records, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 1 if failures else 0
+
+
+def compare(args: argparse.Namespace, captioners: list[str]) -> int:
+    """``--captioner a,b,c``: every image captioned by each captioner (side by side, each timed), segmented once.
+
+    A captioner that cannot be loaded or fails gives its error in its row; the exit code is then 1, as for an image
+    that cannot be read.
+    """
+    from .catalog import load_captioner, load_segmenter
+    from .compare import compare_captioners, format_comparison, load_once
+    from .images import load_image
+
+    common = {"device": args.device, "batch_size": args.batch_size, "max_pixels": args.max_pixels}
+    try:
+        segmenter = load_segmenter(args.segmenter, profile=args.profile, **common)
+    except (ModelUnavailableError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    loaders = {
+        name: load_once(lambda name=name: load_captioner(name, profile=args.profile, **common)) for name in captioners
+    }
+    options = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
+    if args.prompt:
+        options["prompt"] = args.prompt
+    records, failures = [], 0
+    for path in args.images:
+        start = time.perf_counter()
+        try:
+            image = load_image(path, max_pixels=args.max_pixels)
+        except ValueError as error:
+            failures += 1
+            print(f"{path}: error: {error}", file=sys.stderr)
+            records.append({"image": path, "error": str(error)})
+            continue
+        rows = compare_captioners(image, loaders, **options)
+        tick = time.perf_counter()
+        segments = segmenter(image, threshold=args.threshold)
+        segment_ms = (time.perf_counter() - tick) * 1000.0
+        failures += any(row["error"] for row in rows)
+        counts = Counter(instance["label"] for instance in segments["instances"])
+        objects = ", ".join(f"{n} {label}" for label, n in counts.most_common()) or "no objects"
+        total_ms = (time.perf_counter() - start) * 1000.0
+        print(f"{path}:")
+        for line in format_comparison(rows):
+            print(f"  {line}")
+        print(f"  {objects} (segment {segment_ms:.0f} ms, total {total_ms:.0f} ms)")
+        records.append(
+            {
+                "image": path,
+                "captions": rows,
+                **to_json(segments),
+                "models": {"captioners": captioners, "segmenter": segmenter.name},
+                "timings_ms": {"segment": segment_ms, "total": total_ms},
+            }
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=1) + "\n")

@@ -1,4 +1,5 @@
-"""Building models from scratch: the Mask R-CNN variants the catalog and ``train/`` know, and small BLIPs.
+"""Building models from scratch: the Mask R-CNN variants the catalog and ``train/`` know, and small captioners of each
+caption family (BLIP, ViT-GPT2, GIT) with a vocabulary of your words.
 
 These are the constructors behind fine-tuned checkpoints (which record the architecture they were built with), the
 offline ``shapes`` models, the tests' tiny random models and the benchmark's full-size random models.
@@ -188,3 +189,130 @@ def build_blip(
     model = BlipForConditionalGeneration(config)
     model.generation_config.update(**special_ids)
     return model, processor
+
+
+def byte_level_bpe(words: Sequence[str]) -> Any:
+    """A GPT-2 (byte-level BPE) tokenizer whose vocabulary is ``words``, each with and without its leading space.
+
+    The merges are learned offline by the ``tokenizers`` library from the words alone (no byte alphabet beyond their
+    letters), so every word is one token and the vocabulary stays small; ``<|endoftext|>`` (id 0) is GPT-2's start,
+    end and padding token.
+
+    >>> byte_level_bpe(["a", "red", "circle"]).tokenize("a red circle")
+    ['a', 'Ġred', 'Ġcircle']
+    """
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Tokenizer
+
+    words = list(dict.fromkeys(words))
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=100_000, special_tokens=["<|endoftext|>"], show_progress=False)
+    bpe.train_from_iterator([*words, *(" " + word for word in words)], trainer)
+    learned = json.loads(bpe.to_str())["model"]
+    return GPT2Tokenizer(vocab=learned["vocab"], merges=[tuple(pair) for pair in learned["merges"]])
+
+
+def build_vit_gpt2(
+    words: Sequence[str],
+    *,
+    image_size: int = 224,
+    patch_size: int = 16,
+    encoder: dict[str, Any] | None = None,
+    decoder: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
+    """Build a randomly initialised ViT-GPT2 captioner (``nlpconnect/vit-gpt2-image-captioning``'s layout).
+
+    A ``VisionEncoderDecoderModel`` of a ViT encoder and a GPT-2 decoder with cross-attention, its
+    ``ViTImageProcessor`` (mean and std 0.5, as nlpconnect's) and a GPT-2 tokenizer of ``words``
+    (:func:`byte_level_bpe`); ``<|endoftext|>`` is the decoder start, end and padding token, as in nlpconnect's config.
+
+    Args:
+        words (Sequence[str]): the vocabulary.
+        image_size (int, default 224): the square input size of the encoder and the image processor.
+        patch_size (int, default 16): ViT patch size.
+        encoder (dict | None): overrides of ``ViTConfig`` (``hidden_size``, ``num_hidden_layers``, ...).
+        decoder (dict | None): overrides of ``GPT2Config`` (``n_embd``, ``n_layer``, ``n_head``, ``n_positions``).
+
+    Returns:
+        tuple of ``(VisionEncoderDecoderModel, ImageTextProcessor)``, ready for ``save_pretrained``.
+    """
+    from transformers import (
+        GPT2Config,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
+
+    from .captioning import ImageTextProcessor
+
+    tokenizer = byte_level_bpe(words)
+    special = tokenizer.eos_token_id
+    encoder_config = ViTConfig(image_size=image_size, patch_size=patch_size, **(encoder or {}))
+    decoder_config = GPT2Config(
+        vocab_size=len(tokenizer),
+        bos_token_id=special,
+        eos_token_id=special,
+        add_cross_attention=True,
+        is_decoder=True,
+        **(decoder or {}),
+    )
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder_config, decoder_config)
+    special_ids = {"decoder_start_token_id": special, "pad_token_id": special, "eos_token_id": special}
+    for key, value in special_ids.items():
+        setattr(config, key, value)
+    model = VisionEncoderDecoderModel(config)
+    model.generation_config.update(**special_ids, bos_token_id=special)
+    image_processor = ViTImageProcessor(
+        size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    return model, ImageTextProcessor(image_processor, tokenizer)
+
+
+def build_git(
+    words: Sequence[str],
+    *,
+    image_size: int = 224,
+    patch_size: int = 16,
+    vision: dict[str, Any] | None = None,
+    text: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
+    """Build a randomly initialised GIT captioner (``microsoft/git-base-coco``'s layout) with a word-level vocabulary.
+
+    A ``GitForCausalLM``, its ``GitProcessor`` of a ``CLIPImageProcessor`` (resize and centre crop to
+    ``image_size``) and a ``BertTokenizer`` of ``words`` behind BERT's special tokens; ``[CLS]`` starts a caption and
+    ``[SEP]`` ends it, as ``bos_token_id`` 101 and ``eos_token_id`` 102 do in GIT's BERT vocabulary.
+
+    Args:
+        words (Sequence[str]): the vocabulary (lower case words); special tokens are added in front.
+        image_size (int, default 224): the square input size of the image encoder and the image processor.
+        patch_size (int, default 16): ViT patch size of the image encoder.
+        vision (dict | None): overrides of ``GitVisionConfig`` (``hidden_size``, ``num_hidden_layers``, ...).
+        text (dict | None): overrides of ``GitConfig`` (``hidden_size``, ``num_hidden_layers``,
+            ``max_position_embeddings``, ...).
+
+    Returns:
+        tuple of ``(GitForCausalLM, GitProcessor)``, ready for ``save_pretrained``.
+    """
+    from transformers import BertTokenizer, CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens = specials + [word for word in dict.fromkeys(words) if word not in specials]
+    # transformers 5 ignores `vocab_file=` here: the vocabulary must be passed as a mapping.
+    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(tokens)})
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    special_ids = {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
+    config = GitConfig(
+        vision_config={"image_size": image_size, "patch_size": patch_size, **(vision or {})},
+        vocab_size=len(tokens),
+        **special_ids,
+        **(text or {}),
+    )
+    model = GitForCausalLM(config)
+    model.generation_config.update(**special_ids)
+    return model, GitProcessor(image_processor=image_processor, tokenizer=tokenizer)

@@ -1,9 +1,11 @@
 """The named model choices and how each one loads.
 
 Captioners load with transformers from a hub id (``Salesforce/blip-image-captioning-base``) or a local
-``save_pretrained`` directory. Segmenters load from a torchvision weights enum (COCO weights, label names from
-``weights.meta["categories"]``) or from a fine-tuned checkpoint directory (:mod:`pipeline.checkpoints`). Where the
-weights come from, and the fast failure when they are not here, is :mod:`pipeline.hub`.
+``save_pretrained`` directory, of any caption family (:mod:`pipeline.captioning`: BLIP, GIT, ViT-GPT2 and other
+``VisionEncoderDecoderModel`` or ``AutoModelForImageTextToText`` models). Segmenters load from a torchvision
+weights enum (COCO weights, label names from ``weights.meta["categories"]``) or from a fine-tuned checkpoint
+directory (:mod:`pipeline.checkpoints`). Where the weights come from, and the fast failure when they are not here, is
+:mod:`pipeline.hub`.
 
 Any name that is not in the catalog is taken as a local directory or, for captioners, a hub id: the library trusts
 its caller. A served app accepts only the names in its menus (:mod:`pipeline.menus`). Operators add their own
@@ -23,7 +25,7 @@ from typing import Any
 import torch
 
 from .base import resolve_device
-from .captioning import CaptionPipeline
+from .captioning import CaptionPipeline, load_caption_model
 from .checkpoints import load_segmenter_checkpoint
 from .hub import (
     ModelUnavailableError,
@@ -70,6 +72,20 @@ _BUILTIN = [
         "captioner",
         "Salesforce/blip-image-captioning-large",
         "BLIP large (470M parameters): the most detailed captions, about 3x slower than base",
+    ),
+    ModelSpec(
+        "git-base",
+        "captioner",
+        "microsoft/git-base-coco",
+        "GIT base (COCO, 177M parameters, CIDEr 131.4 on COCO Karpathy test by its authors): 224 px input and a "
+        "6-layer decoder, lighter than BLIP base",
+    ),
+    ModelSpec(
+        "vit-gpt2",
+        "captioner",
+        "nlpconnect/vit-gpt2-image-captioning",
+        "ViT-GPT2 (ViT-base encoder, GPT-2 decoder, COCO 2017, 239M parameters; its card publishes no scores): "
+        "224 px input, a 12-layer decoder, no prompts",
     ),
     ModelSpec(
         "shapes",
@@ -228,14 +244,16 @@ def load_captioner(
     profile: str | SpeedProfile = "full",
     **kwargs: Any,
 ):
-    """Load a captioner by catalog name, local directory or hub id.
+    """Load a captioner by catalog name, local directory or hub id: BLIP, GIT, a ``VisionEncoderDecoderModel``
+    (ViT-GPT2) or another ``AutoModelForImageTextToText`` generator (:func:`pipeline.captioning.load_caption_model`).
 
     Args:
         name_or_path (str, default "blip-base"): see :func:`list_models` (``"captioner"``).
         device (str, default "auto"): ``"cpu"``, ``"cuda"`` or ``"auto"``.
         dtype (torch.dtype | None, default None): e.g. ``torch.float16`` on a GPU; None keeps float32.
         profile (str | SpeedProfile, default "full"): ``"full"`` or ``"fast"`` (int8 text decoder and, on CPUs with
-            native bfloat16, a bfloat16 vision encoder), see :mod:`pipeline.speed`.
+            native bfloat16, a bfloat16 vision encoder; what applies to which family:
+            :func:`pipeline.speed.apply_captioner_profile`).
         **kwargs: :class:`~pipeline.captioning.CaptionPipeline` options (``batch_size``, ``max_pixels``).
 
     Returns:
@@ -245,8 +263,6 @@ def load_captioner(
         ValueError: an unknown name.
         ModelUnavailableError: the model is not on this machine and cannot be downloaded now.
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     spec = get_spec(name_or_path, "captioner")
     local = Path(spec.source).is_dir()
     label = f"captioner {spec.name!r}"
@@ -260,8 +276,7 @@ def load_captioner(
     if not local:
         options["local_files_only"] = prepare_hub_download(label, spec.source)
     try:
-        processor = AutoProcessor.from_pretrained(spec.source, **options)
-        model = AutoModelForImageTextToText.from_pretrained(spec.source, dtype=dtype or torch.float32, **options)
+        model, processor = load_caption_model(spec.source, dtype=dtype, **options)
     except OSError as error:
         raise ModelUnavailableError(
             f"{label} could not be loaded from {spec.source}: {error}",

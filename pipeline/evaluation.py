@@ -1,7 +1,9 @@
 """Scoring captioners and segmenters: the one implementation behind ``train/``, the benchmark and the batch job.
 
-- Captions: BLEU-1..4 and CIDEr (CIDEr-D) of pycocoevalcap's scorers, pure Python (no Java), every candidate scored
-  against all references of its image (:func:`caption_metrics`).
+- Captions (:func:`caption_metrics`), every candidate scored against all references of its image: BLEU-1..4,
+  ROUGE-L and CIDEr (CIDEr-D) from pycocoevalcap's pure-Python scorers; METEOR from pycocoevalcap's
+  ``meteor-1.5.jar``, which needs Java (:func:`start_meteor`; its JVM takes about 15 s to load METEOR's paraphrase
+  table, once per process); and the gender misclassification rates of :func:`gender_rates`.
 - Instances: COCOeval (pycocotools) box and mask AP, AP50, AP75 from detections in the COCO results format
   (:func:`coco_detections`, :func:`coco_instance_metrics`).
 - A pipeline on a data set folder: :func:`evaluate_captioner` (a caption file and an images folder, see
@@ -9,9 +11,10 @@
   ``max_images`` the ground truth is cut to the same images, so that AP scores only what was predicted.
 
 >>> scores = caption_metrics({"1.png": ["a red circle"], "2.png": ["a blue square"]}, {"1.png": "a red circle",
-...                                                                                  "2.png": "a blue square"})
->>> round(scores["BLEU-1"], 3)
-1.0
+...                                                                                  "2.png": "a blue square"},
+...                          meteor=False)
+>>> round(scores["BLEU-1"], 3), round(scores["ROUGE-L"], 3), scores["gender_images"]
+(1.0, 1.0, 0.0)
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,9 +33,32 @@ from pycocotools import mask as mask_utils
 
 from .caption_files import find_caption_data, read_captions
 
-CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr")
+#: The caption scores :func:`caption_metrics` returns (METEOR unless ``meteor=False``).
+CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+#: The gender figures :func:`gender_rates` returns (the two rates only when ``gender_images`` is above 0).
+GENDER_METRICS = ("gender_images", "gender_error_rate", "gender_none_rate")
 COCO_METRICS = ("AP", "AP50", "AP75")
+#: Words that say a person is male or female: the man and woman word lists of Burns et al., "Women also
+#: Snowboard" (ECCV 2018; boy, brother, dad, husband, man, groom, male, guy, men and their female counterparts),
+#: with plurals, pronouns and a few more kinship words. A possessive ("man's") counts as its word.
+MALE_WORDS = frozenset(
+    "man men boy boys guy guys male males gentleman gentlemen he him his himself husband husbands groom grooms "
+    "father fathers dad dads son sons brother brothers boyfriend boyfriends grandfather grandpa uncle king".split()
+)
+FEMALE_WORDS = frozenset(
+    "woman women girl girls lady ladies female females she her hers herself wife wives bride brides mother mothers "
+    "mom moms daughter daughters sister sisters girlfriend girlfriends grandmother grandma aunt queen".split()
+)
 _WORD_SEPARATORS = re.compile(r"[^0-9a-z']+")
+JAVA_MISSING = (
+    "METEOR needs a Java runtime (pycocoevalcap scores it with meteor-1.5.jar) and no `java` is on PATH: install "
+    "one (Debian/Ubuntu: apt-get install default-jre-headless; Java 8 or newer), or leave METEOR out "
+    "(caption_metrics(..., meteor=False); --no_meteor for train.caption and train.evaluate)"
+)
+
+
+class MeteorUnavailableError(RuntimeError):
+    """METEOR cannot be scored here: no Java, or its Java scorer stopped; the message says what to do."""
 
 
 def normalize_caption(text: str) -> str:
@@ -42,18 +70,28 @@ def normalize_caption(text: str) -> str:
     return " ".join(_WORD_SEPARATORS.split(text.lower())).strip()
 
 
-def caption_metrics(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str]) -> dict[str, float]:
-    """Corpus BLEU-1..4 and CIDEr of one candidate caption per image against all that image's references.
+def caption_metrics(
+    references: Mapping[str, Sequence[str]], candidates: Mapping[str, str], *, meteor: bool = True
+) -> dict[str, float]:
+    """Corpus BLEU-1..4, METEOR, ROUGE-L, CIDEr and the gender rates of one candidate caption per image.
 
     Args:
         references (Mapping[str, Sequence[str]]): image key -> its reference captions (at least one each).
         candidates (Mapping[str, str]): image key -> the generated caption; keys must match ``references``.
+        meteor (bool, default True): score METEOR (needs Java, see :func:`start_meteor`).
 
     Returns:
-        dict with ``"BLEU-1"`` .. ``"BLEU-4"`` and ``"CIDEr"`` (floats; CIDEr on pycocoevalcap's 0-10 scale).
+        dict with ``"BLEU-1"`` .. ``"BLEU-4"``, ``"METEOR"`` (with ``meteor``), ``"ROUGE-L"`` and ``"CIDEr"``
+        (floats; BLEU, METEOR and ROUGE-L in [0, 1], CIDEr on pycocoevalcap's 0-10 scale) and the
+        :data:`GENDER_METRICS` of :func:`gender_rates`.
+
+    Raises:
+        ValueError: keys that differ, no images, an image without references.
+        MeteorUnavailableError: ``meteor`` without Java.
     """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
 
     if set(references) != set(candidates):
         missing = sorted(set(references) ^ set(candidates))[:5]
@@ -67,8 +105,119 @@ def caption_metrics(references: Mapping[str, Sequence[str]], candidates: Mapping
         raise ValueError("every image needs at least one reference caption")
     with contextlib.redirect_stdout(io.StringIO()):  # Bleu prints its ratio line
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+        rouge, _ = Rouge().compute_score(gts, res)
         cider, _ = Cider().compute_score(gts, res)
-    return {**{f"BLEU-{n}": float(score) for n, score in enumerate(bleu, start=1)}, "CIDEr": float(cider)}
+    scores = {f"BLEU-{n}": float(score) for n, score in enumerate(bleu, start=1)}
+    if meteor:
+        scores["METEOR"] = _meteor_score(gts, res)
+    scores.update({"ROUGE-L": float(rouge), "CIDEr": float(cider)})
+    return {**scores, **gender_rates(references, candidates)}
+
+
+# -- METEOR ------------------------------------------------------------------------------------------------------
+
+_meteor_lock = threading.Lock()
+_meteor: Any = None  # pycocoevalcap's Meteor: one Java process for the whole Python process
+
+
+def start_meteor() -> None:
+    """Start METEOR's Java scorer now, if it is not running, and return at once.
+
+    Its JVM loads METEOR's paraphrase table for about 15 s (measured on 2 busy CPU cores), while this process goes
+    on: call it before generating captions and the wait is spent by the time they are scored. One scorer serves
+    the process (and its threads) until it exits. Without Java it fails here, before any work is done.
+
+    Raises:
+        MeteorUnavailableError: no ``java`` on PATH (the message says how to install one).
+    """
+    _meteor_scorer()
+
+
+def _meteor_scorer() -> Any:
+    global _meteor
+    with _meteor_lock:
+        if _meteor is None or _meteor.meteor_p.poll() is not None:
+            if shutil.which("java") is None:
+                raise MeteorUnavailableError(JAVA_MISSING)
+            from pycocoevalcap.meteor.meteor import Meteor
+
+            _meteor = Meteor()
+        return _meteor
+
+
+def _meteor_score(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
+    global _meteor
+    scorer = _meteor_scorer()
+    try:
+        score, _ = scorer.compute_score(gts, res)
+    except (OSError, ValueError) as error:  # a broken pipe, or an empty line where a score should be
+        if scorer.lock.locked():  # compute_score holds it without try/finally; Meteor.__del__ would wait forever
+            scorer.lock.release()
+        scorer.meteor_p.kill()
+        with _meteor_lock:
+            _meteor = None
+        raise MeteorUnavailableError(
+            f"METEOR's Java scorer stopped ({type(error).__name__}: {error}); check `java -version` (Java 8 or "
+            "newer) and that 2 GB of memory are free for it (pycocoevalcap runs it with -Xmx2G)"
+        ) from None
+    return float(score)
+
+
+# -- gender ------------------------------------------------------------------------------------------------------
+
+
+def caption_gender(text: str) -> str | None:
+    """``"male"`` or ``"female"`` when a caption names people of one gender only (:data:`MALE_WORDS`,
+    :data:`FEMALE_WORDS`), None when it names neither or both.
+
+    >>> caption_gender("A man's bike"), caption_gender("two women talking"), caption_gender("a man and a woman")
+    ('male', 'female', None)
+    >>> caption_gender("a manhole cover") is None
+    True
+    """
+    words = {word.removesuffix("'s").strip("'") for word in normalize_caption(text).split()}
+    male, female = bool(words & MALE_WORDS), bool(words & FEMALE_WORDS)
+    if male != female:
+        return "male" if male else "female"
+    return None
+
+
+def gender_rates(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str]) -> dict[str, float]:
+    """The gender misclassification rate of captions, and how often they name no gender.
+
+    The images counted are those whose references agree on a gender: at least one reference names it (a word of
+    :data:`MALE_WORDS` or :data:`FEMALE_WORDS`) and none names the other. Among them, a caption is wrong when it
+    names the other gender only, and names none when it has no gendered word or words of both (undecided, as in
+    Burns et al. 2018, whose error rate is the first figure).
+
+    Args:
+        references (Mapping[str, Sequence[str]]): image key -> its reference captions.
+        candidates (Mapping[str, str]): image key -> the generated caption (keys as ``references``).
+
+    Returns:
+        dict with ``"gender_images"`` (how many images were counted, a float like every metric) and, when it is
+        above 0, ``"gender_error_rate"`` and ``"gender_none_rate"`` (shares of those images, in [0, 1]).
+
+    >>> gender_rates({"1": ["a man surfing", "a surfer"], "2": ["a girl and her dog"], "3": ["a dog"]},
+    ...              {"1": "a woman surfing", "2": "a dog on grass", "3": "a man with a dog"})
+    {'gender_images': 2.0, 'gender_error_rate': 0.5, 'gender_none_rate': 0.5}
+    """
+    wrong = unstated = counted = 0
+    for key, texts in references.items():
+        truth = caption_gender(" ".join(texts))
+        if truth is None:
+            continue
+        counted += 1
+        said = caption_gender(candidates[key])
+        wrong += said is not None and said != truth
+        unstated += said is None
+    if not counted:
+        return {"gender_images": 0.0}
+    return {
+        "gender_images": float(counted),
+        "gender_error_rate": wrong / counted,
+        "gender_none_rate": unstated / counted,
+    }
 
 
 def coco_detections(
@@ -142,25 +291,35 @@ def coco_instance_metrics(
 
 
 def evaluate_captioner(
-    captioner: Any, data_dir: str | Path, *, max_images: int | None = None, **call_options: Any
+    captioner: Any,
+    data_dir: str | Path,
+    *,
+    max_images: int | None = None,
+    meteor: bool = True,
+    **call_options: Any,
 ) -> dict[str, float]:
-    """BLEU-1..4 and CIDEr of a :class:`~pipeline.captioning.CaptionPipeline` on a data set folder.
+    """The :func:`caption_metrics` of a :class:`~pipeline.captioning.CaptionPipeline` on a data set folder.
 
     Args:
         captioner (CaptionPipeline): e.g. ``pipeline.load_captioner("shapes")``.
         data_dir (str | Path): a folder with a caption file and an images folder.
         max_images (int | None, default None): evaluate on the first N images (sorted by name) only.
+        meteor (bool, default True): score METEOR too (its Java scorer starts before the captioning, see
+            :func:`start_meteor`).
         **call_options: captioner call options, e.g. ``num_beams=3``.
 
     Returns:
-        dict with ``"BLEU-1"`` .. ``"BLEU-4"``, ``"CIDEr"`` and ``"images"`` (how many were captioned).
+        dict with the :func:`caption_metrics` and ``"images"`` (how many were captioned).
     """
+    if meteor:
+        start_meteor()
     captions_file, images_dir = find_caption_data(data_dir)
     references = read_captions(captions_file).captions
     names = sorted(references)[:max_images] if max_images else sorted(references)
     results = captioner([str(images_dir / name) for name in names], **call_options)
     candidates = {name: result["caption"] for name, result in zip(names, results)}
-    return {**caption_metrics({name: references[name] for name in names}, candidates), "images": float(len(names))}
+    scores = caption_metrics({name: references[name] for name in names}, candidates, meteor=meteor)
+    return {**scores, "images": float(len(names))}
 
 
 def evaluate_segmenter(

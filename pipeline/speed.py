@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torchvision.ops import MultiScaleRoIAlign
 
+from .captioning import caption_family
 from .kernels import BFloat16Stage, ParallelRoIPool, bfloat16_enabled
 
 #: The Mask R-CNN inference settings a profile may cap, and where torchvision keeps each one on a built model.
@@ -208,35 +209,90 @@ def segmenter_precision(model: torch.nn.Module) -> str:
 # -- captioner ---------------------------------------------------------------------------------------------------
 
 
+#: Where each caption family (:data:`pipeline.captioning.FAMILIES`) keeps its vision encoder: the part
+#: :attr:`SpeedProfile.bfloat16` stores and runs in bfloat16. Other families have none that the profile knows.
+VISION_ENCODERS = {"blip": "vision_model", "git": "git.image_encoder", "vision-encoder-decoder": "encoder"}
+
+
+def captioner_vision_encoder(model: torch.nn.Module) -> str | None:
+    """The submodule path of a captioner's vision encoder (see :data:`VISION_ENCODERS`), None when unknown."""
+    path = VISION_ENCODERS.get(caption_family(model))
+    if path is None and isinstance(getattr(model, "vision_model", None), torch.nn.Module):
+        path = "vision_model"  # the usual name among other image-text-to-text models
+    return path
+
+
 def apply_captioner_profile(
     model: torch.nn.Module, profile: str | SpeedProfile | None, *, device: torch.device | str = "cpu"
 ) -> torch.nn.Module:
     """Apply a profile to a captioner before it is placed: int8 ``Linear`` layers and a bfloat16 vision encoder on CPU.
 
+    What applies where, by caption family:
+
+    - bfloat16 (:attr:`SpeedProfile.bfloat16`, on a CPU with native bfloat16): the vision encoder of
+      :data:`VISION_ENCODERS`: BLIP's ``vision_model``, GIT's ``git.image_encoder`` (its CLIP ViT; the projection and
+      the text decoder stay out) and a VisionEncoderDecoderModel's ``encoder`` (ViT). Another image-text-to-text
+      model gets it only if it has a ``vision_model``; otherwise bfloat16 does not apply.
+    - int8 (:attr:`SpeedProfile.quantize_captioner`): every ``torch.nn.Linear`` outside the bfloat16 encoder, in
+      every family. GPT-2 (the ViT-GPT2 decoder) builds its attention and MLP from transformers' ``Conv1D`` (a
+      ``Linear`` with its weight transposed); these are turned into ``Linear`` layers of the same weights first, so
+      that the decoder is int8 too, not only its ``lm_head``.
+    - Neither applies off the CPU, nor to weights that are not float32 (``dtype=torch.float16``): PyTorch's dynamic
+      int8 kernels are CPU kernels taking float32 activations.
+
     Args:
-        model (transformers.PreTrainedModel): e.g. ``BlipForConditionalGeneration``, in float32 on the CPU.
+        model (transformers.PreTrainedModel): a captioner in float32 on the CPU (any family).
         profile (str | SpeedProfile | None): see :func:`get_profile`.
-        device (torch.device | str, default "cpu"): where the model will run; quantization is skipped off CPU
-            (PyTorch's dynamic int8 kernels are CPU kernels).
+        device (torch.device | str, default "cpu"): where the model will run.
 
     Returns:
-        torch.nn.Module: the model, quantized or as it was.
+        torch.nn.Module: the model, changed in place, or as it was.
     """
     chosen = get_profile(profile)
     if torch.device(device).type != "cpu" or next(model.parameters()).dtype != torch.float32:
         return model  # int8 dynamic kernels are CPU kernels taking float32 activations
     model.eval()
-    vision = getattr(model, "vision_model", None)
-    if chosen.bfloat16 and isinstance(vision, torch.nn.Module) and bfloat16_enabled(device):
-        model.vision_model = BFloat16Stage(vision.to(torch.bfloat16))
+    path = captioner_vision_encoder(model)
+    if chosen.bfloat16 and path is not None and bfloat16_enabled(device):
+        vision = model.get_submodule(path)
+        if not isinstance(vision, BFloat16Stage):
+            _set_submodule(model, path, BFloat16Stage(vision.to(torch.bfloat16)))
     if chosen.quantize_captioner:
+        _conv1d_as_linear(model)
         with warnings.catch_warnings():
             # torch.ao.quantization is deprecated in favour of torchao, which is not a dependency; the kernels remain.
             warnings.simplefilter("ignore")
-            for child in model.children():  # in place: a copy would materialise a memory-mapped checkpoint's weights
-                if not isinstance(child, BFloat16Stage):
-                    torch.ao.quantization.quantize_dynamic(child, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            _quantize_linear_layers(model)
     return model
+
+
+def _conv1d_as_linear(model: torch.nn.Module) -> None:
+    """Replace transformers' ``Conv1D`` layers (GPT-2's ``x @ weight + bias``) by ``Linear`` layers, same weights."""
+    from transformers.pytorch_utils import Conv1D
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Conv1D):
+            linear = torch.nn.Linear(module.weight.shape[0], module.nf, device=module.weight.device)
+            with torch.no_grad():
+                linear.weight.copy_(module.weight.t())
+                linear.bias.copy_(module.bias)
+            _set_submodule(model, name, linear)
+
+
+def _quantize_linear_layers(module: torch.nn.Module) -> None:
+    """Dynamic int8 for every ``Linear`` in ``module`` except inside a :class:`BFloat16Stage`, in place (a copy would
+    materialise a memory-mapped checkpoint's weights)."""
+    for name, child in module.named_children():
+        if isinstance(child, BFloat16Stage):
+            continue
+        if any(isinstance(inner, BFloat16Stage) for inner in child.modules()):
+            _quantize_linear_layers(child)  # e.g. GIT's `git`, which holds the bfloat16 image encoder
+        elif isinstance(child, torch.nn.Linear):  # a leaf: quantize_dynamic replaces children, so give it a parent
+            wrapper = torch.nn.Sequential(child)
+            torch.ao.quantization.quantize_dynamic(wrapper, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            setattr(module, name, wrapper[0])
+        else:
+            torch.ao.quantization.quantize_dynamic(child, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 # -- live view ---------------------------------------------------------------------------------------------------

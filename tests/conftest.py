@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from helpers import draw_shapes, save_tiny_blip, save_tiny_segmenter
+from helpers import draw_shapes, save_tiny_blip, save_tiny_git, save_tiny_segmenter, save_tiny_vit_gpt2
 from PIL import Image
 
 
@@ -17,6 +17,18 @@ from PIL import Image
 def tiny_blip_dir(tmp_path_factory) -> str:
     """A random-weight BLIP (32x32 input, one layer each side) with its processor, saved with save_pretrained."""
     return save_tiny_blip(tmp_path_factory.mktemp("tiny-blip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_gpt2_dir(tmp_path_factory) -> str:
+    """A random-weight ViT-GPT2 VisionEncoderDecoderModel with its image processor and GPT-2 tokenizer."""
+    return save_tiny_vit_gpt2(tmp_path_factory.mktemp("tiny-vit-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_git_dir(tmp_path_factory) -> str:
+    """A random-weight GIT with its GitProcessor (CLIP image processor, BERT-style tokenizer)."""
+    return save_tiny_git(tmp_path_factory.mktemp("tiny-git"))
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +47,26 @@ def shapes_data(tmp_path_factory):
     shapes.write_split(root, "train", 16, seed=0, image_size=64, max_objects=2)
     shapes.write_split(root, "val", 4, seed=0, image_size=64, max_objects=2)
     return root
+
+
+def pytest_collection_finish(session):
+    """Start METEOR's Java scorer as soon as a collected test will score METEOR (asks for ``meteor``): its JVM takes
+    15-25 s to load its paraphrase table, which it then does while the tests before run."""
+    if any("meteor" in getattr(item, "fixturenames", ()) for item in session.items):
+        from pipeline.evaluation import MeteorUnavailableError, start_meteor
+
+        try:
+            start_meteor()
+        except MeteorUnavailableError:
+            pass  # the `meteor` fixture says so, in the tests that need it
+
+
+@pytest.fixture(scope="session")
+def meteor() -> None:
+    """METEOR's Java scorer, started (one per test process); the tests that score METEOR ask for it."""
+    from pipeline.evaluation import start_meteor
+
+    start_meteor()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from pipeline import ModelSpec, registered_models
-from pipeline.builders import build_blip, build_maskrcnn
+from pipeline.builders import build_blip, build_git, build_maskrcnn, build_vit_gpt2
 from pipeline.checkpoints import save_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,42 @@ def save_tiny_blip(directory: str | Path, words: Sequence[str] = TINY_WORDS, *, 
     torch.manual_seed(seed)
     widths = {**TINY_BLIP_LAYERS, **layers}
     model, processor = build_blip(words, image_size=32, patch_size=8, vision=widths, text=widths)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)
+
+
+def save_tiny_vit_gpt2(directory: str | Path, words: Sequence[str] = TINY_WORDS, *, seed: int = 0) -> str:
+    """A random-weight ViT-GPT2 (``VisionEncoderDecoderModel``: 32x32 ViT, one-layer GPT-2, a byte-level BPE of
+    ``words``) with its image processor and tokenizer, saved with ``save_pretrained`` in nlpconnect's layout.
+
+    GPT-2 ties its output layer to the token embeddings, so the end token's embedding is zeroed: its logit is then 0
+    where the other tokens' are random, and a random model says a few words before it stops, instead of nothing.
+    """
+    torch.manual_seed(seed)
+    encoder = {key: TINY_BLIP_LAYERS[key] for key in ("hidden_size", "num_hidden_layers", "num_attention_heads")}
+    decoder = {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_inner": 37, "n_positions": 64}
+    model, processor = build_vit_gpt2(
+        words, image_size=32, patch_size=8, encoder={**encoder, "intermediate_size": 37}, decoder=decoder
+    )
+    with torch.no_grad():
+        model.decoder.get_input_embeddings().weight[model.config.eos_token_id] = 0.0
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)
+
+
+def save_tiny_git(directory: str | Path, words: Sequence[str] = TINY_WORDS, *, seed: int = 0) -> str:
+    """A random-weight GIT (32x32 CLIP image encoder, one text layer, a BERT-style vocabulary of ``words``) with its
+    ``GitProcessor``, saved with ``save_pretrained`` in microsoft/git-base-coco's layout."""
+    torch.manual_seed(seed)
+    model, processor = build_git(
+        words,
+        image_size=32,
+        patch_size=8,
+        vision=TINY_BLIP_LAYERS,
+        text={**TINY_BLIP_LAYERS, "max_position_embeddings": 64},
+    )
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return str(directory)

@@ -45,7 +45,7 @@ def test_bench_rejects_bad_flags():
 
 
 @pytest.mark.slow
-def test_bench_quality_mode_scores_each_profile(tmp_path, tiny_blip_dir, tiny_segmenter_dir):
+def test_bench_quality_mode_scores_each_profile(tmp_path, tiny_blip_dir, tiny_segmenter_dir, meteor):
     from train.shapes import write_split
 
     split = write_split(tmp_path / "shapes", "test", 3, seed=1)
@@ -61,7 +61,7 @@ def test_bench_quality_mode_scores_each_profile(tmp_path, tiny_blip_dir, tiny_se
     )
 
 
-def test_bench_quality_limit_scores_like_train_evaluate(tmp_path, tiny_blip_dir):
+def test_bench_quality_limit_scores_like_train_evaluate(tmp_path, tiny_blip_dir, meteor):
     # --limit cuts the ground truth too: the figures equal train.evaluate's on the same images, not lower. The
     # trained shapes segmenter finds the shapes, so the AP is far from 0 and a cut that missed the ground truth
     # (the unmatched shapes of the images left out) would lower it.

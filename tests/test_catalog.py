@@ -25,7 +25,13 @@ from pipeline.catalog import best_available
 
 
 def test_catalog_names():
-    assert [spec.name for spec in list_models("captioner")][:3] == ["blip-base", "blip-large", "shapes"]
+    assert [spec.name for spec in list_models("captioner")][:5] == [
+        "blip-base",
+        "blip-large",
+        "git-base",
+        "vit-gpt2",
+        "shapes",
+    ]
     assert [spec.name for spec in list_models("segmenter")][:3] == ["maskrcnn-v2", "maskrcnn-v1", "shapes"]
     assert get_spec("blip-base", "captioner").source == "Salesforce/blip-image-captioning-base"
     assert all(spec.description for kind in ("captioner", "segmenter") for spec in list_models(kind))
@@ -47,6 +53,15 @@ def test_blip_base_offline_fails_fast_with_advice():
         False,
         "Salesforce/blip-image-captioning-base is not in the Hugging Face cache",
     )
+
+
+@pytest.mark.parametrize(
+    "name, source", [("git-base", "microsoft/git-base-coco"), ("vit-gpt2", "nlpconnect/vit-gpt2-image-captioning")]
+)
+def test_other_hub_captioners_offline_fail_fast(name, source):
+    with pytest.raises(ModelUnavailableError, match=f"captioner '{name}' \\({source}\\)"):
+        load_captioner(name, device="cpu")
+    assert availability(name, "captioner") == (False, f"{source} is not in the Hugging Face cache")
 
 
 def test_unreachable_hub_fails_fast(monkeypatch):

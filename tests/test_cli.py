@@ -104,3 +104,31 @@ def test_cli_refuses_a_bad_max_objects(capsys):
     args = parse_args(["a.png", "--detail", "short", "--max-objects", "0"])
     assert (args.detail, args.max_objects) == ("short", 0)
     assert (parse_args(["a.png"]).detail, parse_args(["a.png"]).max_objects) == ("long", 10)
+
+
+def test_cli_compares_captioners_side_by_side(
+    tmp_path, tiny_blip_dir, tiny_vit_gpt2_dir, tiny_git_dir, tiny_segmenter_dir
+):
+    image = tmp_path / "shapes.png"
+    draw_shapes(seed=5).save(image)
+    out = tmp_path / "compare.json"
+    captioners = ",".join([tiny_blip_dir, tiny_vit_gpt2_dir, tiny_git_dir, "blip-base"])
+    done = _run(
+        str(image), "--captioner", captioners, "--segmenter", tiny_segmenter_dir, "--threshold", "0.1",
+        "--max-new-tokens", "6", "--device", "cpu", "--json", str(out),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # blip-base is not on this machine: its row says so, the others ran
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{image}:"
+    width = len(max(captioners.split(","), key=len))
+    for line, name in zip(lines[1:5], captioners.split(","), strict=True):
+        assert line.startswith(f"  {name:<{width}}  ")
+    assert lines[4].startswith(f"  {'blip-base':<{width}}  error: captioner 'blip-base'")
+    assert all(line.endswith(" ms)") for line in lines[1:4]) and "segment" in lines[5]
+    [record] = json.loads(out.read_text())
+    rows = record["captions"]
+    assert [row["name"] for row in rows] == captioners.split(",")
+    assert all(row["caption"] and row["milliseconds"] > 0 and row["error"] is None for row in rows[:3])
+    assert rows[3]["caption"] is None and "blip-base" in rows[3]["error"]
+    assert record["models"] == {"captioners": captioners.split(","), "segmenter": tiny_segmenter_dir}
+    assert {"instances", "semantic", "panoptic"} <= set(record) and set(record["timings_ms"]) == {"segment", "total"}

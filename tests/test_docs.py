@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, install_hub_stand_in, install_torchvision_stand_in, save_tiny_blip
+from helpers import (
+    ROOT,
+    install_hub_stand_in,
+    install_torchvision_stand_in,
+    save_tiny_blip,
+    save_tiny_git,
+    save_tiny_vit_gpt2,
+)
 
 DOCUMENTS = ("README.md", "train/README.md")
 #: Sections whose inline code describes stand-ins or fragments, not commands to run.
@@ -104,9 +111,14 @@ class Workspace:
             "MPLBACKEND": "Agg",
             "PYTHONPATH": str(ROOT),
         }
-        tiny = save_tiny_blip(root / "tiny-blip")
-        for repo_id in ("Salesforce/blip-image-captioning-base", "Salesforce/blip-image-captioning-large"):
-            install_hub_stand_in(root / "hf-cache", repo_id, tiny)
+        stand_ins = {
+            "Salesforce/blip-image-captioning-base": save_tiny_blip(root / "tiny-blip"),
+            "Salesforce/blip-image-captioning-large": root / "tiny-blip",
+            "microsoft/git-base-coco": save_tiny_git(root / "tiny-git"),
+            "nlpconnect/vit-gpt2-image-captioning": save_tiny_vit_gpt2(root / "tiny-vit-gpt2"),
+        }
+        for repo_id, directory in stand_ins.items():
+            install_hub_stand_in(root / "hf-cache", repo_id, directory)
         install_torchvision_stand_in(root / "torch-home", "maskrcnn_resnet50_fpn_v2")
         self._write_data_sets()
 

@@ -156,7 +156,12 @@ def test_card_lists_and_preloads_every_hub_model(assembled):
         for spec in list_models("captioner") + list_models("segmenter")
         if re.fullmatch(r"[\w.-]+/[\w.-]+", spec.source) and not Path(spec.source).is_absolute()
     }
-    assert hub_models == {"Salesforce/blip-image-captioning-base", "Salesforce/blip-image-captioning-large"}
+    assert hub_models == {
+        "Salesforce/blip-image-captioning-base",
+        "Salesforce/blip-image-captioning-large",
+        "microsoft/git-base-coco",
+        "nlpconnect/vit-gpt2-image-captioning",
+    }
     assert set(card["models"]) == hub_models
     assert {entry.split()[0] for entry in card["preload_from_hub"]} == hub_models
 

@@ -157,6 +157,44 @@ def test_fast_profile_runs_the_vision_encoder_in_bfloat16_where_enabled(tiny_bli
     assert isinstance(caption, str) and len(caption.split()) >= 3  # six word pieces made it through float32 decoding
 
 
+@pytest.mark.parametrize("setting", ["1", "0"])
+@pytest.mark.parametrize(
+    "directory, encoder", [("tiny_vit_gpt2_dir", "encoder"), ("tiny_git_dir", "git.image_encoder")]
+)
+def test_fast_profile_of_the_other_families(request, directory, encoder, setting, shapes_image, monkeypatch):
+    # ViT-GPT2: the ViT encoder in bfloat16, GPT-2's Conv1D layers int8 as Linear; GIT: its CLIP image encoder in
+    # bfloat16, the projection and text decoder int8.
+    from transformers.pytorch_utils import Conv1D
+
+    monkeypatch.setenv("PIPELINE_BFLOAT16", setting)
+    fast = load_captioner(request.getfixturevalue(directory), device="cpu", profile="fast")
+    vision = fast.model.get_submodule(encoder)
+    assert isinstance(vision, BFloat16Stage) == (setting == "1")
+    if setting == "1":
+        assert {p.dtype for p in vision.parameters()} == {torch.bfloat16}
+        assert any(type(module) is torch.nn.Linear for module in vision.modules())  # bfloat16, not int8
+    outside = [m for name, m in fast.model.named_modules() if setting == "0" or not name.startswith(encoder)]
+    assert not any(type(module) is torch.nn.Linear or isinstance(module, Conv1D) for module in outside)
+    assert any("quantized" in type(module).__module__ for module in outside)
+    caption = fast(shapes_image, max_new_tokens=6, generate_kwargs={"min_new_tokens": 6})["caption"]
+    assert isinstance(caption, str) and caption
+
+
+def test_gpt2_conv1d_layers_become_linear_layers_of_the_same_weights(tiny_vit_gpt2_dir):
+    from transformers import VisionEncoderDecoderModel
+
+    from pipeline.speed import _conv1d_as_linear
+
+    model = VisionEncoderDecoderModel.from_pretrained(tiny_vit_gpt2_dir).eval()
+    pixels, ids = torch.rand(1, 3, 32, 32), torch.tensor([[0, 5, 9, 12]])
+    with torch.inference_mode():
+        before = model(pixel_values=pixels, decoder_input_ids=ids).logits
+        _conv1d_as_linear(model)
+        after = model(pixel_values=pixels, decoder_input_ids=ids).logits
+    assert isinstance(model.decoder.transformer.h[0].attn.c_attn, torch.nn.Linear)
+    assert torch.allclose(before, after, atol=1e-5)
+
+
 def test_fast_profile_returns_the_output_contract(tiny_blip_dir, tiny_segmenter_dir, shapes_image):
     pipe = load_pipeline(tiny_blip_dir, tiny_segmenter_dir, device="cpu", profile="fast")
     result = pipe(shapes_image, max_new_tokens=5, threshold=0.0)

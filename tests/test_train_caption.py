@@ -7,15 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import save_tiny_blip
+from helpers import save_tiny_blip, save_tiny_git, save_tiny_vit_gpt2
 
 from pipeline import load_captioner
 from pipeline.caption_files import read_captions
-from pipeline.evaluation import caption_metrics, evaluate_captioner
+from pipeline.evaluation import evaluate_captioner
 from train import caption, shapes
 
 # Each in-process training run builds its own Accelerator (see conftest.fresh_accelerate_state).
-pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state", "meteor")
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +104,6 @@ def test_unknown_layout_and_missing_file_are_named(tmp_path):
         read_captions(tmp_path / "nowhere.txt")
 
 
-def test_caption_metrics_score_references():
-    references = {"1.png": ["a red circle to the left of a blue square", "a red circle and a blue square"],
-                  "2.png": ["a green triangle", "a picture of a green triangle"],
-                  "3.png": ["a yellow square", "one shape a yellow square"]}  # fmt: skip
-    perfect = caption_metrics(references, {key: refs[0] for key, refs in references.items()})
-    assert perfect["BLEU-1"] == pytest.approx(1.0, abs=1e-6) and perfect["BLEU-4"] == pytest.approx(1.0, abs=1e-6)
-    wrong = caption_metrics(references, {"1.png": "a blue square", "2.png": "a red circle", "3.png": "a triangle"})
-    assert wrong["BLEU-4"] < 0.1 and wrong["CIDEr"] < perfect["CIDEr"]
-    with pytest.raises(ValueError, match="same images"):
-        caption_metrics(references, {"1.png": "a red circle"})
-
-
 # -- training --------------------------------------------------------------------------------------------------
 
 
@@ -126,7 +114,8 @@ def test_short_run_lowers_the_loss_and_the_model_serves(shapes_data, tiny_blip, 
     losses = [row["loss"] for row in history["steps"]]
     assert len(losses) == 30
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
-    assert set(metrics) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr"}
+    assert set(metrics) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "gender_images"}
+    assert metrics["gender_images"] == 0  # shapes have no people
     assert history["epochs"] and history["epochs"][-1]["step"] == 30
     assert (output / "history.png").stat().st_size > 0
     captioner = load_captioner(str(output), device="cpu")
@@ -135,6 +124,57 @@ def test_short_run_lowers_the_loss_and_the_model_serves(shapes_data, tiny_blip, 
     assert set(result["caption"].lower().rstrip(".").split()) <= set(shapes.vocabulary())
     scored = evaluate_captioner(captioner, shapes_data / "val")
     assert scored["images"] == 4 and 0.0 <= scored["BLEU-1"] <= 1.0
+
+
+@pytest.mark.parametrize("family, save", [("git", save_tiny_git), ("vision-encoder-decoder", save_tiny_vit_gpt2)])
+def test_other_families_train_and_serve(family, save, shapes_data, tmp_path, shapes_image):
+    start = Path(save(tmp_path / "init", shapes.vocabulary()))
+    output = tmp_path / "run"
+    metrics = _train(shapes_data, start, output, "--max_train_steps", "5", "--max_val_images", "2")
+    losses = [row["loss"] for row in json.loads((output / "history.json").read_text())["steps"]]
+    assert len(losses) == 5 and losses[-1] < losses[0]
+    assert {"BLEU-4", "METEOR", "ROUGE-L", "CIDEr"} <= set(metrics)
+    captioner = load_captioner(str(output), device="cpu")
+    assert captioner.family == family
+    caption = captioner(shapes_image, max_new_tokens=8)["caption"]
+    assert isinstance(caption, str) and caption
+    if family == "git":  # a word-level vocabulary: every word is a shapes word
+        assert set(caption.lower().rstrip(".").split()) <= set(shapes.vocabulary())
+
+
+def test_collators_build_each_familys_labels(tmp_path, shapes_image):
+    from pipeline.captioning import load_caption_model
+
+    image = shapes_image
+    batch = [(image, "A red circle"), (image, "a blue square to the left of a green triangle")]
+    for save in (save_tiny_blip, save_tiny_git, save_tiny_vit_gpt2):
+        model, processor = load_caption_model(save(tmp_path / save.__name__, shapes.vocabulary()))
+        tokenizer = processor.tokenizer
+        collated = caption.build_train_collator(model, processor, max_length=40)(batch)
+        labels = collated["labels"]
+        assert labels.shape[0] == 2 and (labels[0] == -100).any() and not (labels[1] == -100).any()
+        real = labels[0][labels[0] != -100].tolist()
+        if save is save_tiny_vit_gpt2:  # "caption <eos>", no special token in front; the model shifts it itself
+            assert set(collated) == {"pixel_values", "labels"}
+            assert real == [*tokenizer("a red circle", add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+        else:
+            expected = tokenizer("a red circle")["input_ids"]  # [CLS] a red circle [SEP]
+            if save is save_tiny_blip:
+                expected[0] = model.config.text_config.bos_token_id  # where BLIP's generate starts
+            assert real == expected and collated["input_ids"][0, : len(real)].tolist() == expected
+        assert model(**collated).loss.item() > 0
+
+
+def test_encoder_decoder_without_special_ids_gets_the_tokenizers(tmp_path):
+    # VisionEncoderDecoderModel.from_encoder_decoder_pretrained(...) leaves them unset; training needs them.
+    from pipeline.captioning import load_caption_model
+
+    model, processor = load_caption_model(save_tiny_vit_gpt2(tmp_path / "bare", shapes.vocabulary()))
+    model.config.decoder_start_token_id = model.config.pad_token_id = None
+    end = processor.tokenizer.eos_token_id
+    changes = caption.complete_special_tokens(model, processor.tokenizer)
+    assert changes == [f"decoder_start_token_id={end}", f"pad_token_id={end}"]
+    assert caption.complete_special_tokens(model, processor.tokenizer) == []  # nothing left to set
 
 
 def test_resume_continues_from_the_saved_step(shapes_data, tiny_blip, tmp_path):

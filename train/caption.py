@@ -1,7 +1,20 @@
-"""Fine-tune a BLIP captioner on Flickr-style captions, with BLEU-1..4 and CIDEr every epoch.
+"""Fine-tune a BLIP, GIT or ViT-GPT2 captioner on Flickr-style captions, scored every epoch (BLEU, METEOR, CIDEr).
 
-Any ``BlipForConditionalGeneration`` (hub id or ``save_pretrained`` directory, with its processor) is trained on
-(image, caption) pairs. The caption file layout is detected from its content:
+Any captioner :func:`pipeline.load_captioner` serves (hub id or ``save_pretrained`` directory, with its processor)
+is trained on (image, caption) pairs; its family, read from its config, decides the model class
+(``AutoModelForImageTextToText``) and how captions become labels (:func:`build_train_collator`):
+
+- BLIP (``BlipForConditionalGeneration``): ``[CLS] caption [SEP]`` with the first token replaced by the text
+  decoder's ``bos_token_id``, which BLIP's ``generate`` starts from;
+- GIT (``GitForCausalLM``, e.g. ``microsoft/git-base-coco``): ``[CLS] caption [SEP]`` as its tokenizer writes it, the
+  labels the same ids (GIT shifts them itself, after its image tokens);
+- VisionEncoderDecoder (ViT-GPT2, e.g. ``nlpconnect/vit-gpt2-image-captioning``): labels ``caption <eos>`` without
+  the tokenizer's special tokens; the model shifts them right behind ``decoder_start_token_id`` (GPT-2's
+  ``<|endoftext|>``, also its padding: padded positions are told apart by length, never by id). A config without
+  ``decoder_start_token_id`` / ``pad_token_id`` gets the tokenizer's start / end token.
+
+Padding never counts in the loss (label -100). Evaluation generates from the pixel values alone, as the pipeline
+does. The caption file layout is detected from its content:
 
 - Flickr8k (Kaggle) ``captions.txt``: a CSV with the header ``image,caption``;
 - Flickr8k ``Flickr8k.token.txt``: ``name.jpg#0<TAB>caption``;
@@ -10,7 +23,9 @@ Any ``BlipForConditionalGeneration`` (hub id or ``save_pretrained`` directory, w
 Malformed rows (no caption, a bad caption number, a name that is not an image file) are skipped and counted.
 Validation images come from ``--val_dir`` / ``--val_captions_file``, a list of names (``--val_list``, e.g. Flickr8k's
 ``Flickr_8k.devImages.txt``), or a ``--val_fraction`` of the images. Each epoch generates one caption per validation
-image and scores it against all that image's references (pycocoevalcap's BLEU and CIDEr scorers, no Java).
+image and scores it against all that image's references (:func:`pipeline.evaluation.caption_metrics`: BLEU-1..4,
+METEOR, ROUGE-L, CIDEr and the gender rates, on the main process). METEOR needs Java: without it the script stops
+before training with a message saying what to install; ``--no_meteor`` leaves METEOR out.
 The final model and processor go to ``--output_dir`` with ``save_pretrained``, which ``pipeline.load_captioner
 (<output_dir>)`` and the app load; ``metrics.json``, ``history.json`` and ``history.png`` sit beside them, resumable
 states in ``<output_dir>/checkpoints/step_<N>``.
@@ -53,8 +68,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.caption_files import find_caption_data, read_captions
+from pipeline.captioning import caption_family, load_caption_model
 from pipeline.checkpoints import make_readable
-from pipeline.evaluation import CAPTION_METRICS, caption_metrics
+from pipeline.evaluation import CAPTION_METRICS, GENDER_METRICS, caption_metrics, start_meteor
 from train.common import (
     EpochSeeded,
     add_common_arguments,
@@ -138,12 +154,19 @@ class CaptionImages(Dataset):
 
 
 class TrainCollator:
-    """Process a batch of (image, caption): pixel values, token ids with BLIP's decoder start, padded labels."""
+    """Process a batch of (image, caption) for BLIP or GIT: pixel values, token ids, attention mask, padded labels.
 
-    def __init__(self, processor: Any, bos_token_id: int, max_length: int):
+    Args:
+        processor: the model's processor (image processor and BERT-style tokenizer).
+        max_length (int): longest caption in tokens, special tokens included.
+        start_token_id (int | None, default None): BLIP: the decoder's ``bos_token_id``, put in place of the
+            tokenizer's ``[CLS]`` (BLIP's ``generate`` starts from it); None (GIT) keeps ``[CLS]``.
+    """
+
+    def __init__(self, processor: Any, max_length: int, start_token_id: int | None = None):
         self.processor = processor
-        self.bos_token_id = bos_token_id
         self.max_length = max_length
+        self.start_token_id = start_token_id
 
     def __call__(self, batch: list[tuple[Image.Image, str]]) -> dict[str, torch.Tensor]:
         images, captions = zip(*batch)
@@ -156,8 +179,8 @@ class TrainCollator:
             return_tensors="pt",
         )
         input_ids = text["input_ids"].clone()
-        # BLIP's generate() starts the decoder from bos_token_id, not the tokenizer's [CLS]: train it the same way.
-        input_ids[:, 0] = self.bos_token_id
+        if self.start_token_id is not None:
+            input_ids[:, 0] = self.start_token_id
         labels = input_ids.masked_fill(text["attention_mask"] == 0, -100)
         return {
             "pixel_values": pixels,
@@ -165,6 +188,75 @@ class TrainCollator:
             "attention_mask": text["attention_mask"],
             "labels": labels,
         }
+
+
+class EncoderDecoderCollator:
+    """Process a batch of (image, caption) for a VisionEncoderDecoderModel: pixel values and ``caption <eos>`` labels.
+
+    The captions are tokenized without special tokens, cut to ``max_length - 1`` and closed by ``eos_token_id``;
+    shorter ones are padded with -100, by length (GPT-2's padding id is its end token). The model builds its decoder
+    inputs by shifting the labels right behind ``decoder_start_token_id``.
+    """
+
+    def __init__(self, processor: Any, max_length: int, eos_token_id: int):
+        self.processor = processor
+        self.max_length = max_length
+        self.eos_token_id = eos_token_id
+
+    def __call__(self, batch: list[tuple[Image.Image, str]]) -> dict[str, torch.Tensor]:
+        images, captions = zip(*batch)
+        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+        tokenizer = self.processor.tokenizer
+        ids = [
+            tokenizer(caption.lower(), add_special_tokens=False)["input_ids"][: self.max_length - 1]
+            + [self.eos_token_id]
+            for caption in captions
+        ]
+        labels = torch.full((len(ids), max(len(row) for row in ids)), -100, dtype=torch.long)
+        for index, row in enumerate(ids):
+            labels[index, : len(row)] = torch.tensor(row)
+        return {"pixel_values": pixels, "labels": labels}
+
+
+def build_train_collator(model: Any, processor: Any, max_length: int) -> Any:
+    """The training collator for the model's caption family (see the module docstring)."""
+    family = caption_family(model)
+    if family == "vision-encoder-decoder":
+        return EncoderDecoderCollator(processor, max_length, model.config.eos_token_id)
+    if family == "blip":
+        return TrainCollator(processor, max_length, start_token_id=model.config.text_config.bos_token_id)
+    if family == "git":
+        return TrainCollator(processor, max_length)
+    raise ValueError(
+        "train/caption.py fine-tunes BLIP, GIT and VisionEncoderDecoder captioners, got a "
+        f"{model.config.model_type!r} model ({type(model).__name__})"
+    )
+
+
+def complete_special_tokens(model: Any, tokenizer: Any) -> list[str]:
+    """Give a VisionEncoderDecoderModel config the start, end and padding ids training needs, from its tokenizer.
+
+    ``VisionEncoderDecoderModel.from_encoder_decoder_pretrained(...)`` leaves them unset; nlpconnect's ViT-GPT2 has
+    all three (GPT-2's ``<|endoftext|>``). Returns what was set, for the log.
+    """
+    if caption_family(model) != "vision-encoder-decoder":
+        return []
+    end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    wanted = {
+        "decoder_start_token_id": start,
+        "eos_token_id": end,
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end,
+    }
+    changed = []
+    for key, value in wanted.items():
+        if getattr(model.config, key, None) is None:
+            if value is None:
+                raise ValueError(f"the model's config has no {key} and its tokenizer none to take it from")
+            setattr(model.config, key, value)
+            setattr(model.generation_config, key, value)
+            changed.append(f"{key}={value}")
+    return changed
 
 
 class EvalCollator:
@@ -175,6 +267,23 @@ class EvalCollator:
         images, indices = zip(*batch)
         pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixels, "index": torch.tensor(indices)}
+
+
+def processed_image_size(image_processor: Any) -> int:
+    """The side of the square the image processor hands the model: BLIP and ViT resize to ``size``, GIT's CLIP
+    processor resizes the short side and crops to ``crop_size``."""
+    size = image_processor.crop_size if getattr(image_processor, "do_center_crop", False) else image_processor.size
+
+    def read(key: str) -> Any:  # a SizeDict in transformers 5 (unset keys are None), a dict before
+        try:
+            return size[key]
+        except (KeyError, TypeError):
+            return None
+
+    side = read("height") or read("shortest_edge")
+    if not side:
+        raise ValueError(f"cannot tell the input size of {type(image_processor).__name__} from {size}")
+    return int(side)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -197,11 +306,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     augment.add_argument("--hflip", type=float, default=0.0, help="horizontal flip probability (default 0)")
     augment.add_argument("--color_jitter", type=float, default=0.0, help="brightness/contrast/saturation jitter")
     model = parser.add_argument_group("model")
-    model.add_argument("--model_name_or_path", required=True, help="BLIP hub id or save_pretrained directory")
+    model.add_argument(
+        "--model_name_or_path",
+        required=True,
+        help="captioner hub id or save_pretrained directory: BLIP, GIT or a VisionEncoderDecoderModel (ViT-GPT2)",
+    )
     model.add_argument("--max_length", type=int, default=40, help="longest training caption in tokens (default 40)")
     model.add_argument("--max_new_tokens", type=int, default=30, help="longest generated caption in evaluation")
     model.add_argument("--num_beams", type=int, default=1, help="beam width in evaluation (default 1, greedy)")
     model.add_argument("--save_float16", action="store_true", help="store the final weights as float16 (half size)")
+    model.add_argument("--no_meteor", action="store_true", help="leave METEOR out of the evaluation (it needs Java)")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     check_common_arguments(parser, args)
@@ -270,7 +384,7 @@ def read_data(args: argparse.Namespace, accelerator: Any) -> tuple[list[str], li
 
 
 def caption_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """BLIP's language-modelling loss of one batch (pixel values, input ids, labels)."""
+    """The captioner's language-modelling loss of one batch (pixel values, labels and, BLIP and GIT, input ids)."""
     return model(**batch).loss
 
 
@@ -285,7 +399,7 @@ def generate_captions(
     for batch in loader:
         sequences = generator.generate(pixel_values=batch["pixel_values"], **generate_kwargs)
         texts = processor.batch_decode(sequences, skip_special_tokens=True)
-        found.extend(zip(batch["index"].tolist(), texts))
+        found.extend((index, text.strip()) for index, text in zip(batch["index"].tolist(), texts))
     gathered = accelerator.gather_for_metrics(found, use_gather_object=True)
     return {names[index]: text for index, text in gathered}
 
@@ -297,11 +411,21 @@ def evaluate(
     names: Sequence[str],
     references: dict[str, list[str]],
     accelerator: Any,
+    meteor: bool = True,
     **generate_kwargs: Any,
 ) -> dict[str, float]:
-    """BLEU-1..4 and CIDEr of the model's captions of ``names`` (see :func:`pipeline.evaluation.caption_metrics`)."""
+    """The :func:`pipeline.evaluation.caption_metrics` of the model's captions of ``names``.
+
+    Every process generates its share; the main process scores them all (one METEOR Java process, not one per GPU)
+    and hands the figures to the others.
+    """
+    from accelerate.utils import broadcast_object_list
+
     candidates = generate_captions(model, processor, loader, names, accelerator, **generate_kwargs)
-    return caption_metrics({name: references[name] for name in candidates}, candidates)
+    scores = None
+    if accelerator.is_main_process:
+        scores = caption_metrics({name: references[name] for name in candidates}, candidates, meteor=meteor)
+    return broadcast_object_list([scores])[0]
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
@@ -312,7 +436,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
     accelerator = build_accelerator(args, output_dir)
     from accelerate.utils import set_seed
-    from transformers import AutoProcessor, BlipForConditionalGeneration
 
     set_seed(args.seed)
 
@@ -322,12 +445,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     except ValueError as error:  # a data set problem is one line, not a traceback
         raise SystemExit(f"error: {error}") from None
 
-    processor = AutoProcessor.from_pretrained(args.model_name_or_path)
-    model = BlipForConditionalGeneration.from_pretrained(args.model_name_or_path, dtype=torch.float32)
-    size = processor.image_processor.size  # a SizeDict in transformers 5, a dict before
-    args.image_size = int(size["height"])
+    if val_names and not args.no_meteor and accelerator.is_main_process:
+        start_meteor()  # no Java: stop now, not after the first epoch; its JVM loads while the model does
+
+    model, processor = load_caption_model(args.model_name_or_path)
+    for change in complete_special_tokens(model, processor.tokenizer):
+        accelerator.print(f"config: set {change} from the tokenizer")
+    collator = build_train_collator(model, processor, args.max_length)
+    args.image_size = processed_image_size(processor.image_processor)
     train_set = CaptionPairs(args.images_dir, train_captions, train_names, build_augmentation(args), args.seed)
-    collator = TrainCollator(processor, model.config.text_config.bos_token_id, args.max_length)
     train_loader = DataLoader(
         train_set,
         shuffle=True,
@@ -348,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         )
 
     # -- optimizer, schedule
-    no_decay = ("bias", "norm", "embeddings")
+    no_decay = ("bias", "norm", "embeddings", "ln_", "wte", "wpe")  # GPT-2 names its norms ln_*, embeddings wte/wpe
     groups = [
         {"params": [p for n, p in model.named_parameters() if not any(k in n.lower() for k in no_decay)]},
         {
@@ -369,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         train_set,
         compute_loss=caption_loss,
         evaluate=lambda model, loader: evaluate(
-            model, processor, loader, val_names, references, accelerator, **generate_kwargs
+            model, processor, loader, val_names, references, accelerator, not args.no_meteor, **generate_kwargs
         ),
         tracker="caption",
         describe=lambda steps: (
@@ -389,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             make_readable(weights)
         write_json(output_dir / "history.json", progress["history"])
         write_json(output_dir / "metrics.json", metrics)
-        plot_history(progress["history"], output_dir / "history.png", CAPTION_METRICS)
+        plot_history(progress["history"], output_dir / "history.png", CAPTION_METRICS + GENDER_METRICS[1:])
     accelerator.end_training()
     return metrics
 

@@ -1,7 +1,10 @@
 """Evaluate a catalog captioner or segmenter on a data set folder and print its metrics.
 
-The metrics are the training scripts' own (:mod:`pipeline.evaluation`): BLEU-1..4 and CIDEr for a captioner, against
-all reference captions of each image; COCOeval box and mask AP, AP50, AP75 for a segmenter. The model runs through the
+The metrics are the training scripts' own (:mod:`pipeline.evaluation`): for a captioner BLEU-1..4, METEOR, ROUGE-L and
+CIDEr against all reference captions of each image, and the gender misclassification rates (among images whose
+references agree on a gender: the share of captions naming the other one, and the share naming none); COCOeval box
+and mask AP, AP50, AP75 for a segmenter. METEOR needs Java (``apt-get install default-jre-headless``; ``--no_meteor``
+leaves it out). The model runs through the
 app's pipelines (``pipeline.load_captioner`` / ``pipeline.load_segmenter``), so what is measured is what is served.
 
 A data set folder holds an images folder and a caption file (``captions.txt``, ``Flickr8k.token.txt`` or
@@ -9,7 +12,7 @@ A data set folder holds an images folder and a caption file (``captions.txt``, `
 ``train/shapes.py`` has both. Examples::
 
     python -m train.shapes --output_dir data/shapes-heldout --seed 1 --train 0 --val 0 --test 300
-    python -m train.evaluate captioner shapes data/shapes-heldout/test
+    python -m train.evaluate captioner shapes data/shapes-heldout/test --json captions.json
     python -m train.evaluate segmenter shapes data/shapes-heldout/test --json metrics.json
     python -m train.evaluate segmenter maskrcnn-v2 coco/val2017-folder --device cuda
 """
@@ -18,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.catalog import KINDS
-from pipeline.evaluation import evaluate_captioner, evaluate_segmenter
+from pipeline.evaluation import MeteorUnavailableError, evaluate_captioner, evaluate_segmenter, start_meteor
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -39,6 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_images", type=int, default=None, help="evaluate on the first N images only")
     parser.add_argument("--num_beams", type=int, default=1, help="captioner beam width (default 1, greedy)")
     parser.add_argument("--threshold", type=float, default=0.0, help="segmenter score threshold (default 0)")
+    parser.add_argument("--no_meteor", action="store_true", help="captioner: leave METEOR out (it needs Java)")
     parser.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1):
@@ -51,13 +56,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     args = parse_args(argv)
     if args.kind == "captioner":
-        model = load_captioner(args.model, device=args.device, batch_size=args.batch_size)
-        metrics = evaluate_captioner(model, args.data_dir, max_images=args.max_images, num_beams=args.num_beams)
+        try:
+            if not args.no_meteor:
+                start_meteor()  # fails now without Java, not after the captioning; loads while the model does
+            model = load_captioner(args.model, device=args.device, batch_size=args.batch_size)
+            metrics = evaluate_captioner(
+                model,
+                args.data_dir,
+                max_images=args.max_images,
+                meteor=not args.no_meteor,
+                num_beams=args.num_beams,
+            )
+        except MeteorUnavailableError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
     else:
         model = load_segmenter(args.model, device=args.device, batch_size=args.batch_size)
         metrics = evaluate_segmenter(model, args.data_dir, max_images=args.max_images, threshold=args.threshold)
     for name, value in metrics.items():
-        print(f"{name:>10}  {value:.4f}" if name != "images" else f"{name:>10}  {int(value)}")
+        print(f"{name:>17}  {int(value)}" if name in ("images", "gender_images") else f"{name:>17}  {value:.4f}")
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics

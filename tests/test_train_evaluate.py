@@ -1,0 +1,66 @@
+"""train/evaluate.py: a captioner scored on a data set folder, every caption metric in the JSON; no Java, no METEOR."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import draw_shapes, save_tiny_git
+
+from pipeline.evaluation import CAPTION_METRICS
+from train import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+#: A tiny data set with people in it: the captioner's words and these references decide the gender rates.
+REFERENCES = {
+    "0.png": ["a man riding a bike", "a man on a bike"],
+    "1.png": ["a woman with an umbrella", "a lady holding an umbrella"],
+    "2.png": ["a dog on the grass", "a brown dog"],
+}
+
+
+@pytest.fixture(scope="module")
+def people_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("people")
+    (root / "images").mkdir()
+    rows = ["image,caption"]
+    for index, (name, captions) in enumerate(REFERENCES.items()):
+        draw_shapes(seed=index).save(root / "images" / name)
+        rows += [f"{name},{caption}" for caption in captions]
+    (root / "captions.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def people_captioner(tmp_path_factory) -> str:
+    # A tiny GIT that knows the gendered words, so that its (random) captions may use them.
+    words = "a the man woman lady dog bike umbrella on with riding holding grass brown".split()
+    return save_tiny_git(tmp_path_factory.mktemp("people-git"), words)
+
+
+def test_captioner_json_reports_meteor_rouge_and_gender(people_data, people_captioner, tmp_path, capsys, meteor):
+    out = tmp_path / "metrics.json"
+    metrics = evaluate.main(["captioner", people_captioner, str(people_data), "--device", "cpu", "--json", str(out)])
+    written = json.loads(out.read_text())
+    assert written == metrics
+    assert set(CAPTION_METRICS) <= set(written) and written["images"] == 3
+    assert written["gender_images"] == 2  # the man and the woman; the dog does not count
+    assert 0.0 <= written["gender_error_rate"] + written["gender_none_rate"] <= 1.0
+    assert 0.0 <= written["METEOR"] <= 1.0 and 0.0 <= written["ROUGE-L"] <= 1.0
+    printed = capsys.readouterr().out
+    assert "METEOR" in printed and "gender_images  2" in printed
+
+
+def test_captioner_without_java_stops_before_the_work(people_data, people_captioner, tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "train.evaluate", "captioner", people_captioner, str(people_data)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: METEOR needs a Java runtime")
+    assert "apt-get install default-jre-headless" in done.stderr and "--no_meteor" in done.stderr
+    scored = evaluate.main(["captioner", people_captioner, str(people_data), "--device", "cpu", "--no_meteor"])
+    assert "ROUGE-L" in scored and "METEOR" not in scored  # what a machine without Java can run
