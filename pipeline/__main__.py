@@ -17,13 +17,22 @@ from .jsonform import to_json
 from .speed import PROFILES
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def add_model_arguments(parser: argparse.ArgumentParser, *, batch_size: int = 1) -> argparse.ArgumentParser:
+    """Add the model and option flags shared by ``python -m pipeline`` and ``python -m pipeline.batch``.
+
+    Args:
+        parser (argparse.ArgumentParser): the parser to extend.
+        batch_size (int, default 1): the default of ``--batch-size``.
+
+    Returns:
+        argparse.ArgumentParser: the same parser (``--captioner``, ``--segmenter``, ``--device``, ``--profile``,
+        ``--threshold``, ``--max-new-tokens``, ``--num-beams``, ``--prompt``, ``--batch-size``, ``--max-pixels``).
+
+    >>> add_model_arguments(argparse.ArgumentParser()).parse_args([]).num_beams
+    1
+    """
     captioners = ", ".join(spec.name for spec in list_models("captioner"))
     segmenters = ", ".join(spec.name for spec in list_models("segmenter"))
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline", description="Caption images and outline every object in them."
-    )
-    parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
     parser.add_argument(
         "--captioner", default="blip-base", help=f"{captioners}, a local directory or a hub id (default blip-base)"
     )
@@ -41,10 +50,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=30, help="longest caption in tokens (default 30)")
     parser.add_argument("--num-beams", type=int, default=1, help="1 = greedy search, more = beam search (default 1)")
     parser.add_argument("--prompt", default=None, help='conditional caption prompt, e.g. "a picture of"')
-    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
+    parser.add_argument(
+        "--batch-size", type=int, default=batch_size, help=f"images per forward pass (default {batch_size})"
+    )
     parser.add_argument(
         "--max-pixels", type=int, default=None, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})"
     )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description="Caption images and outline every object in them."
+    )
+    parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    add_model_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the results here (masks as COCO RLE)")
     return parser.parse_args(argv)
 
