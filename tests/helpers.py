@@ -109,3 +109,22 @@ def serve(**options: Any):
     demo = app.build_demo(**settings)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.launch_options())
     return demo, url
+
+
+def batch_outputs(directory: str | Path) -> dict[str, Any]:
+    """A batch run's merged outputs without what differs from run to run (timings): ``captions`` (the lines of
+    captions.jsonl), ``instances`` (instances.json), ``panoptic`` (panoptic.json) and ``errors`` (errors.jsonl)."""
+    import json
+
+    directory = Path(directory)
+
+    def lines(name: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in (directory / name).read_text().splitlines()]
+
+    captions = [{key: value for key, value in line.items() if key != "timings_ms"} for line in lines("captions.jsonl")]
+    return {
+        "captions": captions,
+        "instances": json.loads((directory / "instances.json").read_text()),
+        "panoptic": json.loads((directory / "panoptic.json").read_text()),
+        "errors": lines("errors.jsonl"),
+    }

@@ -214,9 +214,10 @@ def _dataset_items(
         (key for key, feature in dataset.features.items() if isinstance(feature, datasets.Image)), None
     )
     if column is None or column not in dataset.features:
+        missing = f"no image column {image_column!r}" if image_column else "no column of the Image type"
         raise ValueError(
-            f"data set {description!r} has no image column {image_column or '(of the Image type)'}; "
-            f"its columns are {list(dataset.features)}; choose one with --image-column"
+            f"data set {description!r} has {missing}; its columns are {list(dataset.features)}; "
+            "choose one with --image-column"
         )
     dataset = open_dataset(name, split, column)
     if dataset._indices is not None:  # a select() or shuffle() saved as an index mapping
