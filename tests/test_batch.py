@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +102,14 @@ def test_input_kinds_list_the_same_images(split, tmp_path):
     ]
     with pytest.raises(ValueError, match="none of: a folder, a glob"):
         list_items(str(tmp_path / "missing"))
+    # a run's output inside its input folder is not read back as input
+    (split / "images" / "out" / "panoptic").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(split / "images" / "out" / "panoptic" / "000000000001.png")
+    try:
+        assert len(list_items(str(split / "images"), exclude=split / "images" / "out")[1]) == 12
+        assert len(list_items(str(split / "images"))[1]) == 13
+    finally:
+        shutil.rmtree(split / "images" / "out")
 
 
 def test_datasets_inputs(split, tmp_path):

@@ -72,6 +72,47 @@ def _still_to_do(items: list[Item], finished: dict[str, int], output: Path) -> l
     return [item for item in items if item.key not in finished]
 
 
+def _analyse(
+    args: argparse.Namespace,
+    state: Any,
+    device: str,
+    source: ImageSource,
+    todo: list[Item],
+    store: OutputStore,
+    category_of: dict[str, int] | None,
+    options: dict[str, Any],
+) -> float:
+    """Run this process's share of ``todo`` on the chosen engine; returns when its models were ready."""
+    from tqdm.auto import tqdm
+
+    models = _model_settings(args, device)
+    ready = [time.perf_counter()]
+
+    def on_ready() -> None:
+        ready[0] = time.perf_counter()
+
+    with (
+        state.split_between_processes(todo) as share,
+        tqdm(total=len(share), unit="img", desc="images", disable=not state.is_main_process or args.quiet) as progress,
+    ):
+        common = {"progress": progress, "on_ready": on_ready}
+        if args.engine == "ray":
+            from .engines import run_ray
+
+            ray_settings = {
+                "address": args.ray_address,
+                "actors": args.ray_actors,
+                "cpus_per_actor": args.ray_cpus_per_actor,
+                "gpus_per_actor": args.ray_gpus_per_actor,
+            }
+            run_ray(models, options, source, share, store, category_of, **ray_settings, **common)
+        else:
+            from .engines import run_local
+
+            run_local(models, options, source, share, store, category_of, num_workers=args.num_workers, **common)
+    return ready[0]
+
+
 def run_batch(args: argparse.Namespace) -> int:
     """Run a batch job with the parsed flags of ``python -m pipeline.batch``; returns the exit code.
 
@@ -83,7 +124,6 @@ def run_batch(args: argparse.Namespace) -> int:
     """
     import torch
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     from ..bench import machine_info
 
@@ -96,7 +136,12 @@ def run_batch(args: argparse.Namespace) -> int:
     device = str(state.device) if args.device == "auto" and state.num_processes > 1 else args.device
     started, clock = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     source, items = list_items(
-        args.input, images_root=args.images_root, split=args.split, image_column=args.image_column, limit=args.limit
+        args.input,
+        images_root=args.images_root,
+        split=args.split,
+        image_column=args.image_column,
+        limit=args.limit,
+        exclude=args.output,
     )
     categories = _category_table(args)
     category_of = None if categories is None else {category["name"]: category["id"] for category in categories}
@@ -108,52 +153,12 @@ def run_batch(args: argparse.Namespace) -> int:
     state.wait_for_everyone()
     todo = _still_to_do(items, store.finished(), Path(args.output))
     state.wait_for_everyone()  # every process has read the same finished set before any writes more
-    models = _model_settings(args, device)
-    ready = [time.perf_counter()]
-
-    def on_ready() -> None:
-        ready[0] = time.perf_counter()
-
-    with (
-        state.split_between_processes(todo) as share,
-        tqdm(total=len(share), unit="img", desc="images", disable=not state.is_main_process or args.quiet) as progress,
-    ):
-        if args.engine == "ray":
-            from .engines import run_ray
-
-            run_ray(
-                models,
-                options,
-                source,
-                share,
-                store,
-                category_of,
-                address=args.ray_address,
-                actors=args.ray_actors,
-                cpus_per_actor=args.ray_cpus_per_actor,
-                gpus_per_actor=args.ray_gpus_per_actor,
-                progress=progress,
-                on_ready=on_ready,
-            )
-        else:
-            from .engines import run_local
-
-            run_local(
-                models,
-                options,
-                source,
-                share,
-                store,
-                category_of,
-                num_workers=args.num_workers,
-                progress=progress,
-                on_ready=on_ready,
-            )
+    ready = _analyse(args, state, device, source, todo, store, category_of, options)
     state.wait_for_everyone()
     if not state.is_main_process:
         return 0
     end = time.perf_counter()
-    analysing = end - ready[0]  # from the models' loading to the last process done
+    analysing = end - ready  # from the models' loading to the last process done
     summary = store.merge(
         categories,
         {

@@ -75,6 +75,7 @@ def list_items(
     split: str = "train",
     image_column: str | None = None,
     limit: int | None = None,
+    exclude: str | Path | None = None,
 ) -> tuple[ImageSource, list[Item]]:
     """The work items of an INPUT (see the module docstring), in input order, the first ``limit`` only.
 
@@ -84,6 +85,7 @@ def list_items(
         split (str, default "train"): the split of a data set.
         image_column (str | None, default None): a data set's image column; None takes its first ``Image`` column.
         limit (int | None, default None): keep the first N items only.
+        exclude (str | Path | None, default None): a folder whose files are never items (the run's own output).
 
     Returns:
         tuple ``(ImageSource, list[Item])``.
@@ -103,7 +105,14 @@ def list_items(
         image_source, items = _dataset_items(str(path), split, image_column, source)
     elif path.is_dir():
         image_source = ImageSource("files", source)
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        skipped = Path(exclude).resolve() if exclude else None
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in IMAGE_SUFFIXES
+            and not (skipped and p.resolve().is_relative_to(skipped))
+        )
         items = _file_items([(p.relative_to(path).as_posix(), p) for p in files])
     elif path.is_file() and path.suffix.lower() == ".json":
         image_source, items = ImageSource("files", source), _coco_items(path, images_root)
