@@ -169,8 +169,8 @@ def run_ray(
     """Analyse ``items`` as a Ray Data pipeline; the driver (this process) writes the records. Returns how many.
 
     Uses the Ray instance this process has already started, else starts one (``address`` None) or joins a cluster
-    (``address`` ``"auto"`` or ``"ray://HOST:10001"``), and shuts down what it started. ``on_ready`` is called when
-    the first records arrive (the actors have loaded their models).
+    (``address`` ``"auto"`` or ``"ray://HOST:10001"``), and shuts down what it started. ``on_ready`` is called once
+    Ray is up, so that images/s counts the actors' start-up too.
     """
     if not items:
         return 0
@@ -180,6 +180,7 @@ def run_ray(
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    on_ready()
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False  # the job's own bar counts images
         dataset = ray.data.from_items([item.to_dict() for item in items])
@@ -199,8 +200,6 @@ def run_ray(
         )
         done = 0
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            if not done:
-                on_ready()
             records = [(json.loads(record), bytes(png)) for record, png in zip(batch["record"], batch["png"])]
             store.write_part(records)
             progress.update(len(records))
