@@ -113,6 +113,7 @@ def test_readme_pins_of_the_batch_extra_are_installed():
         assert version(name.split("[")[0]) == pinned
 
 
+@pytest.mark.slow  # every Bulk command of README: a data split, five runs (one under accelerate, two on Ray)
 def test_readme_bulk_commands_run_as_written(tmp_path, local_ray):
     commands = readme_commands()
     runs = [command for command in commands if "pipeline.batch" in command or "train.shapes" in command]
