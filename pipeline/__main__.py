@@ -26,13 +26,26 @@ def _whole_number(text: str) -> int:
     return int(text)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def add_model_arguments(
+    parser: argparse.ArgumentParser, *, batch_size: int = 1, profile: str | None = None
+) -> argparse.ArgumentParser:
+    """Add the model and option flags shared by ``python -m pipeline`` and ``python -m pipeline.batch``.
+
+    Args:
+        parser (argparse.ArgumentParser): the parser to extend.
+        batch_size (int, default 1): the default of ``--batch-size``.
+        profile (str | None, default None): the default of ``--profile``; None is the app's
+            (:func:`pipeline.speed.default_profile` of ``--device``), resolved by the command.
+
+    Returns:
+        argparse.ArgumentParser: the same parser (``--captioner``, ``--segmenter``, ``--device``, ``--profile``,
+        ``--threshold``, ``--max-new-tokens``, ``--num-beams``, ``--prompt``, ``--batch-size``, ``--max-pixels``).
+
+    >>> add_model_arguments(argparse.ArgumentParser()).parse_args([]).num_beams
+    1
+    """
     captioners = ", ".join(spec.name for spec in list_models("captioner"))
     segmenters = ", ".join(spec.name for spec in list_models("segmenter"))
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline", description="Caption images and outline every object in them."
-    )
-    parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
     parser.add_argument(
         "--captioner",
         default="blip-base",
@@ -43,19 +56,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--segmenter", default="maskrcnn-v2", help=f"{segmenters} or a checkpoint directory (default maskrcnn-v2)"
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
+    default = "Default: fast on a CPU, full on a GPU, as the app" if profile is None else f"Default: {profile}"
     parser.add_argument(
         "--profile",
         choices=sorted(PROFILES),
-        default=None,
+        default=profile,
         help="speed profile: full = the models' own outputs; fast = several times faster on CPU (smaller Mask R-CNN "
-        "input, fewer proposals, int8 caption decoder); live = fast at webcam-frame size (288 px). Default: fast on "
-        "a CPU, full on a GPU, as the app",
+        f"input, fewer proposals, int8 caption decoder); live = fast at webcam-frame size (288 px). {default}",
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for objects (default 0.5)")
     parser.add_argument("--max-new-tokens", type=int, default=30, help="longest caption in tokens (default 30)")
     parser.add_argument("--num-beams", type=int, default=1, help="1 = greedy search, more = beam search (default 1)")
     parser.add_argument("--prompt", default=None, help='conditional caption prompt, e.g. "a picture of"')
-    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
+    parser.add_argument(
+        "--batch-size", type=int, default=batch_size, help=f"images per forward pass (default {batch_size})"
+    )
     parser.add_argument(
         "--max-pixels", type=int, default=None, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})"
     )
@@ -71,6 +86,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_MAX_OBJECTS,
         help=f"objects the description names, the rest only counted (default {DEFAULT_MAX_OBJECTS})",
     )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description="Caption images and outline every object in them."
+    )
+    parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    add_model_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the results here (masks as COCO RLE)")
     return parser.parse_args(argv)
 

@@ -6,6 +6,10 @@
   table, once per process); and the gender misclassification rates of :func:`gender_rates`.
 - Instances: COCOeval (pycocotools) box and mask AP, AP50, AP75 from detections in the COCO results format
   (:func:`coco_detections`, :func:`coco_instance_metrics`).
+- Panoptic segmentation: PQ, SQ and RQ by the COCO panoptic definition (``panopticapi``'s ``pq_compute``): segments
+  matched at IoU > 0.5 within a category, VOID (id 0) pixels of the ground truth left out of the IoU, predictions
+  mostly on VOID or on a crowd region of their category not counted as false positives, crowd segments never false
+  negatives, and the averages taken over the categories that occur (:func:`panoptic_quality`).
 - A pipeline on a data set folder: :func:`evaluate_captioner` (a caption file and an images folder, see
   :mod:`pipeline.caption_files`) and :func:`evaluate_segmenter` (``images/`` and a COCO ``instances.json``); with
   ``max_images`` the ground truth is cut to the same images, so that AP scores only what was predicted.
@@ -24,7 +28,7 @@ import io
 import re
 import shutil
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,10 @@ FEMALE_WORDS = frozenset(
     "woman women girl girls lady ladies female females she her hers herself wife wives bride brides mother mothers "
     "mom moms daughter daughters sister sisters girlfriend girlfriends grandmother grandma aunt queen".split()
 )
+PANOPTIC_METRICS = ("PQ", "SQ", "RQ")
+#: panopticapi's constants: the unlabeled segment id, and the factor that packs a (ground truth, prediction) pair.
+PANOPTIC_VOID = 0
+_PANOPTIC_OFFSET = 256**3
 _WORD_SEPARATORS = re.compile(r"[^0-9a-z']+")
 JAVA_MISSING = (
     "METEOR needs a Java runtime (pycocoevalcap scores it with meteor-1.5.jar) and no `java` is on PATH: install "
@@ -284,6 +292,147 @@ def coco_instance_metrics(
             evaluator.summarize()
             for index, name in enumerate(COCO_METRICS):
                 metrics[f"{iou_type}_{name}"] = float(evaluator.stats[index])
+    return metrics
+
+
+def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
+    """The segment ids of a COCO panoptic PNG: ``R + 256 * G + 256**2 * B`` of each pixel.
+
+    Args:
+        rgb (np.ndarray[H, W, 3] uint8): the PNG's pixels.
+
+    Returns:
+        np.ndarray[H, W] int64.
+
+    >>> rgb_to_id(np.array([[[1, 0, 0], [0, 1, 0]]], dtype=np.uint8)).tolist()
+    [[1, 256]]
+    """
+    rgb = np.asarray(rgb, dtype=np.int64)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"a panoptic PNG must be shaped [H, W, 3], got {list(rgb.shape)}")
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+
+
+def id_to_rgb(ids: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`rgb_to_id`: segment ids ``[H, W]`` (0 .. 256**3 - 1) to PNG pixels ``[H, W, 3]`` uint8.
+
+    >>> id_to_rgb(np.array([[1, 256]])).tolist()
+    [[[1, 0, 0], [0, 1, 0]]]
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= _PANOPTIC_OFFSET):
+        raise ValueError(f"segment ids must lie in 0..{_PANOPTIC_OFFSET - 1}, got {ids.min()}..{ids.max()}")
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
+
+
+def _panoptic_image_stats(
+    gt_map: np.ndarray,
+    gt_segments: Sequence[Mapping[str, Any]],
+    pred_map: np.ndarray,
+    pred_segments: Sequence[Mapping[str, Any]],
+    stats: dict[int, list[float]],
+) -> None:
+    """Add one image's IoU sum, TP, FP and FN per category to ``stats`` (panopticapi's ``pq_compute_single_core``)."""
+    if gt_map.shape != pred_map.shape:
+        raise ValueError(f"panoptic maps differ in size: ground truth {gt_map.shape}, prediction {pred_map.shape}")
+    gt = {int(segment["id"]): segment for segment in gt_segments}
+    pred = {int(segment["id"]): segment for segment in pred_segments}
+    ids, counts = np.unique(pred_map, return_counts=True)
+    pred_area = {int(i): int(c) for i, c in zip(ids, counts) if int(i) != PANOPTIC_VOID}
+    if set(pred_area) != set(pred):
+        raise ValueError(f"predicted segments in the map {sorted(pred_area)} differ from those listed {sorted(pred)}")
+    if not gt_segments:
+        gt_area = {}
+    else:
+        ids, counts = np.unique(gt_map, return_counts=True)
+        counted = dict(zip(ids.tolist(), counts.tolist()))
+        gt_area = {i: int(segment.get("area", counted.get(i, 0))) for i, segment in gt.items()}
+    packed = gt_map.astype(np.uint64) * _PANOPTIC_OFFSET + pred_map.astype(np.uint64)
+    labels, counts = np.unique(packed, return_counts=True)
+    overlap = {
+        (int(label // _PANOPTIC_OFFSET), int(label % _PANOPTIC_OFFSET)): int(c) for label, c in zip(labels, counts)
+    }
+    gt_matched, pred_matched = set(), set()
+    for (gt_id, pred_id), intersection in overlap.items():
+        if gt_id not in gt or pred_id not in pred or gt[gt_id].get("iscrowd", 0) == 1:
+            continue
+        category = int(gt[gt_id]["category_id"])
+        if category != int(pred[pred_id]["category_id"]):
+            continue
+        union = pred_area[pred_id] + gt_area[gt_id] - intersection - overlap.get((PANOPTIC_VOID, pred_id), 0)
+        iou = intersection / union
+        if iou > 0.5:
+            stats.setdefault(category, [0.0, 0, 0, 0])
+            stats[category][0] += iou
+            stats[category][1] += 1
+            gt_matched.add(gt_id)
+            pred_matched.add(pred_id)
+    crowd_of = {}
+    for gt_id, segment in gt.items():
+        if gt_id in gt_matched:
+            continue
+        if segment.get("iscrowd", 0) == 1:
+            crowd_of[int(segment["category_id"])] = gt_id
+            continue
+        stats.setdefault(int(segment["category_id"]), [0.0, 0, 0, 0])[3] += 1
+    for pred_id, segment in pred.items():
+        if pred_id in pred_matched:
+            continue
+        category = int(segment["category_id"])
+        ignored = overlap.get((PANOPTIC_VOID, pred_id), 0)
+        if category in crowd_of:
+            ignored += overlap.get((crowd_of[category], pred_id), 0)
+        if ignored / pred_area[pred_id] > 0.5:  # mostly on unlabeled pixels or a crowd of its kind
+            continue
+        stats.setdefault(category, [0.0, 0, 0, 0])[2] += 1
+
+
+def panoptic_quality(
+    images: Iterable[tuple[np.ndarray, Sequence[Mapping[str, Any]], np.ndarray, Sequence[Mapping[str, Any]]]],
+    categories: Mapping[int, bool],
+) -> dict[str, float]:
+    """PQ, SQ and RQ of panoptic predictions by the COCO panoptic definition (Kirillov et al., ``panopticapi``).
+
+    Per category, a predicted and a ground-truth segment match when their IoU is above 0.5 (the IoU leaves out the
+    prediction's pixels on ground-truth VOID, id 0); ``SQ`` is the mean IoU of the matches, ``RQ`` is
+    ``TP / (TP + FP / 2 + FN / 2)`` and ``PQ = SQ * RQ``. Crowd segments (``iscrowd`` 1) are never false negatives, and
+    an unmatched prediction more than half on VOID or on a crowd region of its category is no false positive. The
+    averages run over the categories of ``categories`` with at least one TP, FP or FN.
+
+    Args:
+        images (Iterable[tuple]): per image ``(gt_map, gt_segments, pred_map, pred_segments)``: the maps are segment
+            ids ``np.ndarray[H, W]`` int (see :func:`rgb_to_id`, 0 = VOID), the segments lists of ``{"id",
+            "category_id"}`` dicts (ground truth also ``"iscrowd"`` and ``"area"``, optional).
+        categories (Mapping[int, bool]): every scored category id, and whether it is a thing (True) or stuff.
+
+    Returns:
+        dict with ``"PQ"``, ``"SQ"``, ``"RQ"`` (all categories), the same with ``_things`` and ``_stuff``, and
+        ``"categories"``, ``"categories_things"``, ``"categories_stuff"``: how many categories each average is over
+        (an average over none is 0).
+
+    >>> gt, pred, segment = np.array([[1, 1, 1, 0]]), np.array([[1, 1, 0, 0]]), {"id": 1, "category_id": 7}
+    >>> scores = panoptic_quality([(gt, [segment], pred, [segment])], {7: True})
+    >>> round(scores["PQ"], 3), round(scores["SQ"], 3), scores["RQ"]
+    (0.667, 0.667, 1.0)
+    """
+    stats: dict[int, list[float]] = {}
+    for gt_map, gt_segments, pred_map, pred_segments in images:
+        _panoptic_image_stats(np.asarray(gt_map), gt_segments, np.asarray(pred_map), pred_segments, stats)
+    metrics: dict[str, float] = {}
+    for suffix, wanted in (("", None), ("_things", True), ("_stuff", False)):
+        per_category = []
+        for category, isthing in categories.items():
+            if wanted is not None and bool(isthing) != wanted:
+                continue
+            iou, tp, fp, fn = stats.get(int(category), [0.0, 0, 0, 0])
+            if tp + fp + fn == 0:
+                continue
+            denominator = tp + 0.5 * fp + 0.5 * fn
+            per_category.append((iou / denominator, iou / tp if tp else 0.0, tp / denominator))
+        count = len(per_category)
+        for index, name in enumerate(PANOPTIC_METRICS):
+            metrics[f"{name}{suffix}"] = sum(row[index] for row in per_category) / count if count else 0.0
+        metrics[f"categories{suffix}"] = float(count)
     return metrics
 
 

@@ -183,3 +183,22 @@ def install_torchvision_stand_in(torch_home: str | Path, builder: str, *, seed: 
     torch.manual_seed(seed)
     torch.save(build_maskrcnn(builder, num_classes=91).state_dict(), checkpoint)
     return checkpoint
+
+
+def batch_outputs(directory: str | Path) -> dict[str, Any]:
+    """A batch run's merged outputs without what differs from run to run (timings): ``captions`` (the lines of
+    captions.jsonl), ``instances`` (instances.json), ``panoptic`` (panoptic.json) and ``errors`` (errors.jsonl)."""
+    import json
+
+    directory = Path(directory)
+
+    def lines(name: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in (directory / name).read_text().splitlines()]
+
+    captions = [{key: value for key, value in line.items() if key != "timings_ms"} for line in lines("captions.jsonl")]
+    return {
+        "captions": captions,
+        "instances": json.loads((directory / "instances.json").read_text()),
+        "panoptic": json.loads((directory / "panoptic.json").read_text()),
+        "errors": lines("errors.jsonl"),
+    }

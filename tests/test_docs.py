@@ -238,6 +238,23 @@ def serve_finetuned(space: Workspace, command: Command) -> None:
     serve_app(space, command, lists_finetuned)
 
 
+def run_on_ray_head(space: Workspace, command: Command) -> None:
+    """`--ray-address auto` joins a running Ray: a head started here on 127.0.0.1 (`ray start --head --block`), found
+    through RAY_ADDRESS as on a cluster, and stopped by stopping that one process."""
+    port = free_port()
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+         "--include-dashboard", "false", "--disable-usage-stats"],
+        cwd=space.root, env=space.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        env, argv = _split_env(command.text)
+        space.run(argv, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"})
+    finally:
+        head.terminate()
+        head.wait(timeout=120)
+
+
 def run_python(space: Workspace, command: Command) -> None:
     script = space.root / f"snippet-{command.line}.py"
     script.write_text(command.text)
@@ -304,7 +321,11 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^python -m pipeline\.bench --quality ", with_flags("--limit", "3")),
     (r"^(HF_HUB_OFFLINE=1 )?python -m pipeline ", run_as_written),
     (r"^python -m train\.shapes .*--test 300$", with_replaced("--test 300", "--test 3")),
-    (r"^accelerate launch ", run_on_cpu),
+    (r"^python -m train\.shapes ", run_as_written),
+    (r"^python -m pipeline\.batch .*--ray-address auto", run_on_ray_head),
+    (r"^python -m pipeline\.batch ", run_as_written),
+    (r"^accelerate launch .*-m pipeline\.batch ", run_as_written),
+    (r"^accelerate launch .*-m train\.", run_on_cpu),
     (r"^python -m train\.evaluate ", run_as_written),
     (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),
     (r"^hf auth login$", not_run("needs a Hugging Face account")),
