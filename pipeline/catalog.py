@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,10 @@ from .speed import SpeedProfile, apply_captioner_profile, apply_segmenter_profil
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 KINDS = ("captioner", "segmenter")
+#: Held while a model is built and its weights read: transformers 5 builds a model on the "meta" device through
+#: process-wide patches, so two models built at once in two threads get each other's meta tensors ("Tensor.item()
+#: cannot be called on meta tensors", or weights silently left random). One build at a time, whatever the thread.
+MODEL_BUILD_LOCK = threading.RLock()
 #: The models a server starts on when it is not told otherwise: the first of each kind that loads here.
 PREFERRED = {"captioner": ("blip-base", "shapes"), "segmenter": ("maskrcnn-v2", "shapes")}
 
@@ -276,7 +281,8 @@ def load_captioner(
     if not local:
         options["local_files_only"] = prepare_hub_download(label, spec.source)
     try:
-        model, processor = load_caption_model(spec.source, dtype=dtype, **options)
+        with MODEL_BUILD_LOCK:
+            model, processor = load_caption_model(spec.source, dtype=dtype, **options)
     except OSError as error:
         raise ModelUnavailableError(
             f"{label} could not be loaded from {spec.source}: {error}",
@@ -316,10 +322,11 @@ def load_segmenter(
         ModelUnavailableError: the weights are not on this machine and cannot be downloaded now.
     """
     spec = get_spec(name_or_path, "segmenter")
-    if spec.source.startswith("torchvision:"):
-        model, categories = _load_torchvision_segmenter(spec, model_kwargs or {})
-    else:
-        model, categories = load_segmenter_checkpoint(spec.source, model_kwargs=model_kwargs, name=spec.name)
+    with MODEL_BUILD_LOCK:
+        if spec.source.startswith("torchvision:"):
+            model, categories = _load_torchvision_segmenter(spec, model_kwargs or {})
+        else:
+            model, categories = load_segmenter_checkpoint(spec.source, model_kwargs=model_kwargs, name=spec.name)
     model = apply_segmenter_profile(model, profile, keep=tuple(model_kwargs or {}), device=resolve_device(device))
     return SegmentationPipeline(model, categories, name=spec.name, device=device, **kwargs)
 

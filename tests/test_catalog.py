@@ -153,3 +153,30 @@ def test_device_checks():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU is visible"):
             resolve_device("cuda")
+
+
+def test_models_loaded_from_several_threads_at_once_are_whole(tiny_blip_dir, tiny_segmenter_dir):
+    # transformers builds models on the meta device through process-wide patches: two builds at once used to fail
+    # with "Tensor.item() cannot be called on meta tensors" or leave weights random. The loaders take turns.
+    import threading
+
+    alone = load_captioner(tiny_blip_dir, device="cpu", profile="fast")
+    image = draw_shapes()
+    results, errors = [], []
+
+    def load(kind):
+        try:
+            if kind == "captioner":
+                results.append(load_captioner(tiny_blip_dir, device="cpu", profile="fast")(image)["caption"])
+            else:
+                load_segmenter(tiny_segmenter_dir, device="cpu", profile="fast")
+        except Exception as error:  # collected, so that the assertion shows every thread's failure
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=load, args=(kind,)) for kind in ("captioner", "captioner", "segmenter") * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert results == [alone(image)["caption"]] * 4
