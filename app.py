@@ -51,6 +51,7 @@ from pipeline import (
 )
 from pipeline.cache import ModelCache
 from pipeline.env import env_flag
+from pipeline.panoptic import with_threshold
 from pipeline.render import (
     VIEWS,
     caption_sentence,
@@ -59,7 +60,6 @@ from pipeline.render import (
     draw_panoptic,
     draw_semantic,
     objects_table,
-    with_threshold,
 )
 from pipeline.speed import PROFILES, default_profile, segmenter_view
 from pipeline.stream import LiveStream, SessionRegistry

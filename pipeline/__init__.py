@@ -28,8 +28,8 @@ from .describe import describe_scene, ground_caption, locate_objects
 from .hub import ModelUnavailableError
 from .images import DEFAULT_MAX_PIXELS, load_image
 from .jsonform import decode_mask, encode_mask, from_json, to_json
-from .panoptic import fuse_panoptic, semantic_from_instances
-from .render import draw_instances, draw_panoptic, draw_semantic, with_threshold
+from .panoptic import fuse_panoptic, semantic_from_instances, with_threshold
+from .render import draw_instances, draw_panoptic, draw_semantic
 from .segmentation import SUBTASKS, SegmentationPipeline
 from .stream import LiveStream
 

@@ -554,7 +554,7 @@ def describe(
     """Both words of a result: ``{"description": describe_scene(...), "grounding": ground_caption(...)}``.
 
     The pipeline calls this for every result; call it again after changing the instances (another threshold:
-    :func:`pipeline.render.with_threshold`), since grounding indices point into the instances list.
+    :func:`pipeline.panoptic.with_threshold`), since grounding indices point into the instances list.
     """
     labels = list(labels) if labels is not None else None
     return {

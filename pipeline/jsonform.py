@@ -15,16 +15,21 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from .masks import MaskCrop, encode_full
 
-def encode_mask(mask: Image.Image | np.ndarray) -> dict[str, Any]:
-    """Encode a binary mask (mode-"L" 0/255 image or bool array ``[H, W]``) as COCO RLE with str counts.
+
+def encode_mask(mask: Image.Image | np.ndarray | dict[str, Any]) -> dict[str, Any]:
+    """Encode a binary mask (mode-"L" 0/255 image, bool array ``[H, W]``, or a :class:`~pipeline.masks.MaskCrop`)
+    as COCO RLE with str counts; a mask already in that form is returned as it is.
 
     >>> encode_mask(np.eye(2, dtype=bool))
     {'size': [2, 2], 'counts': '01100'}
     """
-    array = np.asarray(mask) > 0
-    rle = mask_utils.encode(np.asfortranarray(array.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    if isinstance(mask, dict):
+        return mask
+    if isinstance(mask, MaskCrop):
+        return mask.to_rle()
+    return encode_full(np.asarray(mask) > 0)
 
 
 def decode_mask(rle: dict[str, Any]) -> Image.Image:

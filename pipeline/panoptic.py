@@ -1,26 +1,157 @@
-"""Fusing instance masks (and optional stuff regions) into a semantic map and non-overlapping panoptic segments.
+"""The semantic map and the panoptic view, built from instances (and optional stuff regions): one code path.
 
 The rules follow Panoptic FPN and the reference ``panopticapi`` combiner: instances are taken by score, highest
 first; one below ``score_threshold`` is dropped; one whose mask is already more than ``overlap_threshold`` covered
 by earlier segments is dropped, otherwise it takes only the pixels still free. Stuff regions, when a semantic model
-supplies them, then fill what is left where the free part is at least ``stuff_area_min`` pixels.
+supplies them, then fill what is left where the free part is at least ``stuff_area_min`` pixels. The semantic map
+paints each pixel with the label of the highest-scoring instance that covers it (on equal scores, the one listed
+first).
+
+:class:`ViewBuilder` takes the instances one at a time, each as the window of the picture its mask covers
+(:class:`~pipeline.masks.MaskCrop`), so that a segmenter never holds every picture-sized mask at once;
+:func:`views_from_instances` builds both views from the contract's instances (any mask form), which is what the
+segmenter does and what a display re-threshold does, so the two cannot differ.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
+from .masks import MaskCrop, crop_of
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_OVERLAP_THRESHOLD = 0.5
 DEFAULT_STUFF_AREA_MIN = 64 * 64
+VIEWS = ("semantic", "panoptic")
+
+
+class ViewBuilder:
+    """The semantic map and the panoptic segments of one picture, from instances added highest score first.
+
+    Args:
+        height, width (int): the picture's size.
+        views (Sequence[str], default ("semantic", "panoptic")): which of the two to build.
+        score_threshold (float, default 0.5): instances scoring below this are left out of the panoptic view.
+        overlap_threshold (float, default 0.5): an instance already covered for more than this share of its area
+            is left out of the panoptic view.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        *,
+        views: Sequence[str] = VIEWS,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        overlap_threshold: float = DEFAULT_OVERLAP_THRESHOLD,
+    ):
+        unknown = sorted(set(views) - set(VIEWS))
+        if unknown:
+            raise ValueError(f"views must be among {VIEWS}, got {unknown}")
+        self.height, self.width = height, width
+        self.score_threshold, self.overlap_threshold = score_threshold, overlap_threshold
+        self.semantic_map = np.zeros((height, width), dtype=np.int32) if "semantic" in views else None
+        self.panoptic_map = np.zeros((height, width), dtype=np.int32) if "panoptic" in views else None
+        self.segments: list[dict[str, Any]] = []
+        self.names: dict[int, str] = {}
+        self._last_score = float("inf")
+
+    def add(self, crop: MaskCrop, label_id: int, score: float, label: str) -> None:
+        """Add the next instance (scores must not rise from one call to the next)."""
+        if score > self._last_score:
+            raise ValueError(f"instances must come highest score first, got {score} after {self._last_score}")
+        self._last_score = score
+        window, mask = crop.window, crop.array
+        if self.semantic_map is not None and mask.size:
+            painted = self.semantic_map[window]
+            fresh = mask & (painted == 0)
+            if fresh.any():
+                painted[fresh] = label_id
+                self.names[label_id] = label
+        if self.panoptic_map is not None and score >= self.score_threshold:
+            self._place(window, mask, label_id, label, score, isthing=True)
+
+    def _place(self, window, mask: np.ndarray, label_id: int, label: str, score: float | None, isthing: bool):
+        area = int(np.count_nonzero(mask))
+        if area == 0:
+            return False
+        taken = self.panoptic_map[window]
+        free = mask & (taken == 0)
+        free_area = int(np.count_nonzero(free))
+        if free_area == 0 or (isthing and area - free_area > self.overlap_threshold * area):
+            return False
+        segment_id = len(self.segments) + 1
+        taken[free] = segment_id
+        self.segments.append(
+            {"id": segment_id, "label": label, "label_id": label_id, "isthing": isthing, "score": score,
+             "area": free_area}
+        )  # fmt: skip
+        return True
+
+    def add_stuff(self, stuff_map: np.ndarray, names: Mapping[int, str], area_min: int) -> None:
+        """Fill what no instance took with stuff regions of at least ``area_min`` free pixels."""
+        for label_id in np.unique(stuff_map):
+            if label_id == 0:
+                continue
+            region = stuff_map == label_id
+            if np.count_nonzero(region & (self.panoptic_map == 0)) >= area_min:
+                name = names.get(int(label_id), str(int(label_id)))
+                self._place((slice(None), slice(None)), region, int(label_id), name, None, isthing=False)
+
+    def semantic(self) -> dict[str, Any]:
+        """``{"map": np.ndarray[H, W] int32, "labels": {id: name}}``, the labels of the ids present."""
+        present = sorted(int(v) for v in np.unique(self.semantic_map) if v != 0)
+        return {"map": self.semantic_map, "labels": {label_id: self.names[label_id] for label_id in present}}
+
+    def panoptic(self) -> dict[str, Any]:
+        """``{"map": np.ndarray[H, W] int32, "segments": [...]}``."""
+        return {"map": self.panoptic_map, "segments": self.segments}
+
+
+def views_from_instances(
+    instances: Sequence[Mapping[str, Any]],
+    size: tuple[int, int],
+    *,
+    views: Sequence[str] = VIEWS,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    overlap_threshold: float = DEFAULT_OVERLAP_THRESHOLD,
+) -> dict[str, Any]:
+    """The ``"semantic"`` and ``"panoptic"`` views of the contract's instances (highest score first; masks as PIL
+    images, COCO RLE or crops), for a picture of ``size`` ``(width, height)``.
+
+    >>> from pipeline.masks import MaskCrop
+    >>> cat = {"label": "cat", "label_id": 17, "score": 0.9, "mask": MaskCrop(np.ones((2, 2), bool), 0, 0, 3, 4)}
+    >>> views = views_from_instances([cat], (4, 3))
+    >>> views["semantic"]["map"].tolist(), [s["label"] for s in views["panoptic"]["segments"]]
+    ([[17, 17, 0, 0], [17, 17, 0, 0], [0, 0, 0, 0]], ['cat'])
+    """
+    width, height = size
+    builder = ViewBuilder(
+        height, width, views=views, score_threshold=score_threshold, overlap_threshold=overlap_threshold
+    )
+    for instance in instances:
+        crop = crop_of(instance["mask"], size)
+        builder.add(crop, int(instance["label_id"]), float(instance["score"]), instance["label"])
+    result = {}
+    if "semantic" in views:
+        result["semantic"] = builder.semantic()
+    if "panoptic" in views:
+        result["panoptic"] = builder.panoptic()
+    return result
+
+
+def _by_score(masks: np.ndarray, labels: Sequence[int], scores: Sequence[float]):
+    for index in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+        yield crop_of(masks[index]), int(labels[index]), float(scores[index])
 
 
 def semantic_from_instances(
     masks: np.ndarray, labels: Sequence[int], scores: Sequence[float], *, height: int, width: int
 ) -> np.ndarray:
-    """Paint each pixel with the label of the highest-scoring instance that covers it.
+    """Paint each pixel with the label of the highest-scoring instance that covers it (on a tie, the first listed).
 
     Args:
         masks (BoolTensor[N, H, W] as np.ndarray): binary instance masks.
@@ -35,11 +166,10 @@ def semantic_from_instances(
     >>> semantic_from_instances(m, [5, 7], [0.6, 0.9], height=2, width=3).tolist()
     [[5, 7, 7], [5, 7, 7]]
     """
-    semantic = np.zeros((height, width), dtype=np.int32)
-    # Paint lowest score first so that the highest-scoring instance is painted last and wins each pixel.
-    for index in np.argsort(np.asarray(scores, dtype=np.float64), kind="stable"):
-        semantic[masks[index]] = int(labels[index])
-    return semantic
+    builder = ViewBuilder(height, width, views=("semantic",))
+    for crop, label_id, score in _by_score(masks, labels, scores):
+        builder.add(crop, label_id, score, str(label_id))
+    return builder.semantic_map
 
 
 def fuse_panoptic(
@@ -78,52 +208,51 @@ def fuse_panoptic(
     if masks.ndim != 3:
         raise ValueError(f"masks must be shaped [N, H, W], got {list(masks.shape)}")
     height, width = masks.shape[1:]
-    panoptic = np.zeros((height, width), dtype=np.int32)
-    segments: list[dict] = []
-    for index in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
-        score = float(scores[index])
-        if score < score_threshold:
-            continue
-        mask = masks[index].astype(bool, copy=False)
-        area = int(mask.sum())
-        if area == 0:
-            continue
-        free = mask & (panoptic == 0)
-        free_area = int(free.sum())
-        if area - free_area > overlap_threshold * area or free_area == 0:
-            continue
-        segment_id = len(segments) + 1
-        panoptic[free] = segment_id
-        label_id = int(labels[index])
-        segments.append(
-            {
-                "id": segment_id,
-                "label": label_names.get(label_id, str(label_id)),
-                "label_id": label_id,
-                "isthing": True,
-                "score": score,
-                "area": free_area,
-            }
-        )
+    builder = ViewBuilder(
+        height, width, views=("panoptic",), score_threshold=score_threshold, overlap_threshold=overlap_threshold
+    )
+    for crop, label_id, score in _by_score(masks, labels, scores):
+        builder.add(crop, label_id, score, label_names.get(label_id, str(label_id)))
     if stuff_map is not None:
-        names = stuff_names or {}
-        for label_id in np.unique(stuff_map):
-            if label_id == 0:
-                continue
-            free = (stuff_map == label_id) & (panoptic == 0)
-            free_area = int(free.sum())
-            if free_area < stuff_area_min:
-                continue
-            segment_id = len(segments) + 1
-            panoptic[free] = segment_id
-            segments.append(
-                {
-                    "id": segment_id,
-                    "label": names.get(int(label_id), str(int(label_id))),
-                    "label_id": int(label_id),
-                    "isthing": False,
-                    "score": None,
-                    "area": free_area,
-                }
-            )
-    return {"map": panoptic, "segments": segments}
+        builder.add_stuff(stuff_map, stuff_names or {}, stuff_area_min)
+    return builder.panoptic()
+
+
+def with_threshold(
+    result: Mapping[str, Any],
+    threshold: float,
+    *,
+    overlap_threshold: float = DEFAULT_OVERLAP_THRESHOLD,
+) -> dict[str, Any]:
+    """The result a segmenter run at ``threshold`` would give, from one run at a lower threshold; no model runs.
+
+    The instances at or above ``threshold`` are kept, and the semantic map and the panoptic segments are rebuilt
+    from them by :func:`views_from_instances`, what :class:`~pipeline.segmentation.SegmentationPipeline` itself runs,
+    so the views equal a fresh run's (tested). Other keys are carried over as they are.
+
+    Args:
+        result (dict): one image's output with ``"instances"`` and at least one view (for the picture's size).
+        threshold (float): the display threshold, between 0 and 1.
+        overlap_threshold (float, default 0.5): panoptic fusion's overlap rule.
+
+    Returns:
+        dict: a copy of ``result`` with ``instances``, ``semantic`` and ``panoptic`` for ``threshold``.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
+    kept = [instance for instance in result["instances"] if instance["score"] >= threshold]
+    views = views_from_instances(
+        kept, _result_size(result), score_threshold=threshold, overlap_threshold=overlap_threshold
+    )
+    return {**result, "instances": kept, **views}
+
+
+def _result_size(result: Mapping[str, Any]) -> tuple[int, int]:
+    for key in VIEWS:
+        if key in result:
+            height, width = np.asarray(result[key]["map"]).shape
+            return width, height
+    if result["instances"]:
+        crop = crop_of(result["instances"][0]["mask"])
+        return crop.width, crop.height
+    raise ValueError("result has no instances and no map, so its image size is unknown")

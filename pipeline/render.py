@@ -2,8 +2,7 @@
 
 Everything here takes the output contract of :class:`~pipeline.combined.ImageAnalysisPipeline` (or of
 :class:`~pipeline.segmentation.SegmentationPipeline`) and the input image, and returns new RGB PIL images or plain
-rows; nothing runs a model. :func:`with_threshold` recomputes the views a person sees at another score threshold
-from instances kept at a lower one, so that a slider can move without running the segmenter again.
+rows; nothing runs a model (a display threshold's views come from :func:`pipeline.panoptic.with_threshold`).
 
 Colours come from one fixed, colour-blind-aware palette keyed by label id, so a label keeps its colour across the
 three views, across frames of the live view and across requests. Text is drawn on an opaque tag so that it stays
@@ -29,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .captioning import caption_sentence  # noqa: F401 (text for people: re-exported with the pictures)
-from .panoptic import DEFAULT_OVERLAP_THRESHOLD, fuse_panoptic, semantic_from_instances
+from .masks import MaskCrop, crop_of
 
 #: Okabe-Ito and Tableau colours first (distinguishable with the common colour-vision deficiencies), then hues
 #: spaced by the golden angle for label ids beyond them.
@@ -156,8 +155,10 @@ def draw_instances(
     """The photo with each instance's mask tinted in its label's colour, its box, outline and a ``label score`` tag.
 
     Args:
-        image (PIL.Image.Image): the analysed image (any mode; drawn as RGB).
-        instances (Sequence[dict]): the contract's instances (``label``, ``label_id``, ``score``, ``box``, ``mask``).
+        image (PIL.Image.Image): the analysed image (any mode; drawn as RGB), or a smaller copy of it to draw at
+            display size (the masks and boxes are scaled to it; the aspect ratio must be the same).
+        instances (Sequence[dict]): the contract's instances (``label``, ``label_id``, ``score``, ``box``, ``mask``;
+            masks as PIL images, COCO RLE or :class:`~pipeline.masks.MaskCrop`).
         opacity (float, default 0.5): how strongly masks tint the photo, 0 (invisible) to 1 (opaque).
         boxes (bool, default True): draw each instance's box.
         labels (bool, default True): draw the ``label 0.93`` tag above each box.
@@ -172,24 +173,60 @@ def draw_instances(
     line = max(1, size // 10)
     # Paint the lowest score first so the most confident object ends on top, as the semantic map decides.
     ordered = sorted(instances, key=lambda instance: instance["score"])
+    scale = 1.0
     for instance in ordered:
-        mask = np.asarray(instance["mask"]) > 0
-        if mask.shape != canvas.shape[:2]:
-            raise ValueError(f"mask of {instance['label']!r} is {mask.shape[::-1]}, the image is {image.size}")
+        crop = crop_of(instance["mask"], image.size)
+        scale = _scale_to(image.size, (crop.width, crop.height), instance["label"])
+        window, mask = _fitted_window(crop, image.size, margin=line + 1)
         color = color_for(int(instance["label_id"]))
-        _blend(canvas, mask, color, opacity)
+        _blend(canvas[window], mask, color, opacity)
         if outlines:
-            canvas[_thicken(_edges(mask), line - 1)] = color
+            canvas[window][_thicken(_edges(mask), line - 1)] = color
     result = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(result)
     for instance in ordered:
         color = color_for(int(instance["label_id"]))
-        x0, y0, x1, y1 = (float(v) for v in instance["box"])
+        x0, y0, x1, y1 = (float(v) * scale for v in instance["box"])
         if boxes:
             draw.rectangle([x0, y0, x1, y1], outline=color, width=line + 1)
         if labels:
             _draw_tag(draw, (x0, y0), f"{instance['label']} {instance['score']:.2f}", color, size)
     return result
+
+
+def _scale_to(target: tuple[int, int], frame: tuple[int, int], what: str) -> float:
+    """How much smaller the drawing is than the masks' picture; a ValueError when the shapes do not match."""
+    scale = target[0] / frame[0]
+    if abs(frame[1] * scale - target[1]) > max(1.0, 0.01 * target[1]):
+        raise ValueError(f"mask of {what!r} is {frame}, the image is {target}")
+    return scale
+
+
+def _fitted_window(crop: MaskCrop, size: tuple[int, int], margin: int) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The crop scaled to a picture of ``size`` (nearest neighbour), with ``margin`` pixels around it so that its
+    outline is found at the window's border too: ``(window of the picture, mask inside it)``."""
+    width, height = size
+    sx, sy = width / crop.width, height / crop.height
+    rows, cols = crop.array.shape
+    left, top = int(crop.left * sx), int(crop.top * sy)
+    right = max(left + 1, round((crop.left + cols) * sx)) if cols else left
+    bottom = max(top + 1, round((crop.top + rows) * sy)) if rows else top
+    mask = crop.array
+    if (right - left, bottom - top) != (cols, rows) and mask.size:
+        mask = np.asarray(Image.fromarray(mask).resize((right - left, bottom - top), Image.Resampling.NEAREST))
+    x0, y0 = max(0, left - margin), max(0, top - margin)
+    x1, y1 = min(width, right + margin), min(height, bottom + margin)
+    padded = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    padded[top - y0 : top - y0 + mask.shape[0], left - x0 : left - x0 + mask.shape[1]] = mask[: y1 - top, : x1 - left]
+    return (slice(y0, y1), slice(x0, x1)), padded
+
+
+def _fit_map(label_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An int map scaled to ``size`` ``(width, height)`` by nearest neighbour (as it is when it already fits)."""
+    if label_map.shape[::-1] == tuple(size):
+        return label_map
+    picture = Image.fromarray(label_map.astype(np.int32), mode="I")
+    return np.asarray(picture.resize(size, Image.Resampling.NEAREST), dtype=np.int32)
 
 
 def colorize(label_map: np.ndarray, colors: Mapping[int, tuple[int, int, int]]) -> np.ndarray:
@@ -244,16 +281,20 @@ def draw_semantic(
 
     Args:
         semantic (dict): ``{"map": np.ndarray[H, W] int32, "labels": {id: name}}`` from the contract.
-        image (PIL.Image.Image | None, default None): the photo to show under the colours; None shows black.
+        image (PIL.Image.Image | None, default None): the photo to show under the colours (or a smaller copy of it:
+            the map is scaled to it); None shows black at the map's size.
         opacity (float, default 0.6): the colours' opacity over the photo.
         legend (bool, default True): add a legend strip below: swatch, label name and its share of the picture.
 
     Returns:
-        PIL.Image.Image: RGB, the map's size plus the legend's height.
+        PIL.Image.Image: RGB, the picture's size plus the legend's height.
     """
     opacity = _check_opacity(opacity)
-    label_map = np.asarray(semantic["map"])
-    present = [int(v) for v in np.unique(label_map) if v != 0]
+    full_map = np.asarray(semantic["map"])
+    ids, counts = np.unique(full_map, return_counts=True)
+    shares = {int(label_id): count / max(1, full_map.size) for label_id, count in zip(ids, counts)}
+    label_map = full_map if image is None else _fit_map(full_map, image.size)
+    present = [int(v) for v in ids if v != 0]
     colors = {label_id: color_for(label_id) for label_id in present}
     colored = colorize(label_map, colors).astype(np.float32)
     if image is None:
@@ -266,13 +307,9 @@ def draw_semantic(
     out = Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8))
     if not legend:
         return out
-    total = max(1, label_map.size)
     names = semantic.get("labels", {})
     entries = [
-        (
-            f"{names.get(label_id, str(label_id))} {100.0 * np.count_nonzero(label_map == label_id) / total:.0f}%",
-            colors[label_id],
-        )
+        (f"{names.get(label_id, str(label_id))} {100.0 * shares[label_id]:.0f}%", colors[label_id])
         for label_id in present
     ]
     if not entries:
@@ -308,15 +345,18 @@ def draw_panoptic(
 
     Args:
         panoptic (dict): ``{"map": np.ndarray[H, W] int32, "segments": [...]}`` from the contract.
-        image (PIL.Image.Image | None, default None): the photo under the colours; None shows black.
+        image (PIL.Image.Image | None, default None): the photo under the colours (or a smaller copy of it: the
+            map is scaled to it); None shows black at the map's size.
         opacity (float, default 0.6): the colours' opacity over the photo.
         labels (bool, default True): write each segment's label at its centre of mass.
 
     Returns:
-        PIL.Image.Image: RGB, the map's size.
+        PIL.Image.Image: RGB, the picture's size.
     """
     opacity = _check_opacity(opacity)
     segment_map = np.asarray(panoptic["map"])
+    if image is not None:
+        segment_map = _fit_map(segment_map, image.size)
     colors = segment_colors(panoptic["segments"])
     colored = colorize(segment_map, colors).astype(np.float32)
     covered = segment_map > 0
@@ -342,59 +382,6 @@ def draw_panoptic(
             center = (float(cols.mean()) - size, float(rows.mean()) + size / 2)
             _draw_tag(draw, center, str(segment["label"]), colors[int(segment["id"])], size)
     return out
-
-
-def with_threshold(
-    result: Mapping[str, Any],
-    threshold: float,
-    *,
-    overlap_threshold: float = DEFAULT_OVERLAP_THRESHOLD,
-) -> dict[str, Any]:
-    """The result a segmenter run at ``threshold`` would give, from one run at a lower threshold; no model runs.
-
-    The instances at or above ``threshold`` are kept, and the semantic map and the panoptic segments are rebuilt
-    from them by the same functions :class:`~pipeline.segmentation.SegmentationPipeline` uses, so the views equal
-    a fresh run's (tested). Label names are taken from the kept instances.
-
-    Args:
-        result (dict): one image's output with ``"instances"`` (other keys are carried over).
-        threshold (float): the display threshold, between 0 and 1.
-        overlap_threshold (float, default 0.5): panoptic fusion's overlap rule.
-
-    Returns:
-        dict: a copy of ``result`` with ``instances``, ``semantic`` and ``panoptic`` for ``threshold``.
-    """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
-    kept = [instance for instance in result["instances"] if instance["score"] >= threshold]
-    width, height = _result_size(result)
-    masks = (
-        np.stack([np.asarray(instance["mask"]) > 0 for instance in kept])
-        if kept
-        else np.zeros((0, height, width), dtype=bool)
-    )
-    label_ids = [int(instance["label_id"]) for instance in kept]
-    scores = [float(instance["score"]) for instance in kept]
-    names = {int(instance["label_id"]): instance["label"] for instance in kept}
-    out = dict(result)
-    out["instances"] = kept
-    semantic = semantic_from_instances(masks, label_ids, scores, height=height, width=width)
-    present = sorted(int(v) for v in np.unique(semantic) if v != 0)
-    out["semantic"] = {"map": semantic, "labels": {label_id: names[label_id] for label_id in present}}
-    out["panoptic"] = fuse_panoptic(
-        masks, label_ids, scores, names, score_threshold=threshold, overlap_threshold=overlap_threshold
-    )
-    return out
-
-
-def _result_size(result: Mapping[str, Any]) -> tuple[int, int]:
-    for key in ("semantic", "panoptic"):
-        if key in result:
-            height, width = np.asarray(result[key]["map"]).shape
-            return width, height
-    if result["instances"]:
-        return result["instances"][0]["mask"].size
-    raise ValueError("result has no instances and no map, so its image size is unknown")
 
 
 def objects_table(instances: Sequence[Mapping[str, Any]], image_size: tuple[int, int] | None = None) -> list[list]:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
+from torchvision.models.detection.transform import resize_boxes
 from torchvision.transforms.functional import pil_to_tensor
 
 from .base import Pipeline
-from .panoptic import DEFAULT_OVERLAP_THRESHOLD, fuse_panoptic, semantic_from_instances
+from .masks import MASK_FORMATS, paste_crop
+from .panoptic import DEFAULT_OVERLAP_THRESHOLD, VIEWS, ViewBuilder
 
 SUBTASKS = ("instance", "semantic", "panoptic")
+#: A picture's shorter side, once the model has scaled it, is padded to at least this many pixels: a 12x2000 strip
+#: would otherwise shrink below one feature-map cell and fail inside torchvision.
+MIN_SCALED_SIDE = 32
+#: A picture of more pixels than this is scaled for the model one colour channel at a time (torchvision's own
+#: bilinear resize, then its normalisation: the same numbers within float rounding), so that a 40-megapixel photo
+#: never becomes float tensors of its full size; smaller ones go through torchvision's transform as they are.
+LEAN_ABOVE_PIXELS = 16_000_000
 
 
 class SegmentationPipeline(Pipeline):
@@ -31,18 +40,25 @@ class SegmentationPipeline(Pipeline):
         overlap_threshold (float, default 0.5): panoptic fusion drops an instance more than this much covered.
         subtask (str | None, default None): ``"instance"``, ``"semantic"`` or ``"panoptic"`` to compute one view;
             None computes all three.
+        mask_format (str, default "pil"): ``"pil"`` (mode-"L" images, the contract's form) or ``"rle"`` (COCO RLE,
+            the JSON form, made without a picture-sized mask per instance: what a server holding many results or a
+            large photo wants).
 
     Returns (per image):
         dict with
         - ``"instances"``: list of ``{"label", "label_id", "score", "box", "mask", "area"}``, highest score
           first; ``box`` is ``[x0, y0, x1, y1]`` in pixels, ``mask`` a mode-"L" PIL image of 0/255 the size of the
-          input, ``area`` its count of 255 pixels. Always present: the other views are built from it.
+          input (or its COCO RLE), ``area`` its count of mask pixels. Always present: the views are built from it.
         - ``"semantic"`` (subtask None or "semantic"): ``{"map": np.ndarray[H, W] int32, "labels": {id: name}}``.
         - ``"panoptic"`` (subtask None or "panoptic"): ``{"map": np.ndarray[H, W] int32, "segments": [...]}``.
 
+    The masks are torchvision's (the same pixels as ``model(images)``), pasted into each instance's box only and
+    after the score threshold. A picture of more than :data:`LEAN_ABOVE_PIXELS` is scaled for the model one channel
+    at a time, and one too thin for the network is padded; boxes and masks are always in the input's own frame.
+
     >>> segmenter = load_segmenter("shapes")  # doctest: +SKIP
     >>> [obj["label"] for obj in segmenter("shapes.png", threshold=0.7)["instances"]]  # doctest: +SKIP
-    ['circle', 'square']
+    ['triangle', 'triangle', 'circle']
     """
 
     def __init__(self, model: torch.nn.Module, categories: Sequence[str], *, name: str = "custom", **kwargs: Any):
@@ -55,7 +71,7 @@ class SegmentationPipeline(Pipeline):
 
     def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
         postprocess_kwargs = {}
-        for key in ("threshold", "mask_threshold", "overlap_threshold", "subtask"):
+        for key in ("threshold", "mask_threshold", "overlap_threshold", "subtask", "mask_format"):
             if key in kwargs:
                 postprocess_kwargs[key] = kwargs.pop(key)
         if kwargs:
@@ -63,6 +79,8 @@ class SegmentationPipeline(Pipeline):
         subtask = postprocess_kwargs.get("subtask")
         if subtask is not None and subtask not in SUBTASKS:
             raise ValueError(f"subtask must be one of {SUBTASKS} or None, got {subtask!r}")
+        if postprocess_kwargs.get("mask_format", "pil") not in MASK_FORMATS:
+            raise ValueError(f"mask_format must be one of {MASK_FORMATS}, got {postprocess_kwargs['mask_format']!r}")
         for key in ("threshold", "mask_threshold", "overlap_threshold"):
             value = postprocess_kwargs.get(key, 0.5)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
@@ -70,15 +88,75 @@ class SegmentationPipeline(Pipeline):
         return {}, {}, postprocess_kwargs
 
     def preprocess(self, image: Image.Image) -> dict[str, Any]:
+        transform = self.model.transform
+        size = (image.height, image.width)
+        pixels = pil_to_tensor(image)  # uint8 [3, H, W]
+        scale = min(max(transform.min_size) / min(size), transform.max_size / max(size))
+        short = math.ceil(MIN_SCALED_SIDE / scale)
+        pad_h, pad_w = max(0, short - size[0]), max(0, short - size[1])
+        if pad_h or pad_w:  # on the bottom and right, so that coordinates stay the picture's own
+            pixels = torch.nn.functional.pad(pixels, (0, pad_w, 0, pad_h))
+        padded = tuple(pixels.shape[-2:])
+        if size[0] * size[1] > LEAN_ABOVE_PIXELS:
+            return {"image": self._scale_by_channel(pixels), "scaled": True, "size": size, "padded": padded}
         # The same conversion as torchvision's weights.transforms(): uint8 CHW -> float in [0, 1].
-        return {"image": pil_to_tensor(image).float().div_(255.0), "size": (image.height, image.width)}
+        return {"image": pixels.float().div_(255.0), "scaled": False, "size": size, "padded": padded}
+
+    def _scale_by_channel(self, pixels: torch.Tensor) -> torch.Tensor:
+        """torchvision's resize and normalisation of a large picture, one channel at a time (resize first)."""
+        transform = self.model.transform
+        height, width = pixels.shape[-2:]
+        scale = min(max(transform.min_size) / min(height, width), transform.max_size / max(height, width))
+        channels = []
+        for index, (mean, std) in enumerate(zip(transform.image_mean, transform.image_std)):
+            channel = pixels[index].float().div_(255.0)[None, None]
+            resized = torch.nn.functional.interpolate(
+                channel, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
+            )
+            channels.append(resized[0, 0].sub_(mean).div_(std))
+        return torch.stack(channels)
+
+    def _image_list(self, model_inputs: list[dict[str, Any]]) -> Any:
+        """torchvision's ``GeneralizedRCNNTransform.forward`` at inference, with the large pictures already scaled."""
+        from torchvision.models.detection.image_list import ImageList
+
+        transform = self.model.transform
+        images = []
+        for inputs in model_inputs:
+            image = inputs["image"].to(self.device)
+            if not inputs["scaled"]:
+                image, _ = transform.resize(transform.normalize(image))
+            images.append(image)
+        sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        return ImageList(transform.batch_images(images, size_divisible=transform.size_divisible), sizes)
 
     def _forward(self, model_inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        outputs = self.model([inputs["image"].to(self.device) for inputs in model_inputs])
-        return [
-            {**{key: value.cpu() for key, value in output.items()}, "size": inputs["size"]}
-            for output, inputs in zip(outputs, model_inputs)
-        ]
+        # torchvision's GeneralizedRCNN.forward up to its transform.postprocess, which would paste every detection's
+        # mask into a picture-sized float image; boxes are brought back to the input's frame here, masks later.
+        model = self.model
+        batch = self._image_list(model_inputs)
+        features = model.backbone(batch.tensors)
+        if isinstance(features, torch.Tensor):
+            features = {"0": features}
+        proposals, _ = model.rpn(batch, features)
+        detections, _ = model.roi_heads(features, proposals, batch.image_sizes)
+        outputs = []
+        for detection, scaled, inputs in zip(detections, batch.image_sizes, model_inputs):
+            boxes = resize_boxes(detection["boxes"], scaled, inputs["padded"])
+            height, width = inputs["size"]
+            if inputs["padded"] != inputs["size"]:  # a box may reach into the padding
+                limit = torch.tensor([width, height] * 2, dtype=boxes.dtype, device=boxes.device)
+                boxes = boxes.clamp(min=0).minimum(limit)
+            outputs.append(
+                {
+                    "boxes": boxes.cpu(),
+                    "labels": detection["labels"].cpu(),
+                    "scores": detection["scores"].cpu(),
+                    "mask_probabilities": detection["masks"][:, 0].float().cpu(),
+                    "size": (height, width),
+                }
+            )
+        return outputs
 
     def postprocess(
         self,
@@ -87,39 +165,36 @@ class SegmentationPipeline(Pipeline):
         mask_threshold: float = 0.5,
         overlap_threshold: float = DEFAULT_OVERLAP_THRESHOLD,
         subtask: str | None = None,
+        mask_format: str = "pil",
     ) -> dict[str, Any]:
         height, width = outputs["size"]
         scores = outputs["scores"]
         order = [int(i) for i in torch.argsort(scores, descending=True, stable=True) if scores[i] >= threshold]
-        masks = (outputs["masks"][order, 0] > mask_threshold).numpy() if order else np.zeros((0, height, width), bool)
-        labels = [int(outputs["labels"][i]) for i in order]
-        kept_scores = [float(scores[i]) for i in order]
-        instances = [
-            {
-                "label": self.label_name(label_id),
-                "label_id": label_id,
-                "score": score,
-                "box": [float(v) for v in outputs["boxes"][i]],
-                "mask": Image.fromarray(mask.astype(np.uint8) * 255, mode="L"),
-                "area": int(mask.sum()),
-            }
-            for i, label_id, score, mask in zip(order, labels, kept_scores, masks)
-        ]
-        result: dict[str, Any] = {"instances": instances}
-        if subtask in (None, "semantic"):
-            semantic = semantic_from_instances(masks, labels, kept_scores, height=height, width=width)
-            present = sorted(int(i) for i in np.unique(semantic) if i != 0)
-            result["semantic"] = {"map": semantic, "labels": {i: self.label_name(i) for i in present}}
-        if subtask in (None, "panoptic"):
-            names = {label_id: self.label_name(label_id) for label_id in set(labels)}
-            result["panoptic"] = fuse_panoptic(
-                masks,
-                labels,
-                kept_scores,
-                names,
-                score_threshold=threshold,
-                overlap_threshold=overlap_threshold,
+        views = VIEWS if subtask is None else tuple(view for view in VIEWS if view == subtask)
+        builder = ViewBuilder(
+            height, width, views=views, score_threshold=threshold, overlap_threshold=overlap_threshold
+        )
+        instances = []
+        for i in order:  # one picture-sized mask at most exists at a time
+            box = outputs["boxes"][i]
+            crop = paste_crop(outputs["mask_probabilities"][i], box, height, width, mask_threshold)
+            label_id, score = int(outputs["labels"][i]), float(scores[i])
+            builder.add(crop, label_id, score, self.label_name(label_id))
+            instances.append(
+                {
+                    "label": self.label_name(label_id),
+                    "label_id": label_id,
+                    "score": score,
+                    "box": [float(v) for v in box],
+                    "mask": crop.to(mask_format),
+                    "area": crop.area,
+                }
             )
+        result: dict[str, Any] = {"instances": instances}
+        if "semantic" in views:
+            result["semantic"] = builder.semantic()
+        if "panoptic" in views:
+            result["panoptic"] = builder.panoptic()
         return result
 
     def label_name(self, label_id: int) -> str:

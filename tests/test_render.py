@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from pipeline.catalog import load_segmenter
+from pipeline.panoptic import with_threshold
 from pipeline.render import (
     caption_sentence,
     color_for,
@@ -17,7 +18,6 @@ from pipeline.render import (
     objects_table,
     palette,
     text_color,
-    with_threshold,
 )
 
 
@@ -121,3 +121,24 @@ def test_tables_and_sentences_for_people():
     assert describe_objects([]) == "no objects found"
     assert caption_sentence("  a dog   on a bench ") == "A dog on a bench."
     assert caption_sentence("") == ""
+
+
+def test_drawing_at_display_size_from_rle_masks(tiny_segmenter_dir, shapes_image):
+    # A server draws what a person sees at screen size, from the compact masks it keeps: the same picture,
+    # scaled, as drawing at full size and shrinking.
+    segmenter = load_segmenter(tiny_segmenter_dir, device="cpu")
+    large = shapes_image.resize((shapes_image.width * 4, shapes_image.height * 4))
+    result = segmenter(large, threshold=0.0, mask_format="rle")
+    assert result["instances"] and isinstance(result["instances"][0]["mask"], dict)
+    small = large.resize(shapes_image.size)
+    drawn = draw_instances(small, result["instances"], labels=False, outlines=False, boxes=False)
+    tinted = np.abs(np.asarray(drawn, np.int16) - np.asarray(small, np.int16)).max(axis=2) > 0
+    from pipeline.masks import crop_of
+
+    union = np.any([crop_of(instance["mask"]).full() for instance in result["instances"]], axis=0)
+    expected = np.asarray(Image.fromarray(union).resize(small.size, Image.Resampling.NEAREST))
+    assert np.count_nonzero(tinted & expected) / np.count_nonzero(tinted | expected) > 0.9
+    assert draw_semantic(result["semantic"], small).size[0] == small.width
+    assert draw_panoptic(result["panoptic"], small).size == small.size
+    with pytest.raises(ValueError, match="the image is"):
+        draw_instances(small.resize((small.width, small.height * 2)), result["instances"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import draw_shapes
+from PIL import Image
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 from torchvision.transforms.functional import to_tensor
 
@@ -101,3 +102,49 @@ def test_bad_options(segmenter):
         segmenter(image, num_beams=2)
     with pytest.raises(ValueError, match="categories must name at least the background"):
         SegmentationPipeline(segmenter.model, [], device="cpu")
+
+
+def test_rle_masks_are_the_pil_masks_encoded_and_the_views_are_the_same(segmenter):
+    from pipeline.jsonform import encode_mask
+
+    image = draw_shapes(120, 90, seed=2)
+    as_pil = segmenter(image, threshold=0.0)
+    as_rle = segmenter(image, threshold=0.0, mask_format="rle")
+    assert [obj["mask"] for obj in as_rle["instances"]] == [encode_mask(obj["mask"]) for obj in as_pil["instances"]]
+    assert [obj["area"] for obj in as_rle["instances"]] == [obj["area"] for obj in as_pil["instances"]]
+    assert np.array_equal(as_rle["semantic"]["map"], as_pil["semantic"]["map"])
+    assert as_rle["panoptic"]["segments"] == as_pil["panoptic"]["segments"]
+    with pytest.raises(ValueError, match=r"mask_format must be one of \('pil', 'rle'\), got 'png'"):
+        segmenter(image, mask_format="png")
+
+
+@pytest.mark.parametrize("size", [(12, 2000), (2000, 12), (3, 500), (1, 1), (2, 2)])
+def test_thin_and_tiny_pictures_give_a_result(segmenter, size):
+    # torchvision fails inside its resize ("Input and output sizes should be greater than 0") when the shorter
+    # side shrinks below a pixel; the pipeline pads such pictures on the bottom and right.
+    width, height = size
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8))
+    result = segmenter(image, threshold=0.0)
+    assert result["semantic"]["map"].shape == (height, width) == result["panoptic"]["map"].shape
+    for obj in result["instances"]:
+        x0, y0, x1, y1 = obj["box"]
+        assert 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height
+        assert obj["mask"].size == (width, height)
+
+
+def test_large_pictures_are_scaled_channel_by_channel_to_the_same_result(model, monkeypatch):
+    # Above LEAN_ABOVE_PIXELS the picture is resized before normalising, one channel at a time: torchvision's own
+    # arithmetic in another order, so the same detections within float rounding.
+    from pipeline import segmentation
+
+    image = draw_shapes(120, 90, seed=2)
+    plain = SegmentationPipeline(model, CATEGORIES, device="cpu")(image, threshold=0.0)["instances"]
+    monkeypatch.setattr(segmentation, "LEAN_ABOVE_PIXELS", 0)
+    lean = SegmentationPipeline(model, CATEGORIES, device="cpu")(image, threshold=0.0)["instances"]
+    assert len(lean) == len(plain) >= 3
+    assert [obj["label_id"] for obj in lean] == [obj["label_id"] for obj in plain]
+    assert np.allclose([obj["score"] for obj in lean], [obj["score"] for obj in plain], atol=1e-4)
+    assert np.allclose([obj["box"] for obj in lean], [obj["box"] for obj in plain], atol=0.05)
+    for ours, theirs in zip(lean, plain):
+        a, b = np.asarray(ours["mask"]) > 0, np.asarray(theirs["mask"]) > 0
+        assert np.count_nonzero(a ^ b) <= 0.01 * max(1, np.count_nonzero(a | b))
