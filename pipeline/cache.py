@@ -26,6 +26,7 @@ import psutil
 import torch
 
 from .catalog import KINDS, load_captioner, load_segmenter
+from .hub import ModelUnavailableError
 
 Loader = Callable[..., Any]
 
@@ -81,6 +82,7 @@ class ModelCache:
         self._models: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[Hashable, threading.Lock] = {}
+        self._status: dict[tuple[str, str], str] = {}
         #: Keys evicted so far, oldest first (for logs and tests).
         self.evicted: list[Hashable] = []
 
@@ -113,11 +115,16 @@ class ModelCache:
                     self._models.move_to_end(key)
                     return self._models[key][0]
             self._make_room()
+            self._status[(kind, name)] = "loading"
             try:
                 pipeline = self.loaders[kind](name, device=self.device, **options)
+            except Exception as error:
+                self._status[(kind, name)] = public_message(error)
+                raise
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
+            self._status[(kind, name)] = "ready"
             with self._lock:
                 self._models[key] = (pipeline, model_bytes(pipeline))
                 self._models.move_to_end(key)
@@ -150,6 +157,26 @@ class ModelCache:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+    def status(self, kind: str, name: str) -> str | None:
+        """``"loading"``, ``"ready"``, why its last load failed (no server paths), or None if never asked for."""
+        return self._status.get((kind, name))
+
+    def preload(self, wanted: list[tuple[str, str]], report: Callable[[str], None] = print) -> None:
+        """Load models one after the other (a server's defaults, behind its page), reporting each outcome;
+        a model that fails is reported and left out, the others still load."""
+        for kind, name in wanted:
+            self._status.setdefault((kind, name), "loading")
+        for kind, name in wanted:
+            try:
+                self.get(kind, name)
+                report(f"loaded {kind} {name!r}")
+            except Exception as error:  # reported; the page says why, the server keeps serving
+                report(f"warning: {error}")
+
+    def loading(self) -> bool:
+        """Whether a model is loading now (the page polls its notes while one is)."""
+        return "loading" in self._status.values()
+
     def bytes_held(self) -> int:
         """Bytes of model weights the cache holds."""
         return sum(size for _, size in self._models.values())
@@ -164,3 +191,10 @@ class ModelCache:
         with self._lock:
             self._models.clear()
         gc.collect()
+
+
+def public_message(error: Exception) -> str:
+    """What a client may read of a model's failure: :attr:`ModelUnavailableError.public` (no server paths)."""
+    if isinstance(error, ModelUnavailableError):
+        return error.public
+    return f"{type(error).__name__} while loading the model; the server's log has the details"

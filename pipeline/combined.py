@@ -1,11 +1,19 @@
-"""Caption and segmentation of one image: the two pipelines run concurrently on one decoded image."""
+"""Caption and segmentation of one image: the two pipelines run concurrently on one decoded image.
+
+The one place where the two halves run together (:func:`run_halves`) and where the output contract is put together
+(:func:`build_result`): the library's :class:`ImageAnalysisPipeline`, the app's session (:mod:`pipeline.session`)
+and the batch job all go through them. The contract itself is in README's "The output contract".
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
+
+from PIL import Image
 
 from .captioning import CaptionPipeline
 from .describe import check_options, describe
@@ -19,7 +27,7 @@ DESCRIBE_OPTIONS = ("detail", "max_objects")
 
 
 class ImageAnalysisPipeline:
-    """Caption an image and outline every object in it; the output contract of DESIGN.md.
+    """Caption an image and outline every object in it; the output contract (README, "The output contract").
 
     The image is decoded once and handed to both pipelines, which run in two threads (PyTorch releases the GIL
     inside its kernels, so the captioner and the segmenter overlap).
@@ -77,45 +85,102 @@ class ImageAnalysisPipeline:
         start = time.perf_counter()
         loaded = [load_image(image, max_pixels=self.max_pixels) for image in ([images] if single else images)]
         decode_ms = (time.perf_counter() - start) * 1000.0
-
-        def timed(pipeline, options):
-            tick = time.perf_counter()
-            output = pipeline(loaded, **options)
-            return output, (time.perf_counter() - tick) * 1000.0
-
-        if self._executor is not None:
-            caption_job = self._executor.submit(timed, self.captioner, caption_kwargs)
-            segment_job = self._executor.submit(timed, self.segmenter, segment_kwargs)
-            (captions, caption_ms), (segments, segment_ms) = caption_job.result(), segment_job.result()
-        else:
-            captions, caption_ms = timed(self.captioner, caption_kwargs)
-            segments, segment_ms = timed(self.segmenter, segment_kwargs)
+        halves = run_halves(
+            loaded, self.captioner, self.segmenter, caption_kwargs, segment_kwargs, executor=self._executor
+        )
         total_ms = (time.perf_counter() - start) * 1000.0
         share = len(loaded)  # a batch's time is shared evenly among its images
+        timings = {
+            "decode": decode_ms / share,
+            "caption": halves.caption_ms / share,
+            "segment": halves.segment_ms / share,
+            "total": total_ms / share,
+        }
+        models = {"captioner": self.captioner.name, "segmenter": self.segmenter.name}
         labels = getattr(self.segmenter, "categories", None)  # what the segmenter could have found
         results = [
-            {
-                "caption": caption["caption"],
-                **segmentation,
-                **describe(
-                    caption["caption"], segmentation["instances"], image.size, labels=labels, **describe_kwargs
-                ),
-                "models": {"captioner": self.captioner.name, "segmenter": self.segmenter.name},
-                "timings_ms": {
-                    "decode": decode_ms / share,
-                    "caption": caption_ms / share,
-                    "segment": segment_ms / share,
-                    "total": total_ms / share,
-                },
-            }
-            for caption, segmentation, image in zip(captions, segments, loaded)
-        ]
+            build_result(
+                caption["caption"], segmentation, image.size, models=models, timings_ms=timings, labels=labels,
+                **describe_kwargs,
+            )
+            for caption, segmentation, image in zip(halves.captions, halves.segments, loaded)
+        ]  # fmt: skip
         return results[0] if single else results
 
     def close(self) -> None:
         """Stop the worker threads (they also stop with the process)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+
+
+@dataclass
+class Halves:
+    """What :func:`run_halves` returns: each half's outputs (None when it did not run) and milliseconds."""
+
+    captions: list[dict[str, Any]] | None
+    caption_ms: float
+    segments: list[dict[str, Any]] | None
+    segment_ms: float
+
+
+def run_halves(
+    images: list[Image.Image],
+    captioner: Any | None,
+    segmenter: Any | None,
+    caption_options: dict[str, Any] | None = None,
+    segment_options: dict[str, Any] | None = None,
+    *,
+    executor: Executor | None = None,
+) -> Halves:
+    """Caption and segment the same decoded images: at the same time in ``executor``'s threads when one is given
+    (PyTorch releases the GIL inside its kernels, so the two overlap), else one after the other. A half that is
+    None does not run (a caller reusing an earlier caption or segmentation). The one place the two run together.
+    """
+
+    def timed(pipeline: Any, options: dict[str, Any] | None) -> tuple[Any, float]:
+        if pipeline is None:
+            return None, 0.0
+        tick = time.perf_counter()
+        output = pipeline(images, **(options or {}))
+        return output, (time.perf_counter() - tick) * 1000.0
+
+    if executor is not None and captioner is not None and segmenter is not None:
+        caption_job = executor.submit(timed, captioner, caption_options)
+        segment_job = executor.submit(timed, segmenter, segment_options)
+        (captions, caption_ms), (segments, segment_ms) = caption_job.result(), segment_job.result()
+    else:
+        captions, caption_ms = timed(captioner, caption_options)
+        segments, segment_ms = timed(segmenter, segment_options)
+    return Halves(captions, caption_ms, segments, segment_ms)
+
+
+def build_result(
+    caption: str,
+    segmentation: dict[str, Any],
+    image_size: tuple[int, int],
+    *,
+    models: dict[str, str],
+    timings_ms: dict[str, float],
+    labels: Sequence[str] | None = None,
+    **describe_options: Any,
+) -> dict[str, Any]:
+    """One image's output contract from its two halves: the one place it is put together.
+
+    Args:
+        caption (str): the captioner's sentence.
+        segmentation (dict): the segmenter's ``instances`` and views (masks in any form).
+        image_size (tuple[int, int]): ``(width, height)`` of the analysed image.
+        models (dict): ``{"captioner": name, "segmenter": name}``.
+        timings_ms (dict): milliseconds by step.
+        labels (Sequence[str] | None): what the segmenter could have found (for the grounding).
+        **describe_options: ``detail``, ``max_objects`` (:func:`pipeline.describe.describe_scene`).
+
+    Returns:
+        dict: ``caption``, ``instances``, ``semantic``/``panoptic`` (those computed), ``description``,
+        ``grounding``, ``models``, ``timings_ms``.
+    """
+    words = describe(caption, segmentation["instances"], image_size, labels=labels, **describe_options)
+    return {"caption": caption, **segmentation, **words, "models": dict(models), "timings_ms": dict(timings_ms)}
 
 
 def load_pipeline(

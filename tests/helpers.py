@@ -131,18 +131,28 @@ def registered_test_models(tiny_blip_dir: str, directory: Path) -> Iterator[dict
         yield directories
 
 
-def serve(**options: Any):
-    """Build and launch the app on the test models on 127.0.0.1; returns ``(demo, url)``. Call ``demo.close()``."""
-    import app
+def serve(
+    captioners: Sequence[str] = (TEST_CAPTIONER, "blip-base"),
+    segmenters: Sequence[str] = (*TEST_SEGMENTERS, "maskrcnn-v2"),
+    **options: Any,
+):
+    """Build and launch the app on the test models on 127.0.0.1; returns ``(demo, url)``. Call ``demo.close()``.
 
-    settings = {
-        "captioners": [TEST_CAPTIONER, "blip-base"],
-        "segmenters": [*TEST_SEGMENTERS, "maskrcnn-v2"],
-        "device": "cpu",
-        "default_threshold": 0.3,
-        **options,
-    }
-    demo = app.build_demo(**settings)
+    ``options`` go to :class:`pipeline.session.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``) or to
+    ``app.build_demo`` (``default_threshold``).
+    """
+    import app
+    from pipeline.cache import ModelCache
+    from pipeline.serving import ModelMenus
+    from pipeline.session import Service
+
+    allow_hub = options.pop("allow_hub", False)
+    service_options = {key: options.pop(key) for key in ("live_sessions", "max_pixels") if key in options}
+    service = Service(
+        ModelCache(device="cpu"), ModelMenus(captioners, segmenters, allow_hub=allow_hub), **service_options
+    )
+    models = {"captioner": captioners[0], "segmenter": segmenters[0]}
+    demo = app.build_demo(service, models, **{"default_threshold": 0.3, **options})
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.launch_options())
     return demo, url
 

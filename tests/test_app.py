@@ -48,13 +48,15 @@ def photo(tmp_path_factory) -> Path:
 def test_view_api_documents_every_endpoint(client):
     info = client.view_api(return_format="dict", print_info=False)
     endpoints = info["named_endpoints"]
-    assert {"/caption", "/segment", "/analyze", "/live_frame"} <= set(endpoints)
+    assert {"/caption", "/segment", "/analyze", "/describe", "/compare", "/live_frame"} <= set(endpoints)
     segment_parameters = [p["parameter_name"] for p in endpoints["/segment"]["parameters"]]
     assert segment_parameters == ["image", "segmenter", "threshold", "subtask"]
     defaults = {p["parameter_name"]: p.get("parameter_default") for p in endpoints["/segment"]["parameters"]}
     assert defaults["threshold"] == 0.5 and defaults["subtask"] == "all"
-    # UI-only events are private: nothing but the four documented endpoints is offered to scripts.
-    assert set(endpoints) == {"/caption", "/segment", "/analyze", "/live_frame"}
+    # UI-only events are private: nothing but the documented endpoints is offered to scripts.
+    assert set(endpoints) == {"/caption", "/segment", "/analyze", "/describe", "/compare", "/live_frame"}
+    # Each endpoint's description gives the bounds of its options.
+    assert "num_beams: an integer from 1 to 8" in endpoints["/analyze"]["description"]
 
 
 def test_caption_matches_the_pipeline(client, photo, app_models):
@@ -136,10 +138,13 @@ def test_too_large_images_are_refused_with_the_limit(client, tmp_path, monkeypat
         client.predict(handle_file(str(picture)), TEST_CAPTIONER, api_name="/caption")
 
 
-def test_model_choices_mark_what_cannot_load_and_defaults_fall_back(app_models):
-    import app
+def test_model_menus_mark_what_cannot_load_and_defaults_fall_back(app_models, server):
+    from pipeline.cache import ModelCache
+    from pipeline.serving import ModelMenus
+    from pipeline.session import Service
 
-    choices = dict((value, text) for text, value in app.model_choices("captioner", [TEST_CAPTIONER, "blip-base"]))
+    service = Service(ModelCache(device="cpu"), ModelMenus([TEST_CAPTIONER, "blip-base"], ["test-circles"]))
+    choices = {value: text for text, value in service.menu("captioner")}
     assert "not available here" in choices["blip-base"]
     assert "not available here" not in choices[TEST_CAPTIONER]
     # blip-base (and shapes, if not trained yet) cannot load here: the first model that can is chosen.
@@ -150,7 +155,8 @@ def test_model_choices_mark_what_cannot_load_and_defaults_fall_back(app_models):
     # An explicit choice that cannot load here falls back (the Space asks for blip-base and runs on shapes).
     assert best_available("captioner", [*names, "shapes"], "blip-base") == expected
     assert best_available("captioner", ["blip-base"], "blip-base") == "blip-base"  # nothing loads: say why
-    assert "cannot be used here" in app.model_status("captioner", "blip-base")
+    assert "cannot be used here" in service.model_note("captioner", "blip-base")
+    assert "unknown captioner" in service.model_note("captioner", "/etc")
 
 
 def test_command_line_help_lists_the_flags():
