@@ -14,16 +14,18 @@ from collections import Counter
 from pathlib import Path
 
 from .catalog import ModelUnavailableError, list_models
-from .describe import DEFAULT_MAX_OBJECTS, DETAILS
 from .images import DEFAULT_MAX_PIXELS, ImageTooLargeError
 from .jsonform import to_json
+from .options import OPTIONS, argparse_type
 from .speed import PROFILES, default_profile
 
 
-def _whole_number(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be a whole number of 0 or more, got {text!r}")
-    return int(text)
+def _add_option(parser: argparse.ArgumentParser, name: str, prefix: str = "") -> None:
+    option = OPTIONS[name]
+    help_text = f"{prefix}{option.help}: {option.describe()}"
+    parser.add_argument(
+        f"--{name.replace('_', '-')}", type=argparse_type(name), default=option.default, help=help_text
+    )
 
 
 def add_model_arguments(
@@ -64,28 +66,36 @@ def add_model_arguments(
         help="speed profile: full = the models' own outputs; fast = several times faster on CPU (smaller Mask R-CNN "
         f"input, fewer proposals, int8 caption decoder); live = fast at webcam-frame size (288 px). {default}",
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for objects (default 0.5)")
-    parser.add_argument("--max-new-tokens", type=int, default=30, help="longest caption in tokens (default 30)")
-    parser.add_argument("--num-beams", type=int, default=1, help="1 = greedy search, more = beam search (default 1)")
-    parser.add_argument("--prompt", default=None, help='conditional caption prompt, e.g. "a picture of"')
+    # The option flags take the bounds of pipeline.options, the table the app's endpoints check too.
+    for flag, name in (
+        ("--threshold", "threshold"),
+        ("--max-new-tokens", "max_new_tokens"),
+        ("--num-beams", "num_beams"),
+    ):
+        option = OPTIONS[name]
+        parser.add_argument(
+            flag, type=argparse_type(name), default=option.default, help=f"{option.help}: {option.describe()}"
+        )
+    parser.add_argument(
+        "--prompt",
+        default=None,
+        type=argparse_type("prompt"),
+        help='conditional caption prompt, e.g. "a picture of" (at most 200 characters)',
+    )
     parser.add_argument(
         "--batch-size", type=int, default=batch_size, help=f"images per forward pass (default {batch_size})"
     )
     parser.add_argument(
         "--max-pixels", type=int, default=None, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})"
     )
-    parser.add_argument(
-        "--detail",
-        choices=DETAILS,
-        default="long",
-        help="description: long = what is where, short = alt text, the caption and counts (default long)",
-    )
-    parser.add_argument(
-        "--max-objects",
-        type=_whole_number,
-        default=DEFAULT_MAX_OBJECTS,
-        help=f"objects the description names, the rest only counted (default {DEFAULT_MAX_OBJECTS})",
-    )
+    for flag, name in (("--detail", "detail"), ("--max-objects", "max_objects")):
+        option = OPTIONS[name]
+        parser.add_argument(
+            flag,
+            type=argparse_type(name),
+            default=option.default,
+            help=f"description: {option.help}: {option.describe()}",
+        )
     return parser
 
 

@@ -173,7 +173,7 @@ def draw_instances(
     line = max(1, size // 10)
     # Paint the lowest score first so the most confident object ends on top, as the semantic map decides.
     ordered = sorted(instances, key=lambda instance: instance["score"])
-    scale = 1.0
+    scale = (1.0, 1.0)
     for instance in ordered:
         crop = crop_of(instance["mask"], image.size)
         scale = _scale_to(image.size, (crop.width, crop.height), instance["label"])
@@ -186,7 +186,7 @@ def draw_instances(
     draw = ImageDraw.Draw(result)
     for instance in ordered:
         color = color_for(int(instance["label_id"]))
-        x0, y0, x1, y1 = (float(v) * scale for v in instance["box"])
+        x0, y0, x1, y1 = (float(v) * scale[index % 2] for index, v in enumerate(instance["box"]))
         if boxes:
             draw.rectangle([x0, y0, x1, y1], outline=color, width=line + 1)
         if labels:
@@ -194,12 +194,13 @@ def draw_instances(
     return result
 
 
-def _scale_to(target: tuple[int, int], frame: tuple[int, int], what: str) -> float:
-    """How much smaller the drawing is than the masks' picture; a ValueError when the shapes do not match."""
-    scale = target[0] / frame[0]
-    if abs(frame[1] * scale - target[1]) > max(1.0, 0.01 * target[1]):
+def _scale_to(target: tuple[int, int], frame: tuple[int, int], what: str) -> tuple[float, float]:
+    """How much smaller the drawing is than the masks' picture, across and down; a ValueError when the two are not
+    the same picture (their shapes differ by more than a display size's rounding)."""
+    sx, sy = target[0] / frame[0], target[1] / frame[1]
+    if abs(frame[0] * sy - target[0]) > 1.0 and abs(frame[1] * sx - target[1]) > 1.0:
         raise ValueError(f"mask of {what!r} is {frame}, the image is {target}")
-    return scale
+    return sx, sy
 
 
 def _fitted_window(crop: MaskCrop, size: tuple[int, int], margin: int) -> tuple[tuple[slice, slice], np.ndarray]:

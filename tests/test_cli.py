@@ -93,10 +93,14 @@ def test_cli_too_large_names_its_own_flag(tmp_path):
     assert done.returncode == 1 and "(raise it with --max-pixels)" in done.stderr
 
 
-def test_cli_refuses_a_bad_max_objects(capsys):
+def test_cli_options_have_the_apps_bounds(capsys):
+    # The same table as the app's endpoints (pipeline.options): a value outside it is refused with the range.
     for flags, message in (
-        (["--max-objects", "-1"], "--max-objects: must be a whole number of 0 or more, got '-1'"),
-        (["--detail", "medium"], "--detail: invalid choice: 'medium'"),
+        (["--max-objects", "-1"], "--max-objects: must be an integer from 0 to 50, got '-1'"),
+        (["--detail", "medium"], "--detail: must be one of 'short', 'long', got 'medium'"),
+        (["--num-beams", "1000"], "--num-beams: must be an integer from 1 to 8, got '1000'"),
+        (["--threshold", "abc"], "--threshold: must be a number from 0 to 1, got 'abc'"),
+        (["--max-new-tokens", "100000"], "--max-new-tokens: must be an integer from 1 to 60, got '100000'"),
     ):
         with pytest.raises(SystemExit) as stopped:
             parse_args(["a.png", *flags])
