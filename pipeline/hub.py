@@ -139,12 +139,10 @@ def require_torchvision_weights(label: str, builder: str) -> Any:
     why = _why_not_downloadable(urlparse(weights.url).hostname or "")
     if why is None:
         return weights
-    name = checkpoint.name
     return _raise(
         f"{label}: its weights are not on this machine and {why}: download {weights.url} where there is network "
         f"and put it at {checkpoint} (or set TORCH_HOME), or choose the offline 'shapes' model",
-        f"{label}: its weights ({name}) are not installed on this server and cannot be downloaded now; "
-        "choose another model",
+        f"{label}: its weights are not installed on this server and cannot be downloaded now; choose another model",
     )
 
 

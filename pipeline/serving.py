@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ctypes
+import ctypes.util
 import io
 import json
 import os
@@ -243,3 +245,19 @@ def lower_thread_priority(nice: int = 10) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (AttributeError, OSError):
         pass
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas for the rest of the process (``mallopt(M_ARENA_MAX)``); returns whether it could.
+
+    glibc gives threads that allocate at the same time arenas of their own (up to 8 per core) and seldom returns
+    their freed pages, so a server whose requests land on many different threads (Gradio's worker pool) grows by a
+    few arenas' worth of fragments as new threads take requests. Two arenas keep the resident size flat under load
+    (``tests/test_reliability.py`` measures it); call it before the server starts its threads. Elsewhere than
+    glibc it does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX is -8 in glibc's malloc.h
+    except (OSError, AttributeError):
+        return False

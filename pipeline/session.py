@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from PIL import Image
 
 from .cache import ModelCache, public_message
@@ -28,6 +29,7 @@ from .compare import compare_captioners
 from .describe import describe as describe_words
 from .describe import locate_objects
 from .jsonform import to_json
+from .kernels import limit_intraop_threads
 from .options import OptionError, check_options
 from .panoptic import with_threshold
 from .render import describe_objects, draw_instances, draw_panoptic, draw_semantic, objects_table
@@ -118,8 +120,17 @@ class Service:
     ):
         self.cache, self.menus, self.runner, self.max_pixels = cache, menus, runner, max_pixels
         self.live_sessions = live_sessions
-        # Photo work runs at a lower priority, so that live frames get the cores first (pipeline.serving).
+        # Model work runs in threads of its own, so that the threads that ever run PyTorch (each with its own team of
+        # intra-op threads and their caches) are these few, not whichever of the web server's threads took a
+        # request. Photo work runs at a lower priority, so that live frames get the cores first (pipeline.serving).
         self.workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="photo", initializer=lower_thread_priority)
+        self.live_workers = ThreadPoolExecutor(max_workers=live_sessions, thread_name_prefix="live")
+        self.live_captions = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="live-caption",
+            initializer=limit_intraop_threads,
+            initargs=(max(1, torch.get_num_threads() // 2),),
+        )
         self.files = OutputFiles()
         self.live = SessionRegistry(self._live_stream, max_sessions=max(4, 2 * live_sessions))
 
@@ -378,6 +389,8 @@ class Service:
             segmenter_view(self.model("segmenter", segmenter), "live"),
             self.model("captioner", captioner),
             threshold=threshold,
+            executor=self.live_captions,
+            workers=self.live_workers,
         )
 
     def live_frame(
@@ -401,7 +414,8 @@ class Service:
 
     def close(self) -> None:
         self.live.close()
-        self.workers.shutdown(wait=False)
+        for pool in (self.workers, self.live_workers, self.live_captions):
+            pool.shutdown(wait=False)
 
 
 def _checked(options: Any, names: Sequence[str]) -> dict[str, Any]:

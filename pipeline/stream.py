@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,6 +145,8 @@ class LiveStream:
             :func:`pipeline.kernels.limit_intraop_threads`).
         first_caption_wait_s (float, default 15.0): the session's first frame waits up to this long for the first
             caption, so that a client's first answer has both (later frames never wait for a caption).
+        workers (Executor | None, default None): where the segmenter runs (a server's few model threads); None runs
+            it in the calling thread. Waiting and dropping stay in the calling thread either way.
 
     The caption's age counts from when its frame was taken (``captured_at``), not from when it was captioned.
     """
@@ -163,6 +165,7 @@ class LiveStream:
         executor: ThreadPoolExecutor | None = None,
         caption_threads: int | None = None,
         first_caption_wait_s: float = 15.0,
+        workers: Executor | None = None,
     ):
         self.segmenter = segmenter
         self.captioner = captioner
@@ -176,6 +179,7 @@ class LiveStream:
         self._own_executor = executor is None
         self.caption_threads = caption_threads or max(1, torch.get_num_threads() // 2)
         self.first_caption_wait_s = first_caption_wait_s
+        self.workers = workers
         self._meter = FpsMeter()
         self._lock = threading.Lock()  # guards the fields below
         self._busy = False
@@ -230,7 +234,10 @@ class LiveStream:
         image = scale_to_fit(load_image(frame), self.max_side)
         self._maybe_caption(image, taken_at)  # first, so that a refresh overlaps this frame's segmentation
         tick = self.clock()
-        result = self.segmenter(image, threshold=self.threshold)
+        if self.workers is None:
+            result = self.segmenter(image, threshold=self.threshold)
+        else:
+            result = self.workers.submit(self.segmenter, image, threshold=self.threshold).result()
         segment_ms = (self.clock() - tick) * 1000.0
         if self._caption_taken_at is None and self._caption_job is not None:
             self._wait_for_first_caption()

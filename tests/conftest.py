@@ -9,7 +9,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from helpers import draw_shapes, save_tiny_blip, save_tiny_git, save_tiny_segmenter, save_tiny_vit_gpt2
+from gradio_client import Client
+from helpers import (
+    draw_shapes,
+    registered_test_models,
+    save_tiny_blip,
+    save_tiny_git,
+    save_tiny_segmenter,
+    save_tiny_vit_gpt2,
+    serve,
+)
 from PIL import Image
 
 
@@ -85,3 +94,28 @@ def fresh_accelerate_state():
 @pytest.fixture
 def shapes_image() -> Image.Image:
     return draw_shapes()
+
+
+# -- the app on 127.0.0.1, one per test module that asks (test_app.py, test_reliability.py) -------------------------
+
+
+@pytest.fixture(scope="module")
+def app_models(tiny_blip_dir, tmp_path_factory):
+    """The test models registered in the catalog for the module: the tiny BLIP and the test segmenters."""
+    with registered_test_models(tiny_blip_dir, tmp_path_factory.mktemp("app-models")) as directories:
+        yield directories
+
+
+@pytest.fixture(scope="module")
+def server(app_models):
+    """A real app (``app.build_demo``) served on a free port of 127.0.0.1; its URL."""
+    demo, url = serve()
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)

@@ -13,31 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
-from helpers import EXAMPLES, ROOT, TEST_CAPTIONER, registered_test_models, serve
+from gradio_client import handle_file
+from helpers import EXAMPLES, ROOT, TEST_CAPTIONER
 from PIL import Image
 
 from pipeline import availability, best_available, from_json, load_captioner, load_segmenter, to_json
-
-
-@pytest.fixture(scope="module")
-def app_models(tiny_blip_dir, tmp_path_factory):
-    with registered_test_models(tiny_blip_dir, tmp_path_factory.mktemp("app-models")) as directories:
-        yield directories
-
-
-@pytest.fixture(scope="module")
-def server(app_models):
-    demo, url = serve()
-    try:
-        yield url
-    finally:
-        demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return Client(server, verbose=False)
 
 
 @pytest.fixture(scope="module")
