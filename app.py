@@ -21,131 +21,26 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from pipeline import availability, best_available, list_models, load_captioner, load_segmenter
-from pipeline.cache import ModelCache
-from pipeline.env import env_flag, env_int
 from pipeline.options import OPTIONS, describe_options
-from pipeline.serving import ModelMenus, RequestError, operator_model
+from pipeline.server import build_service, parse_args, setup_notes
+from pipeline.serving import RequestError, limit_malloc_arenas
 from pipeline.session import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED, Analysis, Service
-from pipeline.speed import PROFILES, default_profile
-from pipeline.zerogpu import DEFAULT_DURATION, default_device, gpu, on_zerogpu
+from pipeline.zerogpu import DEFAULT_DURATION, gpu, on_zerogpu
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
+PAGE_DIR = Path(__file__).resolve().parent / "space" / "page"  # the page's stylesheet and scripts
+CSS = (PAGE_DIR / "page.css").read_text()
+READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
 GREEDY, BEAM = "Greedy (fastest)", "Beam search (4 beams, better wording)"
 VIEWS = ("objects", "semantic", "panoptic")
 TABLE_HEADERS = ["object", "score", "pixels", "%"]
 THEME = gr.themes.Soft(primary_hue="indigo", text_size="lg")
-CSS = """
-#caption textarea, #live-caption textarea {
-  font-size: 1.65rem !important; line-height: 1.35 !important; font-weight: 600;
-  /* Grow with the sentence: a caption must never be cut off or need scrolling. */
-  field-sizing: content; height: auto !important; max-height: none !important; overflow-y: hidden !important;
-}
-#objects-summary textarea { font-size: 1.1rem !important; }
-#read-aloud { min-height: 3rem; font-size: 1.1rem; }
-.gradio-container { max-width: 1280px !important; margin: auto; }
-#objects-table { max-width: 100%; overflow-x: auto; }
-@media (max-width: 480px) {
-  .main.fillable { padding-left: 10px !important; padding-right: 10px !important; }
-  #caption textarea, #live-caption textarea { font-size: 1.35rem !important; }
-}
-"""
-# Speak the caption (and the list of objects) with the browser's own speech synthesis; nothing leaves the page.
-READ_ALOUD_JS = """
-(caption, objects) => {
-  const text = [caption, objects ? "Objects: " + objects + "." : ""].join(" ").trim();
-  if (!text || !("speechSynthesis" in window)) { return []; }
-  window.speechSynthesis.cancel();
-  const utterance = new SpeechSynthesisUtterance(text);
-  utterance.rate = 0.95;
-  window.speechSynthesis.speak(utterance);
-  return [];
-}
-"""
-
-
-# -- settings -----------------------------------------------------------------------------------------------------
-
-
-#: Every flag: (flag, its environment variable, kind, default, help). ``str`` defaults may be None; ``flag`` ones
-#: are --x / --no-x. README's flags table says the same.
-FLAGS = [
-    ("--host", "GRADIO_SERVER_NAME", str, "127.0.0.1", "address to listen on; 0.0.0.0 for every interface"),
-    ("--port", "GRADIO_SERVER_PORT", int, 7860, "port"),
-    ("--captioner", "APP_CAPTIONER", str, None, "default captioner: a catalog name, directory or hub id (default "
-     "blip-base when it is on this machine, else shapes); a directory is offered under its folder name"),
-    ("--segmenter", "APP_SEGMENTER", str, None, "default segmenter: a catalog name or checkpoint directory "
-     "(default maskrcnn-v2 when it is on this machine, else shapes)"),
-    ("--device", "APP_DEVICE", str, default_device(), "cpu, cuda or auto (cuda on ZeroGPU)"),
-    ("--profile", "APP_PROFILE", str, None, f"speed profile of the photo models, one of {sorted(PROFILES)} "
-     "(default fast on CPU, full on a GPU or ZeroGPU)"),
-    ("--offline", "APP_OFFLINE", "flag", False, "never try a download: only models already on this machine are "
-     "offered (sets HF_HUB_OFFLINE=1)"),
-    ("--allow-hub-models", "APP_ALLOW_HUB_MODELS", "flag", False, "let clients name any Hugging Face hub captioner, "
-     "which the server then downloads and runs (unsafe on a public Space; directories are never accepted)"),
-    ("--max-models", "APP_MAX_MODELS", int, 4, "models kept loaded at once; least recently used are evicted beyond "
-     "it or when memory is short"),
-    ("--live-sessions", "APP_LIVE_SESSIONS", int, 2, "webcam streams served at the same time"),
-]  # fmt: skip
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line flags; each defaults to an environment variable so that a Space or a container can set them."""
-    described = (
-        "Serve the caption-and-segment app (Gradio). Every flag also reads the environment variable in its help."
-    )
-    parser = argparse.ArgumentParser(prog="python app.py", description=described)
-    for flag, variable, kind, default, text in FLAGS:
-        if kind == "flag":
-            value, options = env_flag(variable, default), {"action": argparse.BooleanOptionalAction}
-        else:
-            value = env_int(variable, default) if kind is int else (os.environ.get(variable) or default)
-            options = {"type": kind, "choices": sorted(PROFILES) if flag == "--profile" else None}
-        parser.add_argument(flag, default=value, help=f"{text} (env {variable}; default {default})", **options)
-    parser.add_argument("--no-preload", action="store_true", help="load the default models on first use")
-    args = parser.parse_args(argv)
-    args.profile = args.profile or default_profile(args.device)
-    if not 0 < args.port < 65536:
-        parser.error(f"--port must be between 1 and 65535, got {args.port}")
-    if args.max_models < 1 or args.live_sessions < 1:
-        parser.error("--max-models and --live-sessions must be positive")
-    return args
-
-
-def build_service(args: argparse.Namespace, *, runner: Callable | None = None) -> tuple[Service, dict[str, str]]:
-    """The Service for these settings, and the models to start on (``{kind: name}``; ``"asked_<kind>"`` holds what
-    was asked for when it cannot load here). The menus are the catalog plus the operator's own models (a directory
-    gets a name of its own, never shown as a path)."""
-    chosen: dict[str, str | None] = {}
-    menus = {}
-    for kind, asked in (("captioner", args.captioner), ("segmenter", args.segmenter)):
-        names = [spec.name for spec in list_models(kind)]
-        named = operator_model(kind, asked) if asked else None
-        menus[kind] = [named, *names] if named and named not in names else names
-        chosen[kind] = best_available(kind, menus[kind], named)
-        if named and chosen[kind] != named:
-            chosen[f"asked_{kind}"] = named
-    cache = ModelCache(
-        device=args.device,
-        max_models=None if on_zerogpu() else args.max_models,
-        loaders={
-            "captioner": functools.partial(load_captioner, profile=args.profile),
-            "segmenter": functools.partial(load_segmenter, profile=args.profile),
-        },
-    )
-    service = Service(
-        cache,
-        ModelMenus(menus["captioner"], menus["segmenter"], allow_hub=args.allow_hub_models),
-        live_sessions=args.live_sessions,
-        runner=runner,
-    )
-    return service, chosen
 
 
 # -- handlers: module-level, over the Service ---------------------------------------------------------------------
@@ -240,7 +135,7 @@ def build_demo(
             "# Describe and outline\nGive a photo: the app says in one sentence what it shows and outlines "
             "every object in it. The **Read aloud** button speaks the description."
         )
-        notes = _setup_notes(models)
+        notes = setup_notes(models)
         if notes:
             gr.Markdown("**Note for the operator:** " + " ".join(notes), elem_id="setup-note")
         state = gr.State(None, time_to_live=1800)
@@ -263,21 +158,6 @@ def build_demo(
     demo.queue(max_size=64, default_concurrency_limit=1)
     demo.service = service  # for start-up preloading and tests
     return demo
-
-
-def _setup_notes(chosen: dict[str, str]) -> list[str]:
-    notes = [
-        f"the {kind} `{chosen[f'asked_{kind}']}` that was asked for cannot be loaded here "
-        f"({availability(chosen[f'asked_{kind}'], kind)[1]}); `{chosen[kind]}` is used instead."
-        for kind in ("captioner", "segmenter")
-        if f"asked_{kind}" in chosen
-    ]
-    return notes + [
-        f"no {kind} that loads here was found, so analysis fails until one is installed (see the note under its "
-        "menu, and the README)."
-        for kind in ("captioner", "segmenter")
-        if not chosen.get(kind) or not availability(chosen[kind], kind)[0]
-    ]
 
 
 class _Parts(dict):
@@ -446,11 +326,26 @@ def _wire_photo(service: Service, page: _Parts, state: gr.State) -> None:
     analyze = functools.partial(analyze_ui, service)
     for trigger in (page.image.change, page.analyze.click, page.decoding.input, page.length.release):
         trigger(analyze, inputs, [*outputs, state], **run)
-    for kind in ("captioner", "segmenter"):
-        note = functools.partial(service.model_note, kind)
-        page[kind].input(note, page[kind], page[f"{kind}_note"], api_visibility="private", queue=False).then(
-            analyze, inputs, [*outputs, state], **run
+    timer = gr.Timer(2.0)
+
+    def refresh_notes(captioner, segmenter):
+        return (
+            service.model_note("captioner", captioner),
+            service.model_note("segmenter", segmenter),
+            gr.Timer(active=service.cache.loading()),
         )
+
+    notes = {
+        "fn": refresh_notes,
+        "inputs": [page.captioner, page.segmenter],
+        "outputs": [page.captioner_note, page.segmenter_note, timer],
+        "api_visibility": "private",
+        "queue": False,
+        "show_progress": "hidden",
+    }
+    for kind in ("captioner", "segmenter"):
+        # The note says at once what was chosen, again when the analysis with it is done (it may have loaded it).
+        page[kind].input(**notes).then(analyze, inputs, [*outputs, state], **run).then(**notes)
     for trigger in (page.threshold.release, page.opacity.release, page.views.input):
         trigger(
             functools.partial(rerender_ui, service),
@@ -462,23 +357,7 @@ def _wire_photo(service: Service, page: _Parts, state: gr.State) -> None:
             trigger_mode="always_last",
             show_progress="minimal",
         )
-    timer = gr.Timer(2.0)
-
-    def refresh_notes(captioner, segmenter):
-        return (
-            service.model_note("captioner", captioner),
-            service.model_note("segmenter", segmenter),
-            gr.Timer(active=service.cache.loading()),
-        )
-
-    timer.tick(
-        refresh_notes,
-        [page.captioner, page.segmenter],
-        [page.captioner_note, page.segmenter_note, timer],
-        api_visibility="private",
-        queue=False,
-        show_progress="hidden",
-    )
+    timer.tick(**notes)
     page.read.click(None, [page.caption, page.objects], None, js=READ_ALOUD_JS, api_visibility="private")
 
 
@@ -580,6 +459,7 @@ def run_on_gpu(captioner, segmenter, images, caption_options, segment_options):
 # `python app.py --help` answers before any model is touched; imported (tests, `gradio app.py`), flags come from the
 # environment only.
 _cli = parse_args() if __name__ == "__main__" else parse_args([])
+limit_malloc_arenas()  # before the server's threads: its memory stays flat under load (pipeline.serving)
 if _cli.offline:
     os.environ["HF_HUB_OFFLINE"] = "1"
 _service, _defaults = build_service(_cli, runner=run_on_gpu if on_zerogpu() else None)
