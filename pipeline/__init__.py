@@ -1,8 +1,9 @@
 """Caption an image and outline every object in it: BLIP and Mask R-CNN behind one pipeline.
 
 >>> from pipeline import load_pipeline
->>> pipe = load_pipeline(captioner="shapes", segmenter="shapes", device="cpu")  # doctest: +SKIP
->>> result = pipe("street.jpg")  # doctest: +SKIP
+>>> pipe = load_pipeline(captioner="shapes", segmenter="shapes", device="cpu")
+>>> pipe("space/examples/shapes.png")["caption"]
+'A yellow triangle to the left of a blue circle and a red triangle.'
 """
 
 from __future__ import annotations

@@ -83,6 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument(
+        "--memory-sizes",
+        default="1,12,40",
+        help="megapixels of the photos for the peak-memory-by-image-size rows (default 1,12,40; --quick: 1)",
+    )
+    parser.add_argument(
         "--quality",
         metavar="SPLIT_DIR",
         help="instead of timing: each profile's quality on a shapes split (python -m train.shapes writes one)",
@@ -101,6 +106,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             min(args.batch, 2),
             min(args.stream_seconds, 2.0),
         )
+        args.memory_sizes = "1"
+    try:
+        args.memory_sizes = [float(size) for size in args.memory_sizes.split(",") if size.strip()]
+    except ValueError:
+        args.memory_sizes = [-1.0]
+    if any(not 0 < size <= 40 for size in args.memory_sizes):
+        parser.error("--memory-sizes must be megapixels between 0 and 40 (the pixel limit), e.g. 1,12,40")
     for name in ("images", "batch", "tokens", "detections"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
@@ -509,6 +521,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"built: {note}", flush=True)
             sides = load_sides(args, models, memory, scene(0, args.size))
             measure(args, sides, report, memory)
+            del sides
+            report["memory_by_size"] = measure_memory_by_size(args, models)
         finally:
             if saved_torch_home is None:
                 os.environ.pop("TORCH_HOME", None)
@@ -625,6 +639,42 @@ def measure(args: argparse.Namespace, sides: dict[str, Any], report: dict[str, A
     }
 
 
+def measure_memory_by_size(args: argparse.Namespace, models: dict[str, Any]) -> list[dict[str, Any]]:
+    """What one photo of each size costs the app's photo path: the CPU's default profile, up to 100 detections (the
+    catalog's setting) all kept, masks as RLE as the endpoints return them; RSS added at the peak and seconds."""
+    from .combined import load_pipeline
+    from .speed import default_profile
+
+    gc.collect()
+    pipe = load_pipeline(models["captioner"], models["segmenter"], device="cpu", profile=default_profile("cpu"))
+    pipe(scene(0, args.size), max_new_tokens=args.tokens)
+    rows = []
+    for megapixels in args.memory_sizes:
+        width = int((megapixels * 1e6 * 4 / 3) ** 0.5)
+        photo = scene(1, (width, width * 3 // 4))
+        gc.collect()
+        record: dict[str, float] = {}
+        before = rss_mb()
+        tick = time.perf_counter()
+        with peak_rss(record, "peak"):
+            result = pipe(photo, threshold=0.0, max_new_tokens=args.tokens, mask_format="rle")
+        seconds = time.perf_counter() - tick
+        rows.append(
+            {
+                "megapixels": megapixels,
+                "size": list(photo.size),
+                "profile": default_profile("cpu"),
+                "instances": len(result["instances"]),
+                "seconds": round(seconds, 2),
+                "peak_added_mib": round(record["peak"] - before, 1),
+            }
+        )
+        print(f"memory: {megapixels:g} MP {photo.size}: +{rows[-1]['peak_added_mib']:.0f} MiB at the peak, "
+              f"{seconds:.1f} s, {rows[-1]['instances']} instances", flush=True)  # fmt: skip
+        del photo, result
+    return rows
+
+
 # -- quality -----------------------------------------------------------------------------------------------------
 
 
@@ -681,6 +731,18 @@ def format_table(report: dict[str, Any]) -> str:
             f"| {age_cell} | {result['memory_mib']['peak_rss_estimate']:.0f} "
             f"| {speedup['latency_p50']:.2f}x / {speedup['batch']:.2f}x / {speedup['stream']:.2f}x |"
         )
+    if report.get("memory_by_size"):
+        rows += [
+            "",
+            "| photo | profile | instances | seconds | RSS added at the peak (MiB) |",
+            "|---|---|---|---|---|",
+        ]
+        for row in report["memory_by_size"]:
+            width, height = row["size"]
+            rows.append(
+                f"| {row['megapixels']:g} MP ({width}x{height}) | {row['profile']} | {row['instances']} "
+                f"| {row['seconds']:.1f} | {row['peak_added_mib']:.0f} |"
+            )
     return "\n".join(rows)
 
 

@@ -9,8 +9,8 @@ more than ``max_models``, or the models it holds weigh more than ``max_bytes``, 
 the memory returns when the last reference goes.
 
 >>> cache = ModelCache(device="cpu")
->>> segmenter = cache.get("segmenter", "shapes")  # doctest: +SKIP
->>> segmenter is cache.get("segmenter", "shapes")  # doctest: +SKIP
+>>> segmenter = cache.get("segmenter", "shapes")
+>>> segmenter is cache.get("segmenter", "shapes")
 True
 """
 

@@ -154,9 +154,10 @@ class CaptionPipeline(Pipeline):
         - ``"caption"``: the generated text, special tokens and surrounding spaces removed, as a sentence unless
           ``sentence=False``.
 
-    >>> captioner = load_captioner("shapes")  # doctest: +SKIP
-    >>> captioner("street.jpg", num_beams=3)["caption"]  # doctest: +SKIP
-    'A red circle to the left of a blue square.'
+    >>> from pipeline import load_captioner
+    >>> captioner = load_captioner("shapes")
+    >>> captioner("space/examples/shapes.png", num_beams=3)["caption"]
+    'A yellow triangle to the left of a blue circle and a red triangle.'
     """
 
     def __init__(self, model: Any, processor: Any, *, name: str = "custom", **kwargs: Any):

@@ -76,7 +76,7 @@ _BUILTIN = [
         "blip-large",
         "captioner",
         "Salesforce/blip-image-captioning-large",
-        "BLIP large (470M parameters): the most detailed captions, about 3x slower than base",
+        "BLIP large (470M parameters): the most detailed captions, slower than base",
     ),
     ModelSpec(
         "git-base",

@@ -22,7 +22,7 @@ from .segmentation import SegmentationPipeline
 from .speed import SpeedProfile
 
 CAPTION_OPTIONS = ("prompt", "max_new_tokens", "num_beams", "repetition_penalty", "generate_kwargs", "sentence")
-SEGMENT_OPTIONS = ("threshold", "mask_threshold", "overlap_threshold", "subtask")
+SEGMENT_OPTIONS = ("threshold", "mask_threshold", "overlap_threshold", "subtask", "mask_format")
 DESCRIBE_OPTIONS = ("detail", "max_objects")
 
 
@@ -53,10 +53,10 @@ class ImageAnalysisPipeline:
         - ``"models"``: ``{"captioner": name, "segmenter": name}``;
         - ``"timings_ms"``: ``{"caption", "segment", "total"}`` in milliseconds.
 
-    >>> pipe = load_pipeline(captioner="shapes", segmenter="shapes", device="cpu")  # doctest: +SKIP
-    >>> result = pipe("shapes.png")  # doctest: +SKIP
-    >>> result["caption"], len(result["instances"])  # doctest: +SKIP
-    ('a red circle to the left of a blue square', 2)
+    >>> pipe = load_pipeline(captioner="shapes", segmenter="shapes", device="cpu")
+    >>> result = pipe("space/examples/shapes.png")
+    >>> result["caption"], len(result["instances"])
+    ('A yellow triangle to the left of a blue circle and a red triangle.', 3)
     """
 
     def __init__(
@@ -205,12 +205,13 @@ def load_pipeline(
         max_pixels (int | None, default None): image intake limit.
         segmenter_model_kwargs (dict | None, default None): Mask R-CNN inference settings (``min_size``, ...).
         profile (str | SpeedProfile, default "full"): ``"full"`` (outputs of the models' own settings) or ``"fast"``
-            (about 5x faster on CPU), see :mod:`pipeline.speed`.
+            (faster on CPU at a small cost in quality), see :mod:`pipeline.speed` and README, Speed.
 
     Returns:
         ImageAnalysisPipeline
 
-    >>> pipe = load_pipeline(captioner="shapes", segmenter="shapes", device="cpu")  # doctest: +SKIP
+    >>> load_pipeline(captioner="shapes", segmenter="shapes", device="cpu").segmenter.name
+    'shapes'
     """
     from .catalog import load_captioner, load_segmenter
 

@@ -2,7 +2,7 @@
 
 - Captions (:func:`caption_metrics`), every candidate scored against all references of its image: BLEU-1..4,
   ROUGE-L and CIDEr (CIDEr-D) from pycocoevalcap's pure-Python scorers; METEOR from pycocoevalcap's
-  ``meteor-1.5.jar``, which needs Java (:func:`start_meteor`; its JVM takes about 15 s to load METEOR's paraphrase
+  ``meteor-1.5.jar``, which needs Java (:func:`start_meteor`; its JVM takes seconds to load METEOR's paraphrase
   table, once per process); and the gender misclassification rates of :func:`gender_rates`.
 - Instances: COCOeval (pycocotools) box and mask AP, AP50, AP75 from detections in the COCO results format
   (:func:`coco_detections`, :func:`coco_instance_metrics`).
@@ -131,9 +131,9 @@ _meteor: Any = None  # pycocoevalcap's Meteor: one Java process for the whole Py
 def start_meteor() -> None:
     """Start METEOR's Java scorer now, if it is not running, and return at once.
 
-    Its JVM loads METEOR's paraphrase table for about 15 s (measured on 2 busy CPU cores), while this process goes
-    on: call it before generating captions and the wait is spent by the time they are scored. One scorer serves
-    the process (and its threads) until it exits. Without Java it fails here, before any work is done.
+    Its JVM takes seconds to load METEOR's paraphrase table, while this process goes on: call it before
+    generating captions and the wait is spent by the time they are scored. One scorer serves the process (and its
+    threads) until it exits. Without Java it fails here, before any work is done.
 
     Raises:
         MeteorUnavailableError: no ``java`` on PATH (the message says how to install one).

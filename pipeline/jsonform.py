@@ -23,7 +23,7 @@ def encode_mask(mask: Image.Image | np.ndarray | dict[str, Any]) -> dict[str, An
     as COCO RLE with str counts; a mask already in that form is returned as it is.
 
     >>> encode_mask(np.eye(2, dtype=bool))
-    {'size': [2, 2], 'counts': '01100'}
+    {'size': [2, 2], 'counts': '0120'}
     """
     if isinstance(mask, dict):
         return mask

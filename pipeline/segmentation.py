@@ -56,8 +56,9 @@ class SegmentationPipeline(Pipeline):
     after the score threshold. A picture of more than :data:`LEAN_ABOVE_PIXELS` is scaled for the model one channel
     at a time, and one too thin for the network is padded; boxes and masks are always in the input's own frame.
 
-    >>> segmenter = load_segmenter("shapes")  # doctest: +SKIP
-    >>> [obj["label"] for obj in segmenter("shapes.png", threshold=0.7)["instances"]]  # doctest: +SKIP
+    >>> from pipeline import load_segmenter
+    >>> segmenter = load_segmenter("shapes")
+    >>> [obj["label"] for obj in segmenter("space/examples/shapes.png", threshold=0.7)["instances"]]
     ['triangle', 'triangle', 'circle']
     """
 

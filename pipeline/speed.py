@@ -84,7 +84,8 @@ class SpeedProfile:
 
 _FAST = SpeedProfile(
     "fast",
-    "about 5x faster on CPU: Mask R-CNN at 384 px with 100 proposals, int8 BLIP decoder, bfloat16 where native",
+    "faster on CPU (README, Speed, has the figures): Mask R-CNN at 384 px with 100 proposals, int8 BLIP decoder, "
+    "bfloat16 where native",
     segmenter={"min_size": 384, "max_size": 512, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100},
     quantize_captioner=True,
     bfloat16=True,
@@ -163,9 +164,10 @@ def apply_segmenter_profile(
     """Apply a profile to a built Mask R-CNN, in place.
 
     On CPU every profile, ``"full"`` included, stores the convolution weights channels-last (the same arithmetic in
-    another memory order: boxes agree with the plain model's to about 0.002 px; 1.3x faster for v2 at 800 px on 2
-    cores) and pools the regions with :class:`ParallelRoIPool` (the same numbers, on all cores). Then the profile's
-    caps apply to the inference settings, and its bfloat16 stages where :func:`bfloat16_enabled`.
+    another memory order, so boxes agree with the plain model's to a small fraction of a pixel; README's Speed
+    section has the figures) and pools the regions with :class:`ParallelRoIPool` (the same numbers, on all
+    cores). Then the profile's caps apply to the inference settings, and its bfloat16 stages where
+    :func:`bfloat16_enabled`.
 
     Args:
         model (torchvision.models.detection.MaskRCNN): the detector.
