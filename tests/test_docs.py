@@ -10,6 +10,8 @@ scratch folder per document, so that a renamed flag or file breaks CI, not a use
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shlex
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,17 +263,27 @@ def run_python(space: Workspace, command: Command) -> None:
     space.run([sys.executable, str(script)])
 
 
-def run_client_script(space: Workspace, command: Command) -> None:
-    """A gradio_client script against the app started here on a free port of 127.0.0.1 (the URL or Space name of
-    the document replaced by its address); the script's own requests choose the models."""
+@contextlib.contextmanager
+def local_app(space: Workspace) -> Iterator[str]:
+    """The app with the shapes models on a free port of 127.0.0.1, for the commands that talk to one; its URL."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "app.py", "--captioner", "shapes", "--segmenter", "shapes", "--port", str(port)],
         cwd=space.root, env=space.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        _wait_for(f"http://127.0.0.1:{port}/", server)
         address = f"http://127.0.0.1:{port}/"
+        _wait_for(address, server)
+        yield address
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def run_client_script(space: Workspace, command: Command) -> None:
+    """A gradio_client script against the app started here (the URL or Space name of the document replaced by its
+    address); the script's own requests choose the models."""
+    with local_app(space) as address:
         text = command.text.replace("http://127.0.0.1:7860/", address).replace(
             'Client("USER/NAME")', f'Client("{address}")'
         )
@@ -279,9 +291,20 @@ def run_client_script(space: Workspace, command: Command) -> None:
         script = space.root / f"snippet-{command.line}.py"
         script.write_text(text)
         assert space.run([sys.executable, str(script)]).strip(), "the script printed nothing"
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+
+
+def load_test_local_app(space: Workspace, command: Command) -> None:
+    """The load test as written, against the app started here (the document's address replaced), with its counts
+    made small: a check that the command works, not a load."""
+    with local_app(space) as address:
+        _, argv = _split_env(command.text)
+        argv = [address if arg.startswith("http") else arg for arg in argv]
+        small = ["--clients", "2", "--requests", "2", "--live-loops", "1", "--idle-frames", "2"]
+        small += ["--max-seconds", "120"]
+        printed = space.run([*argv, *small, "--json", "load.json"])
+        assert "live frame latency under load / idle" in printed, printed
+        figures = json.loads((space.root / "load.json").read_text())
+        assert figures["errors"] == [] and figures["under_load"]["/caption"]["n"] >= 1
 
 
 def pip_install_editable(space: Workspace, command: Command) -> None:
@@ -334,6 +357,7 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),
     (r"^hf auth login$", not_run("needs a Hugging Face account")),
     (r"^python space/deploy\.py .*--dry-run ", run_as_written),
+    (r"^python space/loadtest\.py ", load_test_local_app),
     (
         r"^python space/deploy\.py --repo-id ",
         not_run("uploads to a Hugging Face account; test_space.py runs the upload code against a recording hub"),
