@@ -195,6 +195,8 @@ def test_every_import_resolves_inside_the_folder(assembled):
                 targets = [module + [alias.name] for alias in node.names] + [module]
             else:
                 continue
+            # Importing a.b.c runs a/__init__.py and a/b/__init__.py first, as Python does.
+            targets += [target[:depth] for target in list(targets) for depth in range(1, len(target))]
             for parts in targets:
                 if not parts or parts[0] not in local_tops:
                     if parts and parts[0] not in sys.stdlib_module_names:
