@@ -21,6 +21,11 @@ The quality cost of the fast profile, on the held-out shapes test split with the
     python -m train.shapes --output_dir data/shapes-test --seed 1 --train 0 --val 0 --test 300
     python -m pipeline.bench --quality data/shapes-test/test --out bench-results
 
+The batch job (``python -m pipeline.batch``) against a per-image loop over the same N pictures, full-size models
+(``--tiny`` for tiny ones, ``--bulk-models shapes`` for the trained shapes models), each profile of ``--profiles``::
+
+    HF_HUB_OFFLINE=1 python -m pipeline.bench --bulk 16 --profiles full --out bench-results
+
 In seconds, on tiny random models (what the tests run)::
 
     python -m pipeline.bench --tiny --quick --out /tmp/bench
@@ -99,6 +104,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--segmenter", default="shapes", help="--quality: segmenter name or directory (default shapes)"
     )
     parser.add_argument("--limit", type=int, default=None, help="--quality: evaluate only the first N images")
+    parser.add_argument(
+        "--bulk",
+        type=int,
+        metavar="N",
+        help="instead of the timing: the batch job against a per-image loop over N pictures (bulk.json)",
+    )
+    parser.add_argument(
+        "--bulk-models",
+        choices=("built", "shapes"),
+        default="built",
+        help="--bulk: the built random-weight models (full size, or --tiny) or the trained shapes models",
+    )
+    parser.add_argument("--bulk-batch-size", type=int, default=8, help="--bulk: the batch job's --batch-size")
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.batch, args.stream_seconds = (
@@ -113,7 +131,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.memory_sizes = [-1.0]
     if any(not 0 < size <= 40 for size in args.memory_sizes):
         parser.error("--memory-sizes must be megapixels between 0 and 40 (the pixel limit), e.g. 1,12,40")
-    for name in ("images", "batch", "tokens", "detections"):
+    if args.bulk is not None and not 1 <= args.bulk <= 10000:
+        parser.error(f"--bulk must be between 1 and 10000 pictures, got {args.bulk}")
+    for name in ("images", "batch", "tokens", "detections", "bulk_batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
     if args.stream_seconds <= 0:
@@ -675,6 +695,69 @@ def measure_memory_by_size(args: argparse.Namespace, models: dict[str, Any]) -> 
     return rows
 
 
+def measure_bulk(args: argparse.Namespace) -> dict[str, Any]:
+    """The batch job against a per-image loop, per profile: images/s and whether the outputs agree.
+
+    The loop is what a first script does: ``load_pipeline(...)`` once, one warm-up call, then ``pipe(path)`` per
+    picture, timed from the first picture to the last. The batch job is ``python -m pipeline.batch`` run in this
+    process (``--batch-size``, 2 decoding workers), timed from its start (loading the models) to its end, so its
+    figure carries its own loading and warm-up, which the loop's does not.
+    """
+    from .batch.__main__ import main as batch_main
+    from .combined import load_pipeline
+
+    report: dict[str, Any] = {"pictures": args.bulk, "size": list(args.size), "profiles": {}}
+    saved_torch_home = os.environ.get("TORCH_HOME")
+    with tempfile.TemporaryDirectory(prefix="pipeline-bulk-") as scratch:
+        root = Path(scratch)
+        try:
+            if args.bulk_models == "shapes":
+                captioner, segmenter, report["models"] = "shapes", "shapes", ["the trained shapes models"]
+            else:
+                models = build_models(root, tiny=args.tiny)
+                captioner, segmenter, report["models"] = models["captioner"], models["segmenter"], models["notes"]
+            pictures = root / "pictures"
+            pictures.mkdir()
+            paths = []
+            for index in range(args.bulk):
+                paths.append(pictures / f"{index:05d}.png")
+                scene(index, args.size).save(paths[-1])
+            for profile in args.profiles:
+                pipe = load_pipeline(captioner, segmenter, device="cpu", profile=profile)
+                pipe(paths[0])
+                tick = time.perf_counter()
+                looped = [pipe(str(path))["caption"] for path in paths]
+                loop_s = time.perf_counter() - tick
+                del pipe
+                gc.collect()
+                output = root / f"batch-{profile}"
+                argv = [str(pictures), "--output", str(output), "--captioner", str(captioner), "--segmenter",
+                        str(segmenter), "--profile", profile, "--batch-size", str(args.bulk_batch_size)]  # fmt: skip
+                tick = time.perf_counter()
+                code = batch_main(argv)
+                batch_s = time.perf_counter() - tick
+                records = [json.loads(line) for line in (output / "captions.jsonl").read_text().splitlines()]
+                batched = {record["file"]: record["caption"] for record in records}
+                same = sum(batched.get(path.name) == caption for path, caption in zip(paths, looped))
+                row = {
+                    "loop_images_per_s": round(args.bulk / loop_s, 4),
+                    "batch_images_per_s": round(args.bulk / batch_s, 4),
+                    "speedup": round(loop_s / batch_s, 2),
+                    "same_captions": same,
+                    "batch_exit_code": code,
+                }
+                report["profiles"][profile] = row
+                print(f"bulk, {profile}: loop {row['loop_images_per_s']:.3f} images/s, batch job "
+                      f"{row['batch_images_per_s']:.3f} images/s ({row['speedup']:.2f}x), {same}/{args.bulk} "
+                      "same captions", flush=True)  # fmt: skip
+        finally:
+            if saved_torch_home is None:
+                os.environ.pop("TORCH_HOME", None)
+            else:
+                os.environ["TORCH_HOME"] = saved_torch_home
+    return report
+
+
 # -- quality -----------------------------------------------------------------------------------------------------
 
 
@@ -796,6 +879,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.bulk:
+        bulk = {"machine": machine_info(), "load_average_start": load_average(), **measure_bulk(args)}
+        bulk["load_average_end"] = load_average()
+        (out / "bulk.json").write_text(json.dumps(bulk, indent=2) + "\n")
+        print(f"load average {bulk['load_average_start']} at start, {bulk['load_average_end']} at end; wrote "
+              f"{out / 'bulk.json'}")  # fmt: skip
+        return 0 if all(row["batch_exit_code"] == 0 for row in bulk["profiles"].values()) else 1
     if args.quality:
         quality = measure_quality(args)
         (out / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")

@@ -31,6 +31,20 @@ def test_bench_quick_tiny_end_to_end(tmp_path, capsys):
 
     printed = capsys.readouterr().out
     assert "full vs naive: agree" in printed and "| ours, fast |" in printed
+    [row] = report["memory_by_size"]  # --quick: the 1-megapixel row only
+    assert row["megapixels"] == 1 and row["size"][0] * row["size"][1] >= 0.99e6 and row["seconds"] > 0
+    assert "| 1 MP (" in printed
+
+
+def test_bench_bulk_mode_times_the_batch_job_against_a_loop(tmp_path, capsys):
+    argv = ["--bulk", "3", "--tiny", "--profiles", "full", "--size", "96x72", "--bulk-batch-size", "2"]
+    assert bench.main([*argv, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bulk.json").read_text())
+    row = report["profiles"]["full"]
+    assert row["same_captions"] == 3 and row["batch_exit_code"] == 0  # the full profile batches bit for bit
+    assert row["loop_images_per_s"] > 0 and row["batch_images_per_s"] > 0
+    assert report["pictures"] == 3 and "cpu" in report["machine"]
+    assert "bulk, full: loop" in capsys.readouterr().out
 
 
 def test_bench_rejects_bad_flags():
@@ -40,6 +54,10 @@ def test_bench_rejects_bad_flags():
         bench.parse_args(["--profiles", "turbo"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--size", "640"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--memory-sizes", "1,80"])  # over the 40-megapixel limit
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--bulk", "0"])
     args = bench.parse_args(["--quick"])
     assert (args.images, args.batch, args.stream_seconds, args.size) == (2, 2, 2.0, (640, 480))
 
