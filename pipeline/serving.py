@@ -237,7 +237,7 @@ class OutputFiles:
         return str(path)
 
 
-def lower_thread_priority(nice: int = 10) -> None:
+def lower_thread_priority(nice: int = 19) -> None:
     """Lower the calling thread's CPU priority (Linux ``nice`` is per thread, and the OpenMP workers PyTorch starts
     from this thread inherit it): photo requests run this way, so that a live frame, at the normal priority, gets
     the cores first and photos take what is left. Does nothing where the OS does not allow it."""
