@@ -161,3 +161,29 @@ def test_command_line_checks_its_values(monkeypatch, capsys):
     args = app.parse_args([])
     assert (args.port, args.offline, args.segmenter, args.host) == (9001, True, "shapes", "127.0.0.1")
     assert app.parse_args(["--no-offline", "--port", "7000"]).offline is False
+
+
+def test_git_and_vit_gpt2_captioners_serve_and_compare_through_the_app(tiny_git_dir, tiny_vit_gpt2_dir):
+    from gradio_client import Client
+    from helpers import serve
+
+    from pipeline import ModelSpec, registered_models
+
+    specs = [
+        ModelSpec("test-git", "captioner", tiny_git_dir, "tiny random GIT: for tests"),
+        ModelSpec("test-vit-gpt2", "captioner", tiny_vit_gpt2_dir, "tiny random ViT-GPT2: for tests"),
+    ]
+    photo = EXAMPLES / "cat.jpg"
+    with registered_models(specs):
+        expected = {spec.name: load_captioner(spec.name, device="cpu")(str(photo))["caption"] for spec in specs}
+        demo, url = serve(captioners=("test-git", "test-vit-gpt2"), segmenters=("shapes",))
+        try:
+            client = Client(url, verbose=False)
+            for name, caption in expected.items():
+                assert client.predict(handle_file(str(photo)), name, api_name="/caption") == caption
+            rows = client.predict(handle_file(str(photo)), ["test-git", "test-vit-gpt2"], {}, api_name="/compare")
+        finally:
+            demo.close()
+    assert [(row["name"], row["caption"], row["error"]) for row in rows] == [
+        (name, caption, None) for name, caption in expected.items()
+    ]
