@@ -157,6 +157,49 @@ def serve(
     return demo, url
 
 
+# -- the app in a real browser (test_browser.py, test_accessibility.py) ---------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+RESULT_TIMEOUT_MS = 90_000
+
+
+def open_page(browser, url, width=1280, height=800):
+    context = browser.new_context(viewport={"width": width, "height": height}, permissions=["camera"])
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#image-in")
+    return page
+
+
+def upload(page, path: Path) -> None:
+    page.set_input_files("#image-in input[type=file]", str(path))
+
+
+def wait_for_caption(page, previous: str = "") -> str:
+    page.wait_for_function(
+        "(previous) => { const box = document.querySelector('#caption textarea');"
+        " return box && box.value.length > 0 && box.value !== previous; }",
+        arg=previous,
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    return page.input_value("#caption textarea")
+
+
+def page_width(page) -> int:
+    return page.evaluate("() => document.documentElement.scrollWidth")
+
+
 def install_hub_stand_in(cache_dir: str | Path, repo_id: str, model_dir: str | Path) -> Path:
     """Put a local ``save_pretrained`` directory in a Hugging Face cache under ``repo_id``, the way a download would
     leave it (``refs/main`` naming a snapshot), so that the real hub loading path finds it offline.
