@@ -196,6 +196,19 @@ def wait_for_caption(page, previous: str = "") -> str:
     return page.input_value("#caption textarea")
 
 
+def wait_for_picture(page, selector: str = "#annotated img", timeout: float = RESULT_TIMEOUT_MS) -> None:
+    """Wait until a result picture is in the page, scrolled to and shown (below the fold on a phone, a lazy image
+    has no size until it is scrolled near)."""
+    page.wait_for_selector(selector, state="attached", timeout=timeout)
+    page.eval_on_selector(selector, "element => element.scrollIntoView({block: 'center'})")
+    page.wait_for_function(
+        "(selector) => { const image = document.querySelector(selector);"
+        " return image && image.complete && image.naturalWidth > 0; }",
+        arg=selector,
+        timeout=timeout,
+    )
+
+
 def page_width(page) -> int:
     return page.evaluate("() => document.documentElement.scrollWidth")
 

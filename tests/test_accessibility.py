@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from helpers import EXAMPLES, RESULT_TIMEOUT_MS, open_page, upload, wait_for_caption
+from helpers import EXAMPLES, RESULT_TIMEOUT_MS, open_page, upload, wait_for_caption, wait_for_picture
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +52,7 @@ def analyzed_page(browser, server, width: int, height: int = 800):
     page = open_page(browser, server, width=width, height=height)
     upload(page, EXAMPLES / "shapes.png")
     wait_for_caption(page)
-    page.wait_for_selector("#annotated img", timeout=RESULT_TIMEOUT_MS)
+    wait_for_picture(page)
     page.wait_for_function(
         "() => document.querySelector('#objects-summary textarea').value.length > 0", timeout=RESULT_TIMEOUT_MS
     )
@@ -73,9 +73,7 @@ def test_axe_finds_nothing_serious_on_the_live_tab(browser, server):
     check_axe(page, "live tab, before the camera starts")
     page.locator("#live-in button", has_text="Click to Access Webcam").click()
     page.locator("#live-in button", has_text="Record").click()
-    page.wait_for_function(
-        "() => document.querySelector('#live-caption textarea').value.length > 0", timeout=120_000
-    )
+    page.wait_for_function("() => document.querySelector('#live-caption textarea').value.length > 0", timeout=120_000)
     check_axe(page, "live tab, camera streaming")
     page.locator("#live-in button", has_text="Stop").click()
     page.context.close()

@@ -1,0 +1,136 @@
+// The page for a keyboard and a screen reader, run once when the page loads (launch(js=...)). Gradio re-renders its
+// components, so what is fixed here is fixed again after each change of the page (one MutationObserver):
+//  - names for Gradio's unnamed buttons (the example thumbnails, the pictures' fullscreen buttons) and a role for its
+//    "Empty value" boxes (an aria-label on a plain div is prohibited ARIA);
+//  - hovering or focusing a marked caption word or an objects list item outlines its objects over the picture;
+//  - the arrow keys, Home and End move through the objects list;
+//  - speech: read aloud at a chosen rate, stop, repeat; the live caption mirrored into a polite live region and, when
+//    asked for, spoken each time it changes (never on every frame: only a new sentence counts).
+() => {
+  const PICTURE_NAMES = {
+    annotated: "The photo with its objects outlined",
+    semantic: "Semantic map: each label in its colour",
+    panoptic: "Panoptic view: each object and region in its colour",
+    "live-out": "The camera frame with its objects outlined",
+  };
+  const WAITING = "(the first caption is on its way…)";
+
+  function nameControls() {
+    document.querySelectorAll("button.gallery-item:not([aria-label])").forEach((button) => {
+      const image = button.querySelector("img");
+      const file = image ? decodeURIComponent((image.getAttribute("src") || "").split(/[\\/=]/).pop()) : "";
+      button.setAttribute("aria-label", file ? `Example photo: ${file}` : "Example photo");
+      if (image) { image.setAttribute("alt", ""); }
+    });
+    Object.entries(PICTURE_NAMES).forEach(([id, name]) => {
+      document.querySelectorAll(`#${id} .image-container button:not([aria-label])`).forEach((button) => {
+        if (!button.innerText.trim()) { button.setAttribute("aria-label", name); }
+      });
+      document.querySelectorAll(`#${id} .image-container img:not([alt]), #${id} .image-container img[alt=""]`)
+        .forEach((image) => image.setAttribute("alt", name));
+    });
+    document.querySelectorAll("div.empty[aria-label]:not([role])").forEach((box) => box.setAttribute("role", "img"));
+  }
+
+  // -- highlights over the annotated picture -------------------------------------------------------------------
+
+  function shownPicture() {
+    const image = document.querySelector("#annotated img");
+    if (!image || !image.naturalWidth) { return null; }
+    // The picture is drawn inside its element with object-fit: contain; find the drawn rectangle.
+    const box = image.getBoundingClientRect();
+    const scale = Math.min(box.width / image.naturalWidth, box.height / image.naturalHeight);
+    const width = image.naturalWidth * scale, height = image.naturalHeight * scale;
+    return { left: box.left + (box.width - width) / 2, top: box.top + (box.height - height) / 2, width, height };
+  }
+
+  function clearHighlight() {
+    document.querySelectorAll(".object-highlight").forEach((outline) => outline.remove());
+  }
+
+  function highlight(element) {
+    clearHighlight();
+    const shown = shownPicture();
+    let boxes = [];
+    try { boxes = JSON.parse(element.dataset.boxes || "[]"); } catch (error) { return; }
+    if (!shown || !boxes.length) { return; }
+    for (const [x0, y0, x1, y1] of boxes) {
+      const outline = document.createElement("div");
+      outline.className = "object-highlight";
+      outline.setAttribute("aria-hidden", "true");
+      Object.assign(outline.style, {
+        left: `${window.scrollX + shown.left + x0 * shown.width}px`,
+        top: `${window.scrollY + shown.top + y0 * shown.height}px`,
+        width: `${(x1 - x0) * shown.width}px`,
+        height: `${(y1 - y0) * shown.height}px`,
+      });
+      document.body.appendChild(outline);
+    }
+  }
+
+  const marked = (target) => target instanceof Element && target.closest("[data-boxes]");
+  for (const kind of ["mouseover", "focusin"]) {
+    document.addEventListener(kind, (event) => { const element = marked(event.target); if (element) { highlight(element); } });
+  }
+  for (const kind of ["mouseout", "focusout"]) {
+    document.addEventListener(kind, (event) => { if (marked(event.target)) { clearHighlight(); } });
+  }
+  window.addEventListener("resize", clearHighlight);
+
+  document.addEventListener("keydown", (event) => {
+    const item = event.target instanceof Element && event.target.closest("#objects-list li");
+    if (!item) { return; }
+    const items = Array.from(item.parentElement.querySelectorAll("li"));
+    const moves = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 };
+    let next = null;
+    if (event.key in moves) { next = items[items.indexOf(item) + moves[event.key]]; }
+    if (event.key === "Home") { next = items[0]; }
+    if (event.key === "End") { next = items[items.length - 1]; }
+    if (next) { event.preventDefault(); next.focus(); }
+  });
+
+  // -- speech ------------------------------------------------------------------------------------------------------
+
+  function rate() {
+    const field = document.querySelector("#speech-rate input[type=number]");
+    const value = field ? parseFloat(field.value) : 1;
+    return Number.isFinite(value) ? Math.min(2, Math.max(0.5, value)) : 1;
+  }
+
+  const speech = {
+    last: "",
+    say(text) {
+      if (!text || !("speechSynthesis" in window)) { return; }
+      window.speechSynthesis.cancel();
+      const utterance = new SpeechSynthesisUtterance(text);
+      utterance.rate = rate();
+      window.speechSynthesis.speak(utterance);
+    },
+    read(text) { speech.last = text; speech.say(text); },
+    repeat() { speech.say(speech.last); },
+    stop() { if ("speechSynthesis" in window) { window.speechSynthesis.cancel(); } },
+  };
+  window.pageSpeech = speech;
+
+  let liveCaption = "";
+  function followLiveCaption() {
+    const box = document.querySelector("#live-caption textarea");
+    const text = box ? box.value.trim() : "";
+    if (!text || text === liveCaption || text === WAITING) { return; }
+    liveCaption = text;
+    const region = document.querySelector("#live-announcer");
+    if (region) { region.textContent = text; }
+    const wanted = document.querySelector("#speak-live input[type=checkbox]");
+    if (wanted && wanted.checked) { speech.say(text); }
+  }
+
+  let pending = false;
+  new MutationObserver(() => {
+    if (pending) { return; }
+    pending = true;
+    requestAnimationFrame(() => { pending = false; nameControls(); });
+  }).observe(document.body, { childList: true, subtree: true });
+  nameControls();
+  // Gradio sets the caption box's value without an event; a new sentence is looked for twice a second.
+  setInterval(followLiveCaption, 500);
+}
