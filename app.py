@@ -193,7 +193,7 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
                 interactive=False,
                 elem_id="caption",
                 buttons=["copy"],
-                placeholder="The description appears here.",
+                placeholder="The caption appears here.",
             )
             # Hovering or focusing a marked word outlines its objects (space/page/a11y.js; pipeline/page_html.py).
             parts["grounded"] = gr.HTML(EMPTY_CAPTION, elem_id="grounded-caption")
@@ -206,7 +206,9 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
                 parts["read"] = gr.Button("Read aloud", elem_id="read-aloud", min_width=120)
                 parts["stop"] = gr.Button("Stop reading", elem_id="stop-reading", size="md", min_width=100)
                 parts["repeat"] = gr.Button("Repeat", elem_id="repeat-reading", size="md", min_width=100)
-            parts["rate"] = gr.Slider(0.5, 2, value=1, step=0.05, label="Speech rate", elem_id="speech-rate")
+            parts["rate"] = gr.Slider(
+                0.5, 2, 1, step=0.05, label="Speech rate", elem_id="speech-rate", interactive=True
+            )
             for kind, chosen in (("captioner", captioner), ("segmenter", segmenter)):
                 parts[kind] = gr.Dropdown(service.menu(kind), value=chosen, label=kind.capitalize(), elem_id=kind)
                 parts[f"{kind}_note"] = gr.Markdown(service.model_note(kind, chosen), elem_id=f"{kind}-note")
@@ -270,7 +272,7 @@ def _live_tab() -> _Parts:
         parts["caption"] = gr.Textbox(
             label="What the camera shows", lines=2, max_lines=6, interactive=False, elem_id="live-caption"
         )
-        parts["speak"] = gr.Checkbox(False, label="Speak each new caption", elem_id="speak-live")
+        parts["speak"] = gr.Checkbox(False, label="Speak each new caption", elem_id="speak-live", interactive=True)
         # A screen reader hears each new caption once (space/page/a11y.js mirrors the box here), not every frame.
         gr.HTML('<p id="live-announcer" class="visually-hidden" aria-live="polite"></p>', elem_id="live-region")
         parts["stats"] = gr.Markdown("Waiting for the camera…", elem_id="live-stats")

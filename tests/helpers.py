@@ -174,8 +174,10 @@ SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 RESULT_TIMEOUT_MS = 90_000
 
 
-def open_page(browser, url, width=1280, height=800):
+def open_page(browser, url, width=1280, height=800, init_script: str | None = None):
     context = browser.new_context(viewport={"width": width, "height": height}, permissions=["camera"])
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     page.goto(url)
     page.wait_for_selector("#image-in")

@@ -1,7 +1,7 @@
 // The page for a keyboard and a screen reader, run once when the page loads (launch(js=...)). Gradio re-renders its
 // components, so what is fixed here is fixed again after each change of the page (one MutationObserver):
-//  - names for Gradio's unnamed buttons (the example thumbnails, the pictures' fullscreen buttons) and a role for its
-//    "Empty value" boxes (an aria-label on a plain div is prohibited ARIA);
+//  - names for Gradio's unnamed buttons (the example thumbnails, the pictures' fullscreen buttons), a role for its
+//    "Empty value" boxes (an aria-label on a plain div is prohibited ARIA), text boxes named by their labels;
 //  - hovering or focusing a marked caption word or an objects list item outlines its objects over the picture;
 //  - the arrow keys, Home and End move through the objects list;
 //  - speech: read aloud at a chosen rate, stop, repeat; the live caption mirrored into a polite live region and, when
@@ -30,6 +30,12 @@
         .forEach((image) => image.setAttribute("alt", name));
     });
     document.querySelectorAll("div.empty[aria-label]:not([role])").forEach((box) => box.setAttribute("role", "img"));
+    // A text box whose label also holds its copy button is named by its placeholder; name it by its label.
+    document.querySelectorAll("label textarea:not([aria-label]), label input[type=text]:not([aria-label])")
+      .forEach((field) => {
+        const label = field.closest("label").querySelector('[data-testid="block-info"]');
+        if (label && label.innerText.trim()) { field.setAttribute("aria-label", label.innerText.trim()); }
+      });
   }
 
   // -- highlights over the annotated picture -------------------------------------------------------------------
