@@ -37,7 +37,9 @@ from pipeline.zerogpu import DEFAULT_DURATION, gpu, on_zerogpu
 EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
 PAGE_DIR = Path(__file__).resolve().parent / "space" / "page"  # the page's stylesheet and scripts
 CSS = (PAGE_DIR / "page.css").read_text()
-READ_ALOUD_JS, PAGE_JS = ((PAGE_DIR / name).read_text() for name in ("read_aloud.js", "a11y.js"))
+READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
+# Run once on load: the accessibility fixes and highlights, then speech (each file is one arrow function).
+PAGE_JS = "() => {\n" + "".join(f"({(PAGE_DIR / name).read_text()})();\n" for name in ("a11y.js", "speech.js")) + "}"
 SPEECH_JS = "() => {{ window.pageSpeech && window.pageSpeech.{}(); return []; }}"  # .format("stop" or "repeat")
 GREEDY, BEAM = "Greedy (fastest)", "Beam search (4 beams, better wording)"
 VIEWS = ("objects", "semantic", "panoptic")

@@ -3,9 +3,8 @@
 //  - names for Gradio's unnamed buttons (the example thumbnails, the pictures' fullscreen buttons), a role for its
 //    "Empty value" boxes (an aria-label on a plain div is prohibited ARIA), text boxes named by their labels;
 //  - hovering or focusing a marked caption word or an objects list item outlines its objects over the picture;
-//  - the arrow keys, Home and End move through the objects list;
-//  - speech: read aloud at a chosen rate, stop, repeat; the live caption mirrored into a polite live region and, when
-//    asked for, spoken each time it changes (never on every frame: only a new sentence counts).
+//  - the arrow keys, Home and End move through the objects list.
+// Speech is speech.js's.
 () => {
   const PICTURE_NAMES = {
     annotated: "The photo with its objects outlined",
@@ -13,7 +12,6 @@
     panoptic: "Panoptic view: each object and region in its colour",
     "live-out": "The camera frame with its objects outlined",
   };
-  const WAITING = "(the first caption is on its way…)";
 
   function nameControls() {
     document.querySelectorAll("button.gallery-item:not([aria-label])").forEach((button) => {
@@ -95,41 +93,6 @@
     if (next) { event.preventDefault(); next.focus(); }
   });
 
-  // -- speech ------------------------------------------------------------------------------------------------------
-
-  function rate() {
-    const field = document.querySelector("#speech-rate input[type=number]");
-    const value = field ? parseFloat(field.value) : 1;
-    return Number.isFinite(value) ? Math.min(2, Math.max(0.5, value)) : 1;
-  }
-
-  const speech = {
-    last: "",
-    say(text) {
-      if (!text || !("speechSynthesis" in window)) { return; }
-      window.speechSynthesis.cancel();
-      const utterance = new SpeechSynthesisUtterance(text);
-      utterance.rate = rate();
-      window.speechSynthesis.speak(utterance);
-    },
-    read(text) { speech.last = text; speech.say(text); },
-    repeat() { speech.say(speech.last); },
-    stop() { if ("speechSynthesis" in window) { window.speechSynthesis.cancel(); } },
-  };
-  window.pageSpeech = speech;
-
-  let liveCaption = "";
-  function followLiveCaption() {
-    const box = document.querySelector("#live-caption textarea");
-    const text = box ? box.value.trim() : "";
-    if (!text || text === liveCaption || text === WAITING) { return; }
-    liveCaption = text;
-    const region = document.querySelector("#live-announcer");
-    if (region) { region.textContent = text; }
-    const wanted = document.querySelector("#speak-live input[type=checkbox]");
-    if (wanted && wanted.checked) { speech.say(text); }
-  }
-
   let pending = false;
   new MutationObserver(() => {
     if (pending) { return; }
@@ -137,6 +100,4 @@
     requestAnimationFrame(() => { pending = false; nameControls(); });
   }).observe(document.body, { childList: true, subtree: true });
   nameControls();
-  // Gradio sets the caption box's value without an event; a new sentence is looked for twice a second.
-  setInterval(followLiveCaption, 500);
 }
