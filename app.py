@@ -28,6 +28,7 @@ from typing import Any
 import gradio as gr
 
 from pipeline.options import OPTIONS, describe_options
+from pipeline.page_html import EMPTY_CAPTION, EMPTY_OBJECTS
 from pipeline.server import build_service, parse_args, setup_notes
 from pipeline.serving import RequestError, limit_malloc_arenas
 from pipeline.session import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED, Analysis, Service
@@ -37,6 +38,9 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
 PAGE_DIR = Path(__file__).resolve().parent / "space" / "page"  # the page's stylesheet and scripts
 CSS = (PAGE_DIR / "page.css").read_text()
 READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
+# Run once on load: the accessibility fixes and highlights, then speech (each file is one arrow function).
+PAGE_JS = "() => {\n" + "".join(f"({(PAGE_DIR / name).read_text()})();\n" for name in ("a11y.js", "speech.js")) + "}"
+SPEECH_JS = "() => {{ window.pageSpeech && window.pageSpeech.{}(); return []; }}"  # .format("stop" or "repeat")
 GREEDY, BEAM = "Greedy (fastest)", "Beam search (4 beams, better wording)"
 VIEWS = ("objects", "semantic", "panoptic")
 TABLE_HEADERS = ["object", "score", "pixels", "%"]
@@ -67,7 +71,8 @@ def page_views(service: Service, analysis: Analysis | None, threshold, opacity, 
     """Everything the photo tab shows, from a kept analysis (:meth:`Service.page`); no model runs here."""
     shown = service.page(analysis, threshold=threshold, opacity=opacity, views=views, note=note)
     pictures = [gr.update(value=shown["pictures"].get(view), visible=view in views) for view in VIEWS]
-    return (shown["caption"], shown["objects"], *pictures, shown["table"], shown["timings"], shown["download"])
+    words = [shown[key] for key in ("caption", "grounded", "description", "objects", "objects_list")]
+    return (*words, *pictures, shown["table"], shown["timings"], shown["download"])
 
 
 @for_clients
@@ -133,7 +138,7 @@ def build_demo(
     with gr.Blocks(title="Describe and outline", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(
             "# Describe and outline\nGive a photo: the app says in one sentence what it shows and outlines "
-            "every object in it. The **Read aloud** button speaks the description."
+            "every object in it. **Read aloud** speaks what it shows and where; Tab reaches every control."
         )
         notes = setup_notes(models)
         if notes:
@@ -190,10 +195,22 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
                 interactive=False,
                 elem_id="caption",
                 buttons=["copy"],
-                placeholder="The description appears here.",
+                placeholder="The caption appears here.",
+            )
+            # Hovering or focusing a marked word outlines its objects (space/page/a11y.js; pipeline/page_html.py).
+            parts["grounded"] = gr.HTML(EMPTY_CAPTION, elem_id="grounded-caption")
+            parts["description"] = gr.Textbox(
+                label="What is where", lines=2, max_lines=12, interactive=False, elem_id="description"
             )
             parts["objects"] = gr.Textbox(label="Objects found", interactive=False, elem_id="objects-summary")
-            parts["read"] = gr.Button("Read aloud", elem_id="read-aloud")
+            parts["objects_list"] = gr.HTML(EMPTY_OBJECTS, label="Objects, one by one", elem_id="objects-list")
+            with gr.Row(elem_id="speech-controls"):
+                parts["read"] = gr.Button("Read aloud", elem_id="read-aloud", min_width=120)
+                parts["stop"] = gr.Button("Stop reading", elem_id="stop-reading", size="md", min_width=100)
+                parts["repeat"] = gr.Button("Repeat", elem_id="repeat-reading", size="md", min_width=100)
+            parts["rate"] = gr.Slider(
+                0.5, 2, 1, step=0.05, label="Speech rate", elem_id="speech-rate", interactive=True
+            )
             for kind, chosen in (("captioner", captioner), ("segmenter", segmenter)):
                 parts[kind] = gr.Dropdown(service.menu(kind), value=chosen, label=kind.capitalize(), elem_id=kind)
                 parts[f"{kind}_note"] = gr.Markdown(service.model_note(kind, chosen), elem_id=f"{kind}-note")
@@ -257,6 +274,9 @@ def _live_tab() -> _Parts:
         parts["caption"] = gr.Textbox(
             label="What the camera shows", lines=2, max_lines=6, interactive=False, elem_id="live-caption"
         )
+        parts["speak"] = gr.Checkbox(False, label="Speak each new caption", elem_id="speak-live", interactive=True)
+        # A screen reader hears each new caption once (space/page/a11y.js mirrors the box here), not every frame.
+        gr.HTML('<p id="live-announcer" class="visually-hidden" aria-live="polite"></p>', elem_id="live-region")
         parts["stats"] = gr.Markdown("Waiting for the camera…", elem_id="live-stats")
     return parts
 
@@ -293,27 +313,10 @@ def _compare_tab(captioners: list[str], chosen: str | None) -> _Parts:
 
 
 def _wire_photo(service: Service, page: _Parts, state: gr.State) -> None:
-    inputs = [
-        page.image,
-        page.captioner,
-        page.segmenter,
-        page.threshold,
-        page.opacity,
-        page.views,
-        page.decoding,
-        page.length,
-        state,
-    ]
-    outputs = [
-        page.caption,
-        page.objects,
-        page.annotated,
-        page.semantic,
-        page.panoptic,
-        page.table,
-        page.timings,
-        page.json,
-    ]
+    settings = ("image", "captioner", "segmenter", "threshold", "opacity", "views", "decoding", "length")
+    inputs = [*(page[name] for name in settings), state]
+    shown = ("caption", "grounded", "description", "objects", "objects_list", "annotated", "semantic", "panoptic")
+    outputs = [page[name] for name in (*shown, "table", "timings", "json")]
     # Progress (and, on failure, the error badge) shows on the caption only; the message is a notice at the top.
     run = {
         "api_visibility": "private",
@@ -358,7 +361,10 @@ def _wire_photo(service: Service, page: _Parts, state: gr.State) -> None:
             show_progress="minimal",
         )
     timer.tick(**notes)
-    page.read.click(None, [page.caption, page.objects], None, js=READ_ALOUD_JS, api_visibility="private")
+    read = [page.caption, page.description, page.objects]
+    page.read.click(None, read, None, js=READ_ALOUD_JS, api_visibility="private")
+    for button in ("stop", "repeat"):
+        page[button].click(None, None, None, js=SPEECH_JS.format(button), api_visibility="private")
 
 
 def _wire_live(service: Service, page: _Parts, live: _Parts, time_limit: int) -> None:
@@ -442,8 +448,9 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
 
 
 def launch_options(args: argparse.Namespace | None = None) -> dict[str, Any]:
-    """``demo.launch`` keyword arguments: Gradio 6 takes the theme and css here, not in ``Blocks``."""
-    options: dict[str, Any] = {"theme": THEME, "css": CSS, "max_file_size": "25mb", "footer_links": ["api"]}
+    """``demo.launch`` keyword arguments: Gradio 6 takes the theme, css and page script here, not in ``Blocks``."""
+    options: dict[str, Any] = {"theme": THEME, "css": CSS, "js": PAGE_JS, "max_file_size": "25mb"}
+    options["footer_links"] = ["api"]
     if args is not None:
         options.update(server_name=args.host, server_port=args.port)
     return options

@@ -31,6 +31,7 @@ from .describe import locate_objects
 from .jsonform import to_json
 from .kernels import limit_intraop_threads
 from .options import OptionError, check_options
+from .page_html import EMPTY_CAPTION, EMPTY_OBJECTS, grounded_caption_html, objects_list_html
 from .panoptic import with_threshold
 from .render import describe_objects, draw_instances, draw_panoptic, draw_semantic, objects_table
 from .serving import ModelMenus, OutputFiles, RequestError, image_from_payload, lower_thread_priority
@@ -214,11 +215,16 @@ class Service:
     def page(
         self, analysis: Analysis | None, *, threshold: float, opacity: float, views: Sequence[str], note: str = ""
     ) -> dict[str, Any]:
-        """What the photo tab shows of a kept analysis at display settings: ``caption``, ``objects`` (a sentence),
-        ``pictures`` (``{view: path}`` for ``objects``, ``semantic``, ``panoptic`` as asked), ``table`` (rows),
-        ``timings`` (Markdown) and ``download`` (the JSON file's path). No model runs."""
+        """What the photo tab shows of a kept analysis at display settings: ``caption``, ``description`` (what is
+        where), ``grounded`` (the caption as HTML, its object words marked), ``objects`` (a sentence),
+        ``objects_list`` (HTML, one item per object), ``pictures`` (``{view: path}`` for ``objects``, ``semantic``,
+        ``panoptic`` as asked), ``table`` (rows), ``timings`` (Markdown) and ``download`` (the JSON file's path). No
+        model runs (:mod:`pipeline.page_html` writes the HTML)."""
         if analysis is None:
-            return {"caption": "", "objects": "", "pictures": {}, "table": [], "timings": "", "download": None}
+            return {
+                "caption": "", "description": "", "grounded": EMPTY_CAPTION, "objects": "",
+                "objects_list": EMPTY_OBJECTS, "pictures": {}, "table": [], "timings": "", "download": None,
+            }  # fmt: skip
         tick = time.perf_counter()
         result = analysis.result(threshold)
         picture, instances = analysis.picture, result["instances"]
@@ -244,7 +250,10 @@ class Service:
         )
         return {
             "caption": result["caption"],
+            "description": result["description"],
+            "grounded": grounded_caption_html(result["caption"], result["grounding"], instances, analysis.size),
             "objects": describe_objects(instances),
+            "objects_list": objects_list_html(instances, analysis.size),
             "pictures": pictures,
             "table": objects_table(instances, analysis.size),
             "timings": timings,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 # Never wait on a hub from a test: a missing model must fail at once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,6 +13,9 @@ import pytest
 import torch
 from gradio_client import Client
 from helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
     draw_shapes,
     registered_test_models,
     save_tiny_blip,
@@ -119,3 +124,20 @@ def server(app_models):
 @pytest.fixture(scope="module")
 def client(server):
     return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium under Playwright, one per test module that asks (test_browser.py, test_accessibility.py)."""
+    # The browser tests are part of the suite: a missing browser is a failed setup, never a silent skip.
+    from playwright import sync_api
+
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is not installed: apt-get install chromium (see README)")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

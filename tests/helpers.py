@@ -157,6 +157,64 @@ def serve(
     return demo, url
 
 
+# -- the app in a real browser (test_browser.py, test_accessibility.py) ---------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+RESULT_TIMEOUT_MS = 90_000
+
+
+def open_page(browser, url, width=1280, height=800, init_script: str | None = None):
+    context = browser.new_context(viewport={"width": width, "height": height}, permissions=["camera"])
+    if init_script:
+        context.add_init_script(init_script)
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#image-in")
+    return page
+
+
+def upload(page, path: Path) -> None:
+    page.set_input_files("#image-in input[type=file]", str(path))
+
+
+def wait_for_caption(page, previous: str = "") -> str:
+    page.wait_for_function(
+        "(previous) => { const box = document.querySelector('#caption textarea');"
+        " return box && box.value.length > 0 && box.value !== previous; }",
+        arg=previous,
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    return page.input_value("#caption textarea")
+
+
+def wait_for_picture(page, selector: str = "#annotated img", timeout: float = RESULT_TIMEOUT_MS) -> None:
+    """Wait until a result picture is in the page, scrolled to and shown (below the fold on a phone, a lazy image
+    has no size until it is scrolled near)."""
+    page.wait_for_selector(selector, state="attached", timeout=timeout)
+    page.eval_on_selector(selector, "element => element.scrollIntoView({block: 'center'})")
+    page.wait_for_function(
+        "(selector) => { const image = document.querySelector(selector);"
+        " return image && image.complete && image.naturalWidth > 0; }",
+        arg=selector,
+        timeout=timeout,
+    )
+
+
+def page_width(page) -> int:
+    return page.evaluate("() => document.documentElement.scrollWidth")
+
+
 def install_hub_stand_in(cache_dir: str | Path, repo_id: str, model_dir: str | Path) -> Path:
     """Put a local ``save_pretrained`` directory in a Hugging Face cache under ``repo_id``, the way a download would
     leave it (``refs/main`` naming a snapshot), so that the real hub loading path finds it offline.

@@ -7,32 +7,27 @@ Run alone with ``pytest -m browser``; skipped when chromium or Playwright is mis
 from __future__ import annotations
 
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
-from helpers import EXAMPLES, registered_test_models, serve
+from helpers import (
+    EXAMPLES,
+    RESULT_TIMEOUT_MS,
+    SCREENSHOTS,
+    open_page,
+    page_width,
+    registered_test_models,
+    serve,
+    upload,
+    wait_for_caption,
+    wait_for_picture,
+)
 from PIL import Image
 
 from pipeline import load_captioner
 from pipeline.render import caption_sentence
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-RESULT_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
@@ -50,54 +45,12 @@ def url(browser_models):
         demo.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    # The browser tests are part of the suite: a missing browser is a failed setup, never a silent skip.
-    from playwright import sync_api
-
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("Debian's chromium is not installed: apt-get install chromium (see README)")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def open_page(browser, url, width=1280, height=800):
-    context = browser.new_context(viewport={"width": width, "height": height}, permissions=["camera"])
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_selector("#image-in")
-    return page
-
-
-def upload(page, path: Path) -> None:
-    page.set_input_files("#image-in input[type=file]", str(path))
-
-
-def wait_for_caption(page, previous: str = "") -> str:
-    page.wait_for_function(
-        "(previous) => { const box = document.querySelector('#caption textarea');"
-        " return box && box.value.length > 0 && box.value !== previous; }",
-        arg=previous,
-        timeout=RESULT_TIMEOUT_MS,
-    )
-    return page.input_value("#caption textarea")
-
-
-def page_width(page) -> int:
-    return page.evaluate("() => document.documentElement.scrollWidth")
-
-
 def test_upload_shows_the_caption_the_objects_and_reads_aloud(browser, url, browser_models):
     page = open_page(browser, url)
     photo = EXAMPLES / "cat.jpg"
     upload(page, photo)
     caption = wait_for_caption(page)
-    page.wait_for_selector("#annotated img", timeout=RESULT_TIMEOUT_MS)
+    wait_for_picture(page)
     page.wait_for_function(
         "() => document.querySelector('#objects-summary textarea').value.includes('circle')",
         timeout=RESULT_TIMEOUT_MS,
@@ -119,7 +72,8 @@ def test_upload_shows_the_caption_the_objects_and_reads_aloud(browser, url, brow
     page.click("#read-aloud")
     page.wait_for_function("() => window.__spoken.length > 0", timeout=10_000)
     spoken = page.evaluate("() => window.__spoken[0]")
-    assert spoken.startswith(caption) and "4 circles" in spoken
+    description = page.input_value("#description textarea")
+    assert spoken == description and description.startswith(caption) and "circle" in description
     page.screenshot(path=str(SCREENSHOTS / "photo-desktop-1280x800.png"), full_page=True)
     page.screenshot(path=str(SCREENSHOTS / "photo-desktop-first-screen.png"))
     page.context.close()
@@ -129,7 +83,7 @@ def test_phone_width_fits_and_stays_legible(browser, url):
     page = open_page(browser, url, width=390, height=844)
     upload(page, EXAMPLES / "coffee.jpg")
     wait_for_caption(page)
-    page.wait_for_selector("#annotated img", timeout=RESULT_TIMEOUT_MS)
+    wait_for_picture(page)
     time.sleep(0.5)  # let images lay out
     assert page_width(page) <= 390, "the page scrolls sideways on a phone"
     assert float(page.eval_on_selector("#caption textarea", "e => parseFloat(getComputedStyle(e).fontSize)")) >= 20
@@ -203,7 +157,7 @@ def test_a_bad_file_shows_a_message_and_the_next_upload_works(browser, url, tmp_
     page.screenshot(path=str(SCREENSHOTS / "bad-file-error.png"))
     upload(page, EXAMPLES / "astronaut.jpg")
     assert wait_for_caption(page)
-    page.wait_for_selector("#annotated img", timeout=RESULT_TIMEOUT_MS)
+    wait_for_picture(page)
     page.context.close()
 
 

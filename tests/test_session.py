@@ -9,6 +9,7 @@ from PIL import Image
 
 from pipeline import from_json, load_captioner, load_segmenter
 from pipeline.cache import ModelCache
+from pipeline.page_html import EMPTY_CAPTION, EMPTY_OBJECTS, grounded_caption_html
 from pipeline.panoptic import with_threshold
 from pipeline.serving import ModelMenus, RequestError
 from pipeline.session import DISPLAY_SIDE, Service
@@ -67,6 +68,13 @@ def test_a_kept_analysis_holds_a_display_picture_and_compact_masks(service, tmp_
     assert shown["description"].startswith(shown["caption"])
     page = service.page(analysis, threshold=0.5, opacity=0.5, views=["objects", "panoptic"])
     assert set(page["pictures"]) == {"objects", "panoptic"}
+    # The words the page shows: the description, the caption with its object words marked, one item per object.
+    assert page["description"] == shown["description"]
+    assert page["grounded"] == grounded_caption_html(shown["caption"], shown["grounding"], shown["instances"],
+                                                     analysis.size)  # fmt: skip
+    assert page["objects_list"].count("<li ") == len(shown["instances"])
+    empty = service.page(None, threshold=0.5, opacity=0.5, views=["objects"])
+    assert empty["grounded"] == EMPTY_CAPTION and empty["objects_list"] == EMPTY_OBJECTS and not empty["description"]
     assert max(Image.open(page["pictures"]["objects"]).size) == DISPLAY_SIDE
 
 

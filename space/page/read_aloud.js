@@ -1,10 +1,7 @@
-// Speak the caption (and the list of objects) with the browser's own speech synthesis; nothing leaves the page.
-(caption, objects) => {
-  const text = [caption, objects ? "Objects: " + objects + "." : ""].join(" ").trim();
-  if (!text || !("speechSynthesis" in window)) { return []; }
-  window.speechSynthesis.cancel();
-  const utterance = new SpeechSynthesisUtterance(text);
-  utterance.rate = 0.95;
-  window.speechSynthesis.speak(utterance);
+// Speak the description (the caption, then what is where) with the browser's own speech synthesis, at the rate the
+// page's slider sets (a11y.js); nothing leaves the page. Without a description, the caption and the objects found.
+(caption, description, objects) => {
+  const text = (description || [caption, objects ? "Objects: " + objects + "." : ""].join(" ")).trim();
+  if (window.pageSpeech) { window.pageSpeech.read(text); }
   return [];
 }

@@ -1,0 +1,246 @@
+"""The app for people who use a keyboard or a screen reader, in a real browser: axe-core's checks over the photo tab
+(after an analysis, at desktop and phone widths) and the live tab, the accessibility tree, a keyboard-only path,
+and the grounded caption's highlight over the picture.
+
+axe-core comes bundled in ``axe-playwright-python``; each axe run prints its counts by impact and by rule, so that
+``pytest -s`` shows what is left (minor and moderate findings are reported, serious and critical ones fail).
+Run alone with ``pytest -m browser tests/test_accessibility.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+from helpers import (
+    EXAMPLES,
+    RESULT_TIMEOUT_MS,
+    SCREENSHOTS,
+    TEST_CAPTIONER,
+    TEST_SEGMENTERS,
+    open_page,
+    serve,
+    upload,
+    wait_for_caption,
+    wait_for_picture,
+)
+
+pytestmark = pytest.mark.browser
+
+#: Impacts that fail a test; axe's others are "moderate" and "minor".
+BLOCKING = ("serious", "critical")
+#: Wraps the browser's own speech synthesis (the real API, still called) to record what the page asks it to say.
+RECORD_SPEECH = """
+window.__spoken = []; window.__cancelled = 0;
+const synthesis = window.speechSynthesis;
+const speak = synthesis.speak.bind(synthesis), cancel = synthesis.cancel.bind(synthesis);
+synthesis.speak = (utterance) => {
+  window.__spoken.push({text: utterance.text, rate: utterance.rate}); speak(utterance);
+};
+synthesis.cancel = () => { window.__cancelled += 1; cancel(); };
+"""
+
+
+@pytest.fixture(scope="module")
+def server(app_models):
+    """The app on the offline shapes models first (their captions name the shapes they find), the test models after."""
+    demo, url = serve(captioners=("shapes", TEST_CAPTIONER), segmenters=("shapes", *TEST_SEGMENTERS))
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core's violations on the page as it is now (all of axe's default rules)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    return Axe().run(page).response["violations"]
+
+
+def axe_counts(violations: list[dict]) -> tuple[Counter, Counter]:
+    """Failing elements by impact and by ``rule (impact)``."""
+    by_impact, by_rule = Counter(), Counter()
+    for violation in violations:
+        by_impact[violation["impact"]] += len(violation["nodes"])
+        by_rule[f"{violation['id']} ({violation['impact']})"] += len(violation["nodes"])
+    return by_impact, by_rule
+
+
+def check_axe(page, where: str) -> None:
+    violations = axe_violations(page)
+    by_impact, by_rule = axe_counts(violations)
+    print(f"\naxe-core, {where}: by impact {dict(by_impact)}; by rule {dict(by_rule)}")
+    blocking = [
+        f"{v['id']} ({v['impact']}): {v['help']} -> {[node['target'] for node in v['nodes']]}"
+        for v in violations
+        if v["impact"] in BLOCKING
+    ]
+    assert not blocking, "\n".join(blocking)
+
+
+def analyzed_page(browser, server, width: int = 1280, height: int = 800):
+    page = open_page(browser, server, width=width, height=height, init_script=RECORD_SPEECH)
+    upload(page, EXAMPLES / "shapes.png")
+    wait_for_caption(page)
+    wait_for_picture(page)
+    page.wait_for_function(
+        "() => document.querySelector('#objects-summary textarea').value.length > 0", timeout=RESULT_TIMEOUT_MS
+    )
+    return page
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
+def test_axe_finds_nothing_serious_on_the_photo_tab(browser, server, width, height):
+    page = analyzed_page(browser, server, width, height)
+    check_axe(page, f"photo tab after an analysis, {width} px")
+    page.context.close()
+
+
+def test_live_tab_passes_axe_and_announces_each_new_caption_once(browser, server):
+    page = open_page(browser, server, init_script=RECORD_SPEECH)
+    page.get_by_role("tab", name="Live camera").click()
+    page.locator("#live-in button", has_text="Click to Access Webcam").wait_for()
+    check_axe(page, "live tab, before the camera starts")
+    page.get_by_role("checkbox", name="Speak each new caption").check()
+    page.locator("#live-in button", has_text="Click to Access Webcam").click()
+    page.locator("#live-in button", has_text="Record").click()
+    page.wait_for_function("() => document.querySelector('#live-caption textarea').value.length > 0", timeout=120_000)
+    region = page.locator("[aria-live=polite]#live-announcer")
+    page.wait_for_function("() => window.__spoken.length > 0", timeout=30_000)
+    caption = page.input_value("#live-caption textarea")
+    assert region.text_content() == caption and page.evaluate("() => window.__spoken[0].text") == caption
+    # Frames keep coming; the same caption is neither spoken nor announced again.
+    processed = lambda: int(re.search(r"(\d+) processed", page.inner_text("#live-stats")).group(1))  # noqa: E731
+    seen = processed()
+    page.wait_for_function(
+        "(seen) => Number(document.querySelector('#live-stats').innerText.match(/(\\d+) processed/)[1]) >= seen + 4",
+        arg=seen,
+        timeout=60_000,
+    )
+    texts = page.evaluate("() => window.__spoken.map(s => s.text)")
+    assert all(before != after for before, after in zip(texts, texts[1:])), texts
+    assert processed() - seen > len(texts) - 1
+    check_axe(page, "live tab, camera streaming")
+    page.locator("#live-in button", has_text="Stop").click()
+    page.context.close()
+
+
+def test_caption_description_and_objects_are_reachable_by_role_and_name(browser, server):
+    page = analyzed_page(browser, server)
+    caption = page.get_by_role("textbox", name="What the photo shows")
+    description = page.get_by_role("textbox", name="What is where")
+    objects = page.get_by_role("list", name=re.compile(r"^Objects found, in reading order: \d+ objects?$"))
+    assert description.input_value().startswith(caption.input_value())
+    assert re.search(r"\d+ (triangle|circle|square)", description.input_value())
+    items = objects.get_by_role("listitem")
+    assert items.count() >= 1
+    snapshot = page.locator("#objects-list").aria_snapshot()
+    print("\n" + snapshot)
+    assert re.search(r"- listitem: \"?(triangle|circle|square): (small|medium|large), ", snapshot)
+    group = page.get_by_role("group", name="The caption, its objects marked")
+    words = group.get_by_role("button", name=re.compile(r": \d+ objects? found$"))
+    assert words.count() >= 1, group.aria_snapshot()
+    expect_snapshot = page.locator("#grounded-caption").aria_snapshot()
+    assert re.search(r'button "(triangle|circle|square)\w*[^"]*: \d+ objects? found"', expect_snapshot), (
+        expect_snapshot
+    )
+    page.context.close()
+
+
+def highlights(page) -> list[dict]:
+    return page.evaluate(
+        "() => Array.from(document.querySelectorAll('.object-highlight')).map(e => {"
+        " const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; })"
+    )
+
+
+def inside_picture(page, boxes: list[dict]) -> bool:
+    picture = page.eval_on_selector(
+        "#annotated img", "e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }"
+    )
+    left, top, right, bottom = picture
+    return all(
+        left - 1 <= b["left"] < b["right"] <= right + 1 and top - 1 <= b["top"] < b["bottom"] <= bottom + 1
+        for b in boxes
+    )
+
+
+@pytest.mark.parametrize("how", ["hover", "focus"])
+def test_a_grounded_word_outlines_its_objects_over_the_picture(browser, server, how):
+    page = analyzed_page(browser, server)
+    word = page.locator("#grounded-caption button.grounded-word").first
+    count = len(json.loads(word.get_attribute("data-boxes")))
+    page.locator("#annotated img").scroll_into_view_if_needed()
+    assert highlights(page) == []
+    getattr(word, how)()
+    page.wait_for_function("() => document.querySelectorAll('.object-highlight').length > 0", timeout=5_000)
+    shown = highlights(page)
+    assert len(shown) == count and inside_picture(page, shown)
+    page.screenshot(path=str(SCREENSHOTS / f"grounded-word-{how}.png"))
+    # Leaving the word takes the outline away.
+    if how == "hover":
+        page.mouse.move(1, 1)
+    else:
+        page.keyboard.press("Escape")
+        page.evaluate("() => document.activeElement.blur()")
+    page.wait_for_function("() => document.querySelectorAll('.object-highlight').length === 0", timeout=5_000)
+    page.context.close()
+
+
+def tab_to(page, where: str, presses: int = 120) -> None:
+    """Press Tab until the focused element matches the CSS selector ``where`` (at most ``presses`` times)."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("(where) => !!document.activeElement && document.activeElement.matches(where)", where):
+            return
+    raise AssertionError(f"Tab never reached {where}")
+
+
+def test_keyboard_only_analyze_objects_and_read_aloud(browser, server):
+    page = open_page(browser, server, init_script=RECORD_SPEECH)
+    upload(page, EXAMPLES / "shapes.png")  # choosing the file is the system's dialog; everything after is keys
+    first = wait_for_caption(page)
+    page.wait_for_function("() => document.querySelectorAll('#objects-list li').length > 0", timeout=RESULT_TIMEOUT_MS)
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    tab_to(page, "#analyze")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#timings').innerText.includes('reused')", timeout=RESULT_TIMEOUT_MS
+    )
+    assert page.input_value("#caption textarea") == first
+    tab_to(page, "#objects-list li")
+    items = page.locator("#objects-list li")
+    visited = [page.evaluate("() => document.activeElement.innerText")]
+    page.wait_for_function("() => document.querySelectorAll('.object-highlight').length === 1", timeout=5_000)
+    for _ in range(items.count() - 1):
+        page.keyboard.press("ArrowDown")
+        visited.append(page.evaluate("() => document.activeElement.innerText"))
+    assert visited == items.all_inner_texts()
+    page.keyboard.press("Home")
+    assert page.evaluate("() => document.activeElement.innerText") == visited[0]
+    tab_to(page, "#read-aloud")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.__spoken.length === 1", timeout=10_000)
+    spoken = page.evaluate("() => window.__spoken[0]")
+    assert spoken == {"text": page.input_value("#description textarea"), "rate": 1}
+    # Stop and Repeat, then the rate: each reached with Tab.
+    tab_to(page, "#stop-reading")
+    cancelled = page.evaluate("() => window.__cancelled")
+    page.keyboard.press("Enter")
+    page.wait_for_function("(before) => window.__cancelled > before", arg=cancelled, timeout=10_000)
+    tab_to(page, "#repeat-reading")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.__spoken.length === 2", timeout=10_000)
+    tab_to(page, "#speech-rate input")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("1.5")
+    page.keyboard.press("Enter")
+    page.locator("#repeat-reading").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.__spoken.length === 3", timeout=10_000)
+    assert page.evaluate("() => window.__spoken.map(s => s.text)") == [spoken["text"]] * 3
+    assert page.evaluate("() => window.__spoken[2].rate") == 1.5
+    page.context.close()
