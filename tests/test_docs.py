@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import socket
@@ -244,14 +245,17 @@ def run_on_ray_head(space: Workspace, command: Command) -> None:
     """`--ray-address auto` joins a running Ray: a head started here on 127.0.0.1 (`ray start --head --block`), found
     through RAY_ADDRESS as on a cluster, and stopped by stopping that one process."""
     port = free_port()
+    # Ray 2.60 turns token authentication on when it finds a token (~/.ray/auth_token): give the head and the job
+    # one token of their own, as a cluster's nodes and drivers share one, whatever this machine has saved.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     head = subprocess.Popen(
         ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
          "--include-dashboard", "false", "--disable-usage-stats"],
-        cwd=space.root, env=space.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=space.root, env={**space.env, **auth}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
         env, argv = _split_env(command.text)
-        space.run(argv, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"})
+        space.run(argv, env={**env, **auth, "RAY_ADDRESS": f"127.0.0.1:{port}"})
     finally:
         head.terminate()
         head.wait(timeout=120)
