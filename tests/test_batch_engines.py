@@ -48,8 +48,11 @@ def one_process_run(split, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    import ray
+
+    # address="local": always a new instance of this test's own, never a Ray some other command left running
+    # (a bare ray.init() joins the one /tmp/ray/ray_current_cluster names, if it still answers)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield ray
     ray.shutdown()
 
