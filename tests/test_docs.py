@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -248,9 +249,12 @@ def run_on_ray_head(space: Workspace, command: Command) -> None:
     # Ray 2.60 turns token authentication on when it finds a token (~/.ray/auth_token): give the head and the job
     # one token of their own, as a cluster's nodes and drivers share one, whatever this machine has saved.
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    # Its session files (and the ray_current_cluster note that a bare ray.init() reads) go to a folder of its own,
+    # short enough for Ray's socket paths, removed with it: a stopped head leaves nothing in /tmp/ray.
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     head = subprocess.Popen(
         ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-         "--include-dashboard", "false", "--disable-usage-stats"],
+         "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp_dir],
         cwd=space.root, env={**space.env, **auth}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -259,6 +263,7 @@ def run_on_ray_head(space: Workspace, command: Command) -> None:
     finally:
         head.terminate()
         head.wait(timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def run_python(space: Workspace, command: Command) -> None:

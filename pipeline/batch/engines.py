@@ -179,7 +179,9 @@ def run_ray(
 
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        # No address: a Ray of this job's own ("local"), not whatever cluster /tmp/ray/ray_current_cluster last
+        # named (a bare ray.init() joins that one, and fails when it was killed without `ray stop`).
+        ray.init(address=address or "local", logging_level="WARNING", log_to_driver=False)
     on_ready()
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False  # the job's own bar counts images
