@@ -16,8 +16,6 @@ from helpers import (
     SCREENSHOTS,
     open_page,
     page_width,
-    registered_test_models,
-    serve,
     upload,
     wait_for_caption,
     wait_for_picture,
@@ -31,21 +29,12 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def browser_models(tiny_blip_dir, tmp_path_factory):
-    with registered_test_models(tiny_blip_dir, tmp_path_factory.mktemp("browser-models")) as directories:
-        yield directories
+def url(server):
+    """The app of conftest's ``server`` fixture (the test models, on 127.0.0.1), by the name these tests use."""
+    return server
 
 
-@pytest.fixture(scope="module")
-def url(browser_models):
-    demo, address = serve()
-    try:
-        yield address
-    finally:
-        demo.close()
-
-
-def test_upload_shows_the_caption_the_objects_and_reads_aloud(browser, url, browser_models):
+def test_upload_shows_the_caption_the_objects_and_reads_aloud(browser, url, app_models):
     page = open_page(browser, url)
     photo = EXAMPLES / "cat.jpg"
     upload(page, photo)
@@ -55,7 +44,7 @@ def test_upload_shows_the_caption_the_objects_and_reads_aloud(browser, url, brow
         "() => document.querySelector('#objects-summary textarea').value.includes('circle')",
         timeout=RESULT_TIMEOUT_MS,
     )
-    expected = load_captioner(browser_models["captioner"], device="cpu")(Image.open(photo))["caption"]
+    expected = load_captioner(app_models["captioner"], device="cpu")(Image.open(photo))["caption"]
     assert caption == caption_sentence(expected)
     assert page.input_value("#objects-summary textarea") == "4 circles"
     assert page.locator("#objects-table").inner_text().count("circle") == 4
@@ -184,7 +173,7 @@ def test_live_tab_streams_frames_from_the_camera(browser, url):
     page.context.close()
 
 
-def test_the_compare_tab_captions_one_photo_with_each_chosen_captioner(browser, url, browser_models):
+def test_the_compare_tab_captions_one_photo_with_each_chosen_captioner(browser, url, app_models):
     page = open_page(browser, url)
     page.get_by_role("tab", name="Compare").click()
     photo = EXAMPLES / "cat.jpg"
@@ -197,7 +186,7 @@ def test_the_compare_tab_captions_one_photo_with_each_chosen_captioner(browser, 
         "() => document.querySelector('#compare-table').innerText.includes('blip-base')", timeout=RESULT_TIMEOUT_MS
     )
     table = page.inner_text("#compare-table")
-    expected = load_captioner(browser_models["captioner"], device="cpu")(Image.open(photo))["caption"]
+    expected = load_captioner(app_models["captioner"], device="cpu")(Image.open(photo))["caption"]
     assert "test-tiny" in table and caption_sentence(expected) in table
     # blip-base cannot be loaded here: its row says so, in words and without a server path.
     assert "error:" in table and "/" not in table.split("blip-base", 1)[1].split("\n")[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import EXAMPLES, TEST_CAPTIONER, draw_shapes, registered_test_models
+from helpers import EXAMPLES, TEST_CAPTIONER, draw_shapes
 from PIL import Image
 
 from pipeline import from_json, load_captioner, load_segmenter
@@ -19,9 +19,8 @@ CIRCLES, SQUARES = "test-circles", "test-squares"
 
 
 @pytest.fixture(scope="module")
-def models(tiny_blip_dir, tmp_path_factory):
-    with registered_test_models(tiny_blip_dir, tmp_path_factory.mktemp("session-models")) as directories:
-        yield directories
+def models(app_models):
+    return app_models
 
 
 @pytest.fixture(scope="module")
