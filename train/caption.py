@@ -57,7 +57,6 @@ jitter, float16 storage.
 from __future__ import annotations
 
 import argparse
-import copy
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,12 +73,11 @@ from pipeline.evaluation import CAPTION_METRICS, GENDER_METRICS, caption_metrics
 from train.common import (
     EpochSeeded,
     add_common_arguments,
-    build_accelerator,
     check_common_arguments,
+    finish_run,
     fit,
-    plot_history,
     present_images,
-    write_json,
+    start_run,
 )
 
 
@@ -314,7 +312,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--max_length", type=int, default=40, help="longest training caption in tokens (default 40)")
     model.add_argument("--max_new_tokens", type=int, default=30, help="longest generated caption in evaluation")
     model.add_argument("--num_beams", type=int, default=1, help="beam width in evaluation (default 1, greedy)")
-    model.add_argument("--save_float16", action="store_true", help="store the final weights as float16 (half size)")
     model.add_argument("--no_meteor", action="store_true", help="leave METEOR out of the evaluation (it needs Java)")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
@@ -430,14 +427,7 @@ def evaluate(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = build_accelerator(args, output_dir)
-    from accelerate.utils import set_seed
-
-    set_seed(args.seed)
+    accelerator, output_dir = start_run(args)
 
     # -- data
     try:
@@ -505,18 +495,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     )
 
     # -- the model the catalog loads, and the record of the run
-    if accelerator.is_main_process:
-        final = copy.deepcopy(accelerator.unwrap_model(model)).cpu()
-        if args.save_float16:
-            final = final.half()
+    def save(final: torch.nn.Module) -> None:
         final.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         for weights in output_dir.glob("*.safetensors"):  # written owner-only; every other output is 0644
             make_readable(weights)
-        write_json(output_dir / "history.json", progress["history"])
-        write_json(output_dir / "metrics.json", metrics)
-        plot_history(progress["history"], output_dir / "history.png", CAPTION_METRICS + GENDER_METRICS[1:])
-    accelerator.end_training()
+
+    finish_run(accelerator, args, model, progress, metrics, save=save, plotted=CAPTION_METRICS + GENDER_METRICS[1:])
     return metrics
 
 

@@ -1,8 +1,10 @@
-"""Shared by both training scripts: the training loop, checkpoints and resuming, the schedule, the loss check."""
+"""Shared by both training scripts: start-up, the training loop, checkpoints and resuming, the schedule, the loss
+check, and the final save with the record of the run."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -20,6 +22,52 @@ CHECKPOINTS = "checkpoints"
 PROGRESS = "progress.json"
 SCHEDULES = ("cosine", "linear", "constant_with_warmup")
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def start_run(args: Any) -> tuple[Any, Path]:
+    """What both scripts do first: the CPU threads, the output folder, the ``Accelerator`` and the seed.
+
+    Returns:
+        tuple ``(accelerator, output_dir)``.
+    """
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = build_accelerator(args, output_dir)
+    from accelerate.utils import set_seed
+
+    set_seed(args.seed)
+    return accelerator, output_dir
+
+
+def finish_run(
+    accelerator: Any,
+    args: Any,
+    model: torch.nn.Module,
+    progress: dict[str, Any],
+    metrics: dict[str, float],
+    *,
+    save: Callable[[torch.nn.Module], None],
+    plotted: Sequence[str],
+) -> None:
+    """What both scripts do last: on the main process, the final model (a CPU copy, float16 with
+    ``--save_float16``) handed to ``save``, with ``history.json``, ``metrics.json`` and ``history.png`` beside it in
+    ``--output_dir``; then the trackers end.
+
+    Args:
+        save (Callable): writes the final model in the format its loader reads (``save_pretrained``,
+            :func:`pipeline.checkpoints.save_segmenter`).
+        plotted (Sequence[str]): the metrics drawn by epoch in ``history.png``.
+    """
+    if accelerator.is_main_process:
+        final = copy.deepcopy(accelerator.unwrap_model(model)).cpu()
+        save(final.half() if args.save_float16 else final)
+        output_dir = Path(args.output_dir)
+        write_json(output_dir / "history.json", progress["history"])
+        write_json(output_dir / "metrics.json", metrics)
+        plot_history(progress["history"], output_dir / "history.png", tuple(plotted))
+    accelerator.end_training()
 
 
 def build_accelerator(args: Any, project_dir: str | os.PathLike) -> Any:
@@ -64,6 +112,7 @@ def add_common_arguments(parser: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of weights, order and augmentation")
     parser.add_argument("--num_workers", type=int, default=0, help="data loader worker processes (default 0)")
     parser.add_argument("--torch_threads", type=int, default=None, help="torch.set_num_threads on the CPU")
+    parser.add_argument("--save_float16", action="store_true", help="store the final weights as float16 (half size)")
     parser.add_argument(
         "--checkpointing_steps",
         type=int,

@@ -30,7 +30,6 @@ of 8 images, float16 storage (under 4 MB).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,12 +48,11 @@ from pipeline.hub import ModelUnavailableError, require_torchvision_weights
 from train.common import (
     EpochSeeded,
     add_common_arguments,
-    build_accelerator,
     check_common_arguments,
+    finish_run,
     fit,
-    plot_history,
     present_images,
-    write_json,
+    start_run,
 )
 
 INITS = ("coco", "scratch")
@@ -164,7 +162,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="{}",
         help="JSON of MaskRCNN / build_maskrcnn settings saved with the model, e.g. '{\"min_size\": 512}'",
     )
-    model.add_argument("--save_float16", action="store_true", help="store the final weights as float16 (half size)")
     model.add_argument("--eval_threshold", type=float, default=0.0, help="drop detections below this score in eval")
     add_common_arguments(parser)
     parser.set_defaults(learning_rate=1e-4, weight_decay=1e-4, per_device_batch_size=4)
@@ -255,14 +252,7 @@ def evaluate(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = build_accelerator(args, output_dir)
-    from accelerate.utils import set_seed
-
-    set_seed(args.seed)
+    accelerator, output_dir = start_run(args)
 
     # -- data
     try:
@@ -307,10 +297,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     )
 
     # -- the model the catalog loads, and the record of the run
-    if accelerator.is_main_process:
-        final = copy.deepcopy(accelerator.unwrap_model(model)).cpu()
-        if args.save_float16:
-            final = final.half()
+    def save(final: torch.nn.Module) -> None:
         save_segmenter(
             final,
             output_dir,
@@ -320,10 +307,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             model_kwargs=args.model_kwargs,
             extra={"step": progress["step"], "metrics": metrics},
         )
-        write_json(output_dir / "history.json", progress["history"])
-        write_json(output_dir / "metrics.json", metrics)
-        plot_history(progress["history"], output_dir / "history.png", PLOTTED)
-    accelerator.end_training()
+
+    finish_run(accelerator, args, model, progress, metrics, save=save, plotted=PLOTTED)
     return metrics
 
 
