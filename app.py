@@ -4,12 +4,13 @@
     python app.py --host 0.0.0.0 --port 8080 --captioner shapes --segmenter shapes --offline
     python app.py --help                            # every flag; each also has an environment variable
 
-This file is the page's layout and its wiring only. The work is :class:`pipeline.session.Service`'s (gradio-free,
-unit-tested): requests checked against the model menus and the option bounds, models from one cache, both halves at
-once, results and pictures; the handlers below turn its :class:`~pipeline.serving.RequestError` into the page's
-messages. Endpoints for ``gradio_client`` (``Client(url).view_api()`` lists them with types and bounds):
-``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/compare`` and ``/live_frame`` (the live view's per-frame
-work: streaming events cannot be called from ``gradio_client``).
+This file is the page's layout and its wiring only. The work is :class:`pipeline.serve.service.Service`'s
+(gradio-free, unit-tested): requests checked against the model menus and the option bounds, models from one cache,
+both halves at once, results and pictures; the handlers below turn its :class:`~pipeline.serve.intake.RequestError`
+into the page's messages. The page's controls take their bounds from the pipelines' option declarations
+(:mod:`pipeline.serve.options`). Endpoints for ``gradio_client`` (``Client(url).view_api()`` lists them with types
+and bounds): ``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/compare`` and ``/live_frame`` (the live
+view's per-frame work: streaming events cannot be called from ``gradio_client``).
 
 Concurrency: model runs share the ``heavy`` queue (one at a time, in photo worker threads of lowered priority), the
 live stream and ``/live_frame`` have their own queues at the normal priority, and display-only redraws their own, so
@@ -27,12 +28,15 @@ from typing import Any
 
 import gradio as gr
 
-from pipeline.options import OPTIONS, describe_options
-from pipeline.page_html import EMPTY_CAPTION, EMPTY_OBJECTS
-from pipeline.server import build_service, parse_args, setup_notes
-from pipeline.serving import RequestError, limit_malloc_arenas
-from pipeline.session import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED, Analysis, Service
-from pipeline.zerogpu import DEFAULT_DURATION, gpu, on_zerogpu
+from pipeline.serve.config import build_service, parse_args, setup_notes
+from pipeline.serve.endpoints import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
+from pipeline.serve.intake import RequestError
+from pipeline.serve.options import OPTIONS, client_defaults, describe_options
+from pipeline.serve.page_html import EMPTY_CAPTION, EMPTY_OBJECTS
+from pipeline.serve.photo import Analysis
+from pipeline.serve.process import limit_malloc_arenas
+from pipeline.serve.service import Service
+from pipeline.serve.zerogpu import DEFAULT_DURATION, gpu, on_zerogpu
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
 PAGE_DIR = Path(__file__).resolve().parent / "space" / "page"  # the page's stylesheet and scripts
@@ -68,8 +72,8 @@ def caption_options(decoding: str, length: float) -> dict[str, int]:
 
 
 def page_views(service: Service, analysis: Analysis | None, threshold, opacity, views, note: str = "") -> tuple:
-    """Everything the photo tab shows, from a kept analysis (:meth:`Service.page`); no model runs here."""
-    shown = service.page(analysis, threshold=threshold, opacity=opacity, views=views, note=note)
+    """Everything the photo tab shows, from a kept analysis (:meth:`PhotoPage.page`); no model runs here."""
+    shown = service.photos.page(analysis, threshold=threshold, opacity=opacity, views=views, note=note)
     pictures = [gr.update(value=shown["pictures"].get(view), visible=view in views) for view in VIEWS]
     words = [shown[key] for key in ("caption", "grounded", "description", "objects", "objects_list")]
     return (*words, *pictures, shown["table"], shown["timings"], shown["download"])
@@ -79,7 +83,7 @@ def page_views(service: Service, analysis: Analysis | None, threshold, opacity, 
 def analyze_ui(service, payload, captioner, segmenter, threshold, opacity, views, decoding, length, last):
     if payload is None:
         return (*page_views(service, None, threshold, opacity, views), None)
-    analysis = service.photo(
+    analysis = service.photos.photo(
         payload,
         captioner,
         segmenter,
@@ -98,14 +102,14 @@ def rerender_ui(service, threshold, opacity, views, last):
 
 @for_clients
 def live_frame_api(service, frame, captioner, segmenter, threshold, request: gr.Request):
-    return service.live_frame(getattr(request, "session_hash", None), frame, captioner, segmenter, threshold)
+    return service.live.frame(getattr(request, "session_hash", None), frame, captioner, segmenter, threshold)
 
 
 @for_clients
 def live_ui(service, frame, captioner, segmenter, threshold, request: gr.Request):
     if frame is None:
         return None, "", "Waiting for the camera…"
-    picture, caption, stats = service.live_frame(request.session_hash, frame, captioner, segmenter, threshold)
+    picture, caption, stats = service.live.frame(request.session_hash, frame, captioner, segmenter, threshold)
     line = (
         f"**{stats['fps']:.1f} frames/s** · {stats['frames_processed']} processed · "
         f"{stats['frames_dropped']} stale dropped · objects: {stats.get('objects', '…')}"
@@ -115,7 +119,7 @@ def live_ui(service, frame, captioner, segmenter, threshold, request: gr.Request
 
 @for_clients
 def compare_ui(service, payload, captioners, decoding, length):
-    rows = service.compare(payload, captioners, caption_options(decoding, length))
+    rows = service.endpoints.compare(payload, captioners, caption_options(decoding, length))
     return [[row["name"], row["caption"] or f"(error: {row['error']})", round(row["milliseconds"])] for row in rows]
 
 
@@ -133,7 +137,8 @@ def build_demo(
     """The Blocks app over ``service``, starting on ``models`` (:func:`build_service`'s), its queue configured; call
     ``launch(**launch_options())``."""
     bind = functools.partial
-    captioners, segmenters = service.menus.names("captioner"), service.menus.names("segmenter")
+    menus = service.models.menus
+    captioners, segmenters = menus.names("captioner"), menus.names("segmenter")
     default_captioner, default_segmenter = models.get("captioner"), models.get("segmenter")
     with gr.Blocks(title="Describe and outline", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(
@@ -197,7 +202,7 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
                 buttons=["copy"],
                 placeholder="The caption appears here.",
             )
-            # Hovering or focusing a marked word outlines its objects (space/page/a11y.js; pipeline/page_html.py).
+            # Hovering or focusing a marked word outlines its objects (space/page/a11y.js, pipeline/serve/page_html.py)
             parts["grounded"] = gr.HTML(EMPTY_CAPTION, elem_id="grounded-caption")
             parts["description"] = gr.Textbox(
                 label="What is where", lines=2, max_lines=12, interactive=False, elem_id="description"
@@ -212,20 +217,21 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
                 0.5, 2, 1, step=0.05, label="Speech rate", elem_id="speech-rate", interactive=True
             )
             for kind, chosen in (("captioner", captioner), ("segmenter", segmenter)):
-                parts[kind] = gr.Dropdown(service.menu(kind), value=chosen, label=kind.capitalize(), elem_id=kind)
-                parts[f"{kind}_note"] = gr.Markdown(service.model_note(kind, chosen), elem_id=f"{kind}-note")
+                parts[kind] = gr.Dropdown(
+                    service.photos.menu(kind), value=chosen, label=kind.capitalize(), elem_id=kind
+                )
+                parts[f"{kind}_note"] = gr.Markdown(service.photos.model_note(kind, chosen), elem_id=f"{kind}-note")
             with gr.Accordion("Settings", open=False, elem_id="settings"):
-                bounds = OPTIONS["threshold"], OPTIONS["opacity"], OPTIONS["max_new_tokens"]
                 parts["threshold"] = gr.Slider(
-                    0.05,
-                    0.95,
+                    *OPTIONS["threshold"].bounds(bounded=True),
                     value=threshold,
                     step=0.05,
                     label="Score threshold",
                     info="objects below this are hidden",
                 )
+                opacity = OPTIONS["opacity"]
                 parts["opacity"] = gr.Slider(
-                    bounds[1].low, bounds[1].high, value=bounds[1].default, step=0.05, label="Mask opacity"
+                    *opacity.bounds(bounded=True), value=opacity.default, step=0.05, label="Mask opacity"
                 )
                 parts["views"] = gr.CheckboxGroup(
                     [("Objects", "objects"), ("Semantic map", "semantic"), ("Panoptic view", "panoptic")],
@@ -234,8 +240,9 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
                     elem_id="views",
                 )
                 parts["decoding"] = gr.Radio([GREEDY, BEAM], value=GREEDY, label="Caption search", elem_id="decoding")
+                length = OPTIONS["max_new_tokens"]
                 parts["length"] = gr.Slider(
-                    5, bounds[2].high, value=bounds[2].default, step=1, label="Longest caption (tokens)"
+                    *length.bounds(bounded=True), value=length.default, step=1, label="Longest caption (tokens)"
                 )
         with gr.Column(scale=7, min_width=300):
             parts["annotated"] = gr.Image(label="Objects", type="filepath", elem_id="annotated", interactive=False)
@@ -333,9 +340,9 @@ def _wire_photo(service: Service, page: _Parts, state: gr.State) -> None:
 
     def refresh_notes(captioner, segmenter):
         return (
-            service.model_note("captioner", captioner),
-            service.model_note("segmenter", segmenter),
-            gr.Timer(active=service.cache.loading()),
+            service.photos.model_note("captioner", captioner),
+            service.photos.model_note("segmenter", segmenter),
+            gr.Timer(active=service.models.cache.loading()),
         )
 
     notes = {
@@ -379,13 +386,13 @@ def _wire_live(service: Service, page: _Parts, live: _Parts, time_limit: int) ->
         stream_every=0.5,
         time_limit=time_limit,
         concurrency_id="live",
-        concurrency_limit=service.live_sessions,
+        concurrency_limit=service.models.live_sessions,
         show_progress="hidden",
     )
 
 
-#: The endpoints for scripts: (name, Service method, input parameters, outputs, what it does). Option bounds are
-#: added to each description from pipeline.options.
+#: The endpoints for scripts: (name, Endpoints method, input parameters, outputs, what it does, options). Option
+#: bounds are added to each description from the pipelines' declarations (pipeline.serve.options).
 ENDPOINTS = [
     ("caption", "caption", ["image", "captioner"], ["text"], "Caption one image -> the caption", ()),
     ("segment", "segment", ["image", "segmenter", "threshold", "subtask"], ["data"], "Segment one image -> JSON: "
@@ -401,17 +408,20 @@ ENDPOINTS = [
 
 def _api_endpoints(service: Service, captioners, segmenters, captioner, segmenter) -> None:
     """Hidden inputs and outputs that give each endpoint its documented parameters, and the endpoints."""
-    defaults = lambda names: {name: OPTIONS[name].default for name in names}  # noqa: E731
+    threshold, subtask = OPTIONS["threshold"], OPTIONS["subtask"]
+    low, high = threshold.bounds(bounded=True)
     with gr.Column(visible=False):
         fields = {
             "image": gr.Image(label="image", type="filepath"),
             "captioner": gr.Dropdown(captioners, value=captioner, label="captioner", allow_custom_value=True),
             "segmenter": gr.Dropdown(segmenters, value=segmenter, label="segmenter", allow_custom_value=True),
-            "threshold": gr.Number(OPTIONS["threshold"].default, label="threshold", minimum=0.0, maximum=1.0),
-            "subtask": gr.Dropdown(list(OPTIONS["subtask"].choices), value="all", label="subtask"),
-            "options": gr.JSON(defaults(ANALYZE_OPTIONS), label="options"),
-            "describe_options": gr.JSON(defaults(DESCRIBE_OPTIONS), label="options"),
-            "compare_options": gr.JSON(defaults(COMPARE_OPTIONS), label="options"),
+            "threshold": gr.Number(threshold.default, label="threshold", minimum=low, maximum=high),
+            "subtask": gr.Dropdown(
+                [subtask.none_means, *subtask.choices], value=subtask.client_default, label="subtask"
+            ),
+            "options": gr.JSON(client_defaults(ANALYZE_OPTIONS), label="options"),
+            "describe_options": gr.JSON(client_defaults(DESCRIBE_OPTIONS), label="options"),
+            "compare_options": gr.JSON(client_defaults(COMPARE_OPTIONS), label="options"),
             "captioners": gr.JSON([captioner], label="captioners"),
             "text": gr.Textbox(label="caption"),
             "data": gr.JSON(label="result"),
@@ -422,7 +432,7 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
     for button, (name, method, inputs, outputs, text, bounded) in zip(buttons, ENDPOINTS):
         bounds = f": {describe_options(bounded)}" if bounded else ""
         button.click(
-            for_clients(getattr(service, method)),
+            for_clients(getattr(service.endpoints, method)),
             [fields[f] for f in inputs],
             [fields[f] for f in outputs],
             api_name=name,
@@ -441,7 +451,7 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
         api_name="live_frame",
         preprocess=False,
         concurrency_id="live_api",
-        concurrency_limit=service.live_sessions,
+        concurrency_limit=service.models.live_sessions,
         api_description="The live view's work on one frame -> (annotated frame, running caption, stats with fps and "
         "dropped frames); call it in a loop. threshold: " + OPTIONS["threshold"].describe(),
     )
@@ -466,7 +476,7 @@ def run_on_gpu(captioner, segmenter, images, caption_options, segment_options):
 # `python app.py --help` answers before any model is touched; imported (tests, `gradio app.py`), flags come from the
 # environment only.
 _cli = parse_args() if __name__ == "__main__" else parse_args([])
-limit_malloc_arenas()  # before the server's threads: its memory stays flat under load (pipeline.serving)
+limit_malloc_arenas()  # before the server's threads: its memory stays flat under load (pipeline.serve.process)
 if _cli.offline:
     os.environ["HF_HUB_OFFLINE"] = "1"
 _service, _defaults = build_service(_cli, runner=run_on_gpu if on_zerogpu() else None)
@@ -475,12 +485,13 @@ demo = build_demo(_service, _defaults)
 if __name__ == "__main__":
     wanted = [(kind, _defaults[kind]) for kind in ("captioner", "segmenter") if _defaults.get(kind)]
     if on_zerogpu():  # a model can only be placed on the GPU now: place every one that can be loaded, then serve
-        wanted += [(k, n) for k in ("captioner", "segmenter") for n in _service.menus.names(k) if (k, n) not in wanted]
-        _service.cache.preload(wanted)
+        menus = _service.models.menus
+        wanted += [(k, n) for k in ("captioner", "segmenter") for n in menus.names(k) if (k, n) not in wanted]
+        _service.models.cache.preload(wanted)
         demo.launch(**launch_options(_cli))
     elif _cli.no_preload:
         demo.launch(**launch_options(_cli))
     else:  # serve at once and load behind the page: a request for a model still loading waits for that one load
         demo.launch(prevent_thread_lock=True, **launch_options(_cli))
-        _service.cache.preload(wanted)
+        _service.models.cache.preload(wanted)
         demo.block_thread()

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from .base import Pipeline, resolve_device
-from .cache import ModelCache
 from .captioning import CaptionPipeline
 from .catalog import (
     ModelSpec,
@@ -32,6 +31,7 @@ from .jsonform import decode_mask, encode_mask, from_json, to_json
 from .panoptic import fuse_panoptic, semantic_from_instances, with_threshold
 from .render import draw_instances, draw_panoptic, draw_semantic
 from .segmentation import SUBTASKS, SegmentationPipeline
+from .serve.cache import ModelCache
 from .stream import LiveStream
 
 __all__ = [

@@ -12,20 +12,23 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+from .captioning import CAPTION_OPTIONS
 from .catalog import ModelUnavailableError, list_models
+from .describe import DESCRIBE_OPTIONS
 from .images import DEFAULT_MAX_PIXELS, ImageTooLargeError
 from .jsonform import to_json
-from .options import OPTIONS, argparse_type
+from .options import add_option_flags
+from .segmentation import SEGMENT_OPTIONS
 from .speed import PROFILES, default_profile
 
-
-def _add_option(parser: argparse.ArgumentParser, name: str, prefix: str = "") -> None:
-    option = OPTIONS[name]
-    help_text = f"{prefix}{option.help}: {option.describe()}"
-    parser.add_argument(
-        f"--{name.replace('_', '-')}", type=argparse_type(name), default=option.default, help=help_text
-    )
+#: The pipelines' public call options a command line offers, each a flag (``--max-new-tokens``) in its bounded form.
+FLAG_OPTIONS = tuple(
+    option
+    for option in (*SEGMENT_OPTIONS, *CAPTION_OPTIONS, *DESCRIBE_OPTIONS)
+    if option.public and option.name != "subtask"
+)
 
 
 def add_model_arguments(
@@ -66,37 +69,20 @@ def add_model_arguments(
         help="speed profile: full = the models' own outputs; fast = several times faster on CPU (smaller Mask R-CNN "
         f"input, fewer proposals, int8 caption decoder); live = fast at webcam-frame size (288 px). {default}",
     )
-    # The option flags take the bounds of pipeline.options, the table the app's endpoints check too.
-    for flag, name in (
-        ("--threshold", "threshold"),
-        ("--max-new-tokens", "max_new_tokens"),
-        ("--num-beams", "num_beams"),
-    ):
-        option = OPTIONS[name]
-        parser.add_argument(
-            flag, type=argparse_type(name), default=option.default, help=f"{option.help}: {option.describe()}"
-        )
-    parser.add_argument(
-        "--prompt",
-        default=None,
-        type=argparse_type("prompt"),
-        help='conditional caption prompt, e.g. "a picture of" (at most 200 characters)',
-    )
+    # Every option flag is derived from its pipeline's declaration, with the bounds the app's endpoints check too.
+    add_option_flags(parser, FLAG_OPTIONS)
     parser.add_argument(
         "--batch-size", type=int, default=batch_size, help=f"images per forward pass (default {batch_size})"
     )
     parser.add_argument(
         "--max-pixels", type=int, default=None, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})"
     )
-    for flag, name in (("--detail", "detail"), ("--max-objects", "max_objects")):
-        option = OPTIONS[name]
-        parser.add_argument(
-            flag,
-            type=argparse_type(name),
-            default=option.default,
-            help=f"description: {option.help}: {option.describe()}",
-        )
     return parser
+
+
+def call_options(args: argparse.Namespace, options: tuple = FLAG_OPTIONS) -> dict[str, Any]:
+    """The pipeline call options of parsed flags: one per declared option (:data:`FLAG_OPTIONS`)."""
+    return {option.name: getattr(args, option.name) for option in options}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -133,10 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    options = {"threshold": args.threshold, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
-    options.update(detail=args.detail, max_objects=args.max_objects)
-    if args.prompt:
-        options["prompt"] = args.prompt
+    options = call_options(args)
     records, failures = [], 0
     for path in args.images:
         try:
@@ -182,9 +165,7 @@ def compare(args: argparse.Namespace, captioners: list[str]) -> int:
     loaders = {
         name: load_once(lambda name=name: load_captioner(name, profile=args.profile, **common)) for name in captioners
     }
-    options = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
-    if args.prompt:
-        options["prompt"] = args.prompt
+    options = call_options(args, tuple(option for option in FLAG_OPTIONS if option in CAPTION_OPTIONS))
     records, failures = [], 0
     for path in args.images:
         start = time.perf_counter()

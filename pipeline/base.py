@@ -2,8 +2,9 @@
 
 A call goes ``__call__ -> _sanitize_parameters -> preprocess -> _forward -> postprocess``:
 
-- ``_sanitize_parameters(**kwargs)`` splits call options into the keyword arguments of the three hooks, forwarding an
-  option only when the caller gave it so that defaults live in the hook signatures;
+- ``_sanitize_parameters(**kwargs)`` checks the call options against the pipeline's declarations (``call_options``,
+  :class:`pipeline.options.Option`: each names its hook) and splits them into the keyword arguments of the three
+  hooks, forwarding an option only when the caller gave it so that defaults live in the hook signatures;
 - ``preprocess(image, **kw)`` turns one loaded RGB image into model inputs;
 - ``_forward(batch, **kw)`` is the model call and nothing else; it runs under ``torch.inference_mode()``;
 - ``postprocess(outputs, **kw)`` turns one image's raw outputs into plain Python data (no tensors leave).
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from .images import ImageInput, load_image
+from .options import Option, split_by_hook
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -49,13 +51,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 class Pipeline:
     """Base class: one model, the three hooks, batching, device placement and timing.
 
-    Subclasses set ``self.model`` (in eval mode, on ``self.device``) and implement the hooks.
+    Subclasses set ``self.model`` (in eval mode, on ``self.device``), declare their call options in ``call_options``
+    (``{name: Option}``) and implement the hooks.
 
     Args:
         device (str | torch.device, default "auto"): where the model runs.
         batch_size (int, default 1): how many images go through ``_forward`` at once when a list is given.
         max_pixels (int | None, default None): image intake limit, see :func:`pipeline.images.load_image`.
     """
+
+    #: The call options, declared once (name, type, default, bounds, help, hook): see :mod:`pipeline.options`.
+    call_options: dict[str, Option] = {}
 
     def __init__(self, *, device: str | torch.device = "auto", batch_size: int = 1, max_pixels: int | None = None):
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -68,7 +74,8 @@ class Pipeline:
 
     # -- the hooks -------------------------------------------------------------------------------------------------
     def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
-        raise NotImplementedError
+        """Each given option checked by its declaration and sent to its hook (a subclass adds cross-checks)."""
+        return split_by_hook(self.call_options, kwargs, type(self).__name__)
 
     def preprocess(self, image: Any, **kwargs: Any) -> dict[str, Any]:
         raise NotImplementedError

@@ -28,11 +28,27 @@ import torch
 from PIL import Image
 
 from .base import Pipeline
+from .options import Option, by_name
 
 #: The caption families, see the module docstring.
 FAMILIES = ("blip", "git", "vision-encoder-decoder", "image-text-to-text")
 #: The families that accept a prompt.
 PROMPT_FAMILIES = ("blip", "git", "image-text-to-text")
+
+
+#: The captioners' call options, declared once (see :mod:`pipeline.options`).
+CAPTION_OPTIONS = (
+    Option("prompt", "text", None, "a text the caption continues (BLIP, GIT)", hook="preprocess", max_length=200,
+           none_means="no prompt"),
+    Option("max_new_tokens", "int", 30, "the longest caption, in tokens", hook="forward", low=1, limit=60),
+    Option("num_beams", "int", 1, "1 is greedy search (fastest); more is beam search", hook="forward", low=1,
+           limit=8),
+    Option("repetition_penalty", "float", 1.0, "above 1 discourages repeated words", hook="forward", low=0.0,
+           public=False),
+    Option("generate_kwargs", "mapping", None, "further model.generate arguments", hook="forward", none_means="none",
+           public=False),
+    Option("sentence", "bool", True, "the caption as a sentence (capital letter, full stop)", public=False),
+)  # fmt: skip
 
 
 def caption_family(model_or_config: Any) -> str:
@@ -139,12 +155,12 @@ class CaptionPipeline(Pipeline):
         name (str, default "custom"): the catalog name, reported in results.
         device, batch_size, max_pixels: see :class:`pipeline.base.Pipeline`.
 
-    Call options:
+    Call options (:data:`CAPTION_OPTIONS`):
         prompt (str | None, default None): a text the caption continues and starts with (BLIP's conditional
             captioning, GIT's text prefix); a ``ValueError`` for the families outside :data:`PROMPT_FAMILIES`.
         sentence (bool, default True): return the caption as a sentence to show and read aloud (first letter upper
             case, a full stop at the end, single spaces: :func:`caption_sentence`); False gives the model's text.
-        max_new_tokens (int, default 30): longest caption, in tokens.
+        max_new_tokens (int, default 30): longest caption, in tokens (at least 1).
         num_beams (int, default 1): 1 is greedy search, more is beam search.
         repetition_penalty (float, default 1.0): above 1 discourages repeated words.
         generate_kwargs (dict | None, default None): any further ``model.generate`` arguments.
@@ -159,6 +175,8 @@ class CaptionPipeline(Pipeline):
     >>> captioner("space/examples/shapes.png", num_beams=3)["caption"]
     'A yellow triangle to the left of a blue circle and a red triangle.'
     """
+
+    call_options = by_name(CAPTION_OPTIONS)
 
     def __init__(self, model: Any, processor: Any, *, name: str = "custom", **kwargs: Any):
         super().__init__(**kwargs)
@@ -184,26 +202,13 @@ class CaptionPipeline(Pipeline):
         return self.family in PROMPT_FAMILIES
 
     def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
-        preprocess_kwargs, forward_kwargs, postprocess_kwargs = {}, {}, {}
-        if "prompt" in kwargs:
-            prompt = kwargs.pop("prompt")
-            if prompt is not None and not isinstance(prompt, str):
-                raise TypeError(f"prompt must be a string or None, got {type(prompt).__name__}")
-            if prompt and prompt.strip() and not self.accepts_prompt:
-                raise ValueError(
-                    f"prompt {prompt!r}: the {self.family} captioner {self.name!r} captions from its start token "
-                    f"only and takes no prompt; prompts work with the {', '.join(PROMPT_FAMILIES)} families"
-                )
-            preprocess_kwargs["prompt"] = prompt
-        if "sentence" in kwargs:
-            postprocess_kwargs["sentence"] = bool(kwargs.pop("sentence"))
-        for key in ("max_new_tokens", "num_beams", "repetition_penalty", "generate_kwargs"):
-            if key in kwargs:
-                forward_kwargs[key] = kwargs.pop(key)
-        if kwargs:
-            raise TypeError(f"CaptionPipeline got unknown call options {sorted(kwargs)}")
-        _check_positive_int("max_new_tokens", forward_kwargs.get("max_new_tokens", 1))
-        _check_positive_int("num_beams", forward_kwargs.get("num_beams", 1))
+        preprocess_kwargs, forward_kwargs, postprocess_kwargs = super()._sanitize_parameters(**kwargs)
+        prompt = preprocess_kwargs.get("prompt")
+        if prompt and prompt.strip() and not self.accepts_prompt:
+            raise ValueError(
+                f"prompt {prompt!r}: the {self.family} captioner {self.name!r} captions from its start token "
+                f"only and takes no prompt; prompts work with the {', '.join(PROMPT_FAMILIES)} families"
+            )
         return preprocess_kwargs, forward_kwargs, postprocess_kwargs
 
     def preprocess(self, image: Image.Image, prompt: str | None = None) -> dict[str, torch.Tensor]:
@@ -241,11 +246,6 @@ class CaptionPipeline(Pipeline):
         # GPT-2 decodes its leading space (" a man ..."); nlpconnect's model card strips it the same way.
         text = self.tokenizer.decode(sequence, skip_special_tokens=True).strip()
         return {"caption": caption_sentence(text) if sentence else text}
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def caption_sentence(caption: str) -> str:

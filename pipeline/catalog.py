@@ -8,7 +8,7 @@ directory (:mod:`pipeline.checkpoints`). Where the weights come from, and the fa
 :mod:`pipeline.hub`.
 
 Any name that is not in the catalog is taken as a local directory or, for captioners, a hub id: the library trusts
-its caller. A served app accepts only the names in its menus (:mod:`pipeline.menus`). Operators add their own
+its caller. A served app accepts only the names in its menus (:mod:`pipeline.serve.menus`). Operators add their own
 fine-tuned models with :func:`register_model` or the ``PIPELINE_FINETUNED_CAPTIONER`` and
 ``PIPELINE_FINETUNED_SEGMENTER`` environment variables (registered as ``finetuned``).
 """

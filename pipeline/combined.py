@@ -1,8 +1,8 @@
 """Caption and segmentation of one image: the two pipelines run concurrently on one decoded image.
 
 The one place where the two halves run together (:func:`run_halves`) and where the output contract is put together
-(:func:`build_result`): the library's :class:`ImageAnalysisPipeline`, the app's session (:mod:`pipeline.session`)
-and the batch job all go through them. The contract itself is in README's "The output contract".
+(:func:`build_result`): the library's :class:`ImageAnalysisPipeline`, the app's session (:mod:`pipeline.serve`)
+and the batch job all go through them. The contract itself is in pipeline/README.md, "The output contract".
 """
 
 from __future__ import annotations
@@ -15,19 +15,16 @@ from typing import Any
 
 from PIL import Image
 
-from .captioning import CaptionPipeline
-from .describe import check_options, describe
+from .captioning import CAPTION_OPTIONS, CaptionPipeline
+from .describe import DESCRIBE_OPTIONS, check_options, describe
 from .images import ImageInput, load_image
-from .segmentation import SegmentationPipeline
+from .options import by_name
+from .segmentation import SEGMENT_OPTIONS, SegmentationPipeline
 from .speed import SpeedProfile
-
-CAPTION_OPTIONS = ("prompt", "max_new_tokens", "num_beams", "repetition_penalty", "generate_kwargs", "sentence")
-SEGMENT_OPTIONS = ("threshold", "mask_threshold", "overlap_threshold", "subtask", "mask_format")
-DESCRIBE_OPTIONS = ("detail", "max_objects")
 
 
 class ImageAnalysisPipeline:
-    """Caption an image and outline every object in it; the output contract (README, "The output contract").
+    """Caption an image and outline every object in it: the output contract (pipeline/README.md has it in full).
 
     The image is decoded once and handed to both pipelines, which run in two threads (PyTorch releases the GIL
     inside its kernels, so the captioner and the segmenter overlap).
@@ -59,6 +56,9 @@ class ImageAnalysisPipeline:
     ('A yellow triangle to the left of a blue circle and a red triangle.', 3)
     """
 
+    #: Every half's call options (declared by each: :mod:`pipeline.options`).
+    call_options = by_name((*CAPTION_OPTIONS, *SEGMENT_OPTIONS, *DESCRIBE_OPTIONS))
+
     def __init__(
         self,
         captioner: CaptionPipeline,
@@ -75,12 +75,14 @@ class ImageAnalysisPipeline:
 
     def __call__(self, images: ImageInput | Sequence[ImageInput], **kwargs: Any) -> Any:
         """Analyse one image (returns one result) or a list (returns a list, each half batched)."""
-        caption_kwargs = {key: kwargs.pop(key) for key in CAPTION_OPTIONS if key in kwargs}
-        segment_kwargs = {key: kwargs.pop(key) for key in SEGMENT_OPTIONS if key in kwargs}
-        describe_kwargs = {key: kwargs.pop(key) for key in DESCRIBE_OPTIONS if key in kwargs}
-        if kwargs:
-            raise TypeError(f"ImageAnalysisPipeline got unknown call options {sorted(kwargs)}")
-        check_options(**describe_kwargs)  # before the models run, not after
+        caption_kwargs = {o.name: kwargs.pop(o.name) for o in CAPTION_OPTIONS if o.name in kwargs}
+        segment_kwargs = {o.name: kwargs.pop(o.name) for o in SEGMENT_OPTIONS if o.name in kwargs}
+        if kwargs.keys() - {o.name for o in DESCRIBE_OPTIONS}:
+            raise TypeError(
+                f"ImageAnalysisPipeline got unknown call options {sorted(kwargs.keys() - set(self.call_options))}; "
+                f"it takes {sorted(self.call_options)}"
+            )
+        describe_kwargs = check_options(**kwargs)  # before the models run, not after
         single = not isinstance(images, (list, tuple))
         start = time.perf_counter()
         loaded = [load_image(image, max_pixels=self.max_pixels) for image in ([images] if single else images)]
@@ -205,7 +207,7 @@ def load_pipeline(
         max_pixels (int | None, default None): image intake limit.
         segmenter_model_kwargs (dict | None, default None): Mask R-CNN inference settings (``min_size``, ...).
         profile (str | SpeedProfile, default "full"): ``"full"`` (outputs of the models' own settings) or ``"fast"``
-            (faster on CPU at a small cost in quality), see :mod:`pipeline.speed` and README, Speed.
+            (faster on CPU at a small cost in quality), see :mod:`pipeline.speed` and space/benchmark/README.md.
 
     Returns:
         ImageAnalysisPipeline

@@ -33,17 +33,24 @@ plural of each, a multi-word label ("hot dog", "teddy bear") matched as one word
 
 from __future__ import annotations
 
-import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from .render import caption_sentence
+from .captioning import caption_sentence
+from .options import Option, by_name
 
 DETAILS = ("short", "long")
 #: How many objects the description names by default; the rest are counted in one sentence.
 DEFAULT_MAX_OBJECTS = 10
+#: The description's call options, declared once (see :mod:`pipeline.options`).
+DESCRIBE_OPTIONS = (
+    Option("detail", "choice", "long", "long: what is where; short: the alt text", choices=DETAILS),
+    Option("max_objects", "int", DEFAULT_MAX_OBJECTS, "objects the description names", low=0, limit=50,
+           none_means="no limit"),
+)  # fmt: skip
+_OPTIONS = by_name(DESCRIBE_OPTIONS)
 #: The closing count of the objects not named lists at most this many labels, the most numerous first.
 REST_LABELS = 4
 #: An object covering more than this share of the picture is "large".
@@ -214,13 +221,16 @@ def noun(label: str, count: int = 1) -> str:
     return several or plural_word(label)
 
 
-def check_options(detail: str = "long", max_objects: int | None = DEFAULT_MAX_OBJECTS) -> None:
-    """Raise ValueError unless ``detail`` and ``max_objects`` are accepted values (see :func:`describe_scene`)."""
-    if detail not in DETAILS:
-        raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")
-    whole = isinstance(max_objects, numbers.Integral) and not isinstance(max_objects, bool)
-    if max_objects is not None and not (whole and max_objects >= 0):
-        raise ValueError(f"max_objects must be None (no limit) or a whole number of 0 or more, got {max_objects!r}")
+def check_options(**options: Any) -> dict[str, Any]:
+    """The description's options (:data:`DESCRIBE_OPTIONS`), each checked by its declaration.
+
+    >>> check_options(detail="short", max_objects=None)
+    {'detail': 'short', 'max_objects': None}
+    """
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"the description got unknown options {unknown}; it takes {sorted(_OPTIONS)}")
+    return {name: _OPTIONS[name].check(value) for name, value in options.items()}
 
 
 def _picture_size(image_size: Sequence[int]) -> tuple[int, int]:
@@ -382,7 +392,7 @@ def describe_scene(
     >>> describe_scene("a street", cars, (160, 100), detail="short")
     'A street. 3 cars.'
     """
-    check_options(detail, max_objects)
+    check_options(detail=detail, max_objects=max_objects)
     named_indices = sorted(range(len(instances)), key=lambda i: (-float(instances[i]["score"]), i))
     if max_objects is not None:
         named_indices = named_indices[:max_objects]

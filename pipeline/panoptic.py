@@ -21,11 +21,15 @@ from typing import Any
 import numpy as np
 
 from .masks import MaskCrop, crop_of
+from .options import Option
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_OVERLAP_THRESHOLD = 0.5
 DEFAULT_STUFF_AREA_MIN = 64 * 64
 VIEWS = ("semantic", "panoptic")
+#: The score threshold: a segmenter's call option, and what a display re-threshold takes.
+THRESHOLD = Option("threshold", "float", DEFAULT_SCORE_THRESHOLD, "objects scoring below this are left out", low=0.0,
+                   high=1.0)  # fmt: skip
 
 
 class ViewBuilder:
@@ -238,8 +242,7 @@ def with_threshold(
     Returns:
         dict: a copy of ``result`` with ``instances``, ``semantic`` and ``panoptic`` for ``threshold``.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
+    threshold = THRESHOLD.check(threshold)
     kept = [instance for instance in result["instances"] if instance["score"] >= threshold]
     views = views_from_instances(
         kept, _result_size(result), score_threshold=threshold, overlap_threshold=overlap_threshold

@@ -27,8 +27,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .captioning import caption_sentence  # noqa: F401 (text for people: re-exported with the pictures)
 from .masks import MaskCrop, crop_of
+from .options import Option
+
+#: How strongly masks tint the photo: the drawing's call option, declared once (see :mod:`pipeline.options`).
+OPACITY = Option("opacity", "float", 0.5, "how strongly masks tint the photo", low=0.0, high=1.0)
+DRAW_OPTIONS = (OPACITY,)
 
 #: Okabe-Ito and Tableau colours first (distinguishable with the common colour-vision deficiencies), then hues
 #: spaced by the golden angle for label ids beyond them.
@@ -137,12 +141,6 @@ def _thicken(mask: np.ndarray, radius: int) -> np.ndarray:
     return grown
 
 
-def _check_opacity(opacity: float) -> float:
-    if isinstance(opacity, bool) or not isinstance(opacity, (int, float)) or not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be a number between 0 and 1, got {opacity!r}")
-    return float(opacity)
-
-
 def draw_instances(
     image: Image.Image,
     instances: Sequence[Mapping[str, Any]],
@@ -167,7 +165,7 @@ def draw_instances(
     Returns:
         PIL.Image.Image: a new RGB image the size of ``image``.
     """
-    opacity = _check_opacity(opacity)
+    opacity = OPACITY.check(opacity)
     canvas = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
     size = font_size_for(image.size)
     line = max(1, size // 10)
@@ -290,7 +288,7 @@ def draw_semantic(
     Returns:
         PIL.Image.Image: RGB, the picture's size plus the legend's height.
     """
-    opacity = _check_opacity(opacity)
+    opacity = OPACITY.check(opacity)
     full_map = np.asarray(semantic["map"])
     ids, counts = np.unique(full_map, return_counts=True)
     shares = {int(label_id): count / max(1, full_map.size) for label_id, count in zip(ids, counts)}
@@ -354,7 +352,7 @@ def draw_panoptic(
     Returns:
         PIL.Image.Image: RGB, the picture's size.
     """
-    opacity = _check_opacity(opacity)
+    opacity = OPACITY.check(opacity)
     segment_map = np.asarray(panoptic["map"])
     if image is not None:
         segment_map = _fit_map(segment_map, image.size)

@@ -13,9 +13,21 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from .base import Pipeline
 from .masks import MASK_FORMATS, paste_crop
-from .panoptic import DEFAULT_OVERLAP_THRESHOLD, VIEWS, ViewBuilder
+from .options import Option, by_name
+from .panoptic import DEFAULT_OVERLAP_THRESHOLD, THRESHOLD, VIEWS, ViewBuilder
 
 SUBTASKS = ("instance", "semantic", "panoptic")
+#: The segmenters' call options, declared once (see :mod:`pipeline.options`).
+SEGMENT_OPTIONS = (
+    THRESHOLD,
+    Option("mask_threshold", "float", 0.5, "a mask pixel belongs to the object above this probability", low=0.0,
+           high=1.0, public=False),
+    Option("overlap_threshold", "float", DEFAULT_OVERLAP_THRESHOLD, "panoptic fusion drops an instance covered more "
+           "than this much", low=0.0, high=1.0, public=False),
+    Option("subtask", "choice", None, "which segmentation views to return", choices=SUBTASKS, none_means="all"),
+    Option("mask_format", "choice", "pil", "masks as mode-L pictures or COCO RLE", choices=MASK_FORMATS,
+           public=False),
+)  # fmt: skip
 #: A picture's shorter side, once the model has scaled it, is padded to at least this many pixels: a 12x2000 strip
 #: would otherwise shrink below one feature-map cell and fail inside torchvision.
 MIN_SCALED_SIDE = 32
@@ -34,12 +46,12 @@ class SegmentationPipeline(Pipeline):
         name (str, default "custom"): the catalog name, reported in results.
         device, batch_size, max_pixels: see :class:`pipeline.base.Pipeline`.
 
-    Call options:
+    Call options (:data:`SEGMENT_OPTIONS`):
         threshold (float, default 0.5): instances scoring below this are dropped (also the panoptic score cut).
         mask_threshold (float, default 0.5): a mask pixel belongs to the object where its probability is above this.
         overlap_threshold (float, default 0.5): panoptic fusion drops an instance more than this much covered.
         subtask (str | None, default None): ``"instance"``, ``"semantic"`` or ``"panoptic"`` to compute one view;
-            None computes all three.
+            None (or ``"all"``) computes all three.
         mask_format (str, default "pil"): ``"pil"`` (mode-"L" images, the contract's form) or ``"rle"`` (COCO RLE,
             the JSON form, made without a picture-sized mask per instance: what a server holding many results or a
             large photo wants).
@@ -62,6 +74,8 @@ class SegmentationPipeline(Pipeline):
     ['triangle', 'triangle', 'circle']
     """
 
+    call_options = by_name(SEGMENT_OPTIONS)
+
     def __init__(self, model: torch.nn.Module, categories: Sequence[str], *, name: str = "custom", **kwargs: Any):
         super().__init__(**kwargs)
         if not categories:
@@ -69,24 +83,6 @@ class SegmentationPipeline(Pipeline):
         self.name = name
         self.categories = list(categories)
         self.model = model.to(self.device).eval()
-
-    def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
-        postprocess_kwargs = {}
-        for key in ("threshold", "mask_threshold", "overlap_threshold", "subtask", "mask_format"):
-            if key in kwargs:
-                postprocess_kwargs[key] = kwargs.pop(key)
-        if kwargs:
-            raise TypeError(f"SegmentationPipeline got unknown call options {sorted(kwargs)}")
-        subtask = postprocess_kwargs.get("subtask")
-        if subtask is not None and subtask not in SUBTASKS:
-            raise ValueError(f"subtask must be one of {SUBTASKS} or None, got {subtask!r}")
-        if postprocess_kwargs.get("mask_format", "pil") not in MASK_FORMATS:
-            raise ValueError(f"mask_format must be one of {MASK_FORMATS}, got {postprocess_kwargs['mask_format']!r}")
-        for key in ("threshold", "mask_threshold", "overlap_threshold"):
-            value = postprocess_kwargs.get(key, 0.5)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{key} must be a number between 0 and 1, got {value!r}")
-        return {}, {}, postprocess_kwargs
 
     def preprocess(self, image: Image.Image) -> dict[str, Any]:
         transform = self.model.transform

@@ -17,7 +17,7 @@ A profile is applied once, when a model loads (``load_pipeline(..., profile="fas
 
 Segmenter settings are caps, never raises: a fine-tuned checkpoint trained at 256 px keeps 256 px under ``"fast"``.
 Caller-given ``model_kwargs`` win over the profile. ``PIPELINE_BFLOAT16=auto|1|0`` decides the bfloat16 stages.
-What each lever gave, measured with ``python -m pipeline.bench``, is in README's Speed section.
+What each lever gave, measured with ``python space/benchmark/bench.py``, is in space/benchmark/README.md.
 
 >>> get_profile("fast").segmenter["rpn_post_nms_top_n_test"]
 100
@@ -84,8 +84,8 @@ class SpeedProfile:
 
 _FAST = SpeedProfile(
     "fast",
-    "faster on CPU (README, Speed, has the figures): Mask R-CNN at 384 px with 100 proposals, int8 BLIP decoder, "
-    "bfloat16 where native",
+    "faster on CPU (figures in space/benchmark/README.md): Mask R-CNN at 384 px with 100 proposals, int8 BLIP "
+    "decoder, bfloat16 where native",
     segmenter={"min_size": 384, "max_size": 512, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100},
     quantize_captioner=True,
     bfloat16=True,
@@ -164,8 +164,8 @@ def apply_segmenter_profile(
     """Apply a profile to a built Mask R-CNN, in place.
 
     On CPU every profile, ``"full"`` included, stores the convolution weights channels-last (the same arithmetic in
-    another memory order, so boxes agree with the plain model's to a small fraction of a pixel; README's Speed
-    section has the figures) and pools the regions with :class:`ParallelRoIPool` (the same numbers, on all
+    another memory order, so boxes agree with the plain model's to a small fraction of a pixel; the figures are in
+    space/benchmark/README.md) and pools the regions with :class:`ParallelRoIPool` (the same numbers, on all
     cores). Then the profile's caps apply to the inference settings, and its bfloat16 stages where
     :func:`bfloat16_enabled`.
 

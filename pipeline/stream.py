@@ -11,8 +11,7 @@ A webcam sends frames faster than a CPU can segment them. :class:`LiveStream` ke
   changed (mean absolute difference of 32x32 grey thumbnails above ``scene_change``), never blocking frames.
 - **frames/s** of processed frames over a sliding window (:class:`FpsMeter`).
 
-Sessions (one per browser tab or client) live in a :class:`SessionRegistry` with a size bound and an idle timeout,
-so that memory stays flat however long the server runs.
+A served app keeps one per browser tab or client (:class:`pipeline.serve.live.SessionRegistry`).
 
 >>> meter = FpsMeter(window=4)
 >>> for t in (0.0, 0.5, 1.0, 1.5):
@@ -25,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -134,8 +133,8 @@ class LiveStream:
             no caption.
         threshold (float, default 0.5): segmenter score threshold.
         max_side (int, default 480): frames are scaled to this longer side first.
-        caption_every_s (float, default 2.0): refresh the caption at least this often while frames come (README's
-            Speed section has the caption ages measured at this cadence).
+        caption_every_s (float, default 2.0): refresh the caption at least this often while frames come
+            (space/benchmark/README.md has the caption ages measured at this cadence).
         scene_change (float, default 0.12): refresh it at once when the scene differs this much (0 to 1).
         max_age_s (float, default 2.0): drop frames captured longer ago than this.
         clock (Callable[[], float], default time.monotonic): the time source (tests pass a fake one).
@@ -346,70 +345,3 @@ class LiveStream:
         if self._own_executor and self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-
-
-class SessionRegistry:
-    """Live sessions by key (a browser session id), at most ``max_sessions``, forgotten after ``idle_s`` unused.
-
-    Args:
-        factory (Callable[[Any], LiveStream]): makes a new session's stream from its ``settings``.
-        max_sessions (int, default 16): the least recently used session is closed beyond this.
-        idle_s (float, default 120.0): a session unused this long is closed at the next lookup.
-        clock (Callable[[], float], default time.monotonic): the time source.
-    """
-
-    def __init__(
-        self,
-        factory: Callable[[Any], LiveStream],
-        *,
-        max_sessions: int = 16,
-        idle_s: float = 120.0,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.factory = factory
-        self.max_sessions = max_sessions
-        self.idle_s = idle_s
-        self.clock = clock
-        self._sessions: OrderedDict[Any, LiveStream] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any, *, settings: Any = None) -> LiveStream:
-        """The session of ``key``; a new one when there is none or its ``settings`` (e.g. model names) changed.
-
-        A new session is made outside the registry's lock (the factory may load models for seconds), so that other
-        sessions' frames are not held up meanwhile.
-        """
-        now = self.clock()
-        with self._lock:
-            for stale in [k for k, s in self._sessions.items() if now - s.last_used > self.idle_s]:
-                self._sessions.pop(stale).close()
-            session = self._sessions.get((key, settings))
-            if session is not None:
-                self._sessions.move_to_end((key, settings))
-                session.last_used = now
-                return session
-        made = self.factory(settings)
-        with self._lock:
-            session = self._sessions.get((key, settings))
-            if session is not None:  # another request of this session made one meanwhile: keep that one
-                made.close()
-            else:
-                for other in [k for k in self._sessions if k[0] == key]:
-                    self._sessions.pop(other).close()
-                session = self._sessions[(key, settings)] = made
-                while len(self._sessions) > self.max_sessions:
-                    _, oldest = self._sessions.popitem(last=False)
-                    oldest.close()
-            self._sessions.move_to_end((key, settings))
-            session.last_used = now
-            return session
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def close(self) -> None:
-        """Close every session."""
-        with self._lock:
-            for session in self._sessions.values():
-                session.close()
-            self._sessions.clear()

@@ -131,6 +131,29 @@ def registered_test_models(tiny_blip_dir: str, directory: Path) -> Iterator[dict
         yield directories
 
 
+def venv_seeing_this_environment(directory: Path) -> str:
+    """A fresh virtual environment that also sees the packages of the interpreter running the tests; its python.
+
+    ``python -m venv --system-site-packages`` does not do that from inside a virtual environment: the new one is
+    based on the *base* interpreter and sees its packages, not the running environment's (torch, gradio, ...). A
+    ``.pth`` file naming the running environment's site-packages works from a system Python and from a venv alike.
+    """
+    import site
+    import subprocess
+    import sys
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True, timeout=300)
+    python = directory / "bin" / "python"
+    target = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    ours = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(target) / "outer-environment.pth").write_text("".join(f"{path}\n" for path in ours if Path(path).is_dir()))
+    return str(python)
+
+
 def serve(
     captioners: Sequence[str] = (TEST_CAPTIONER, "blip-base"),
     segmenters: Sequence[str] = (*TEST_SEGMENTERS, "maskrcnn-v2"),
@@ -138,13 +161,13 @@ def serve(
 ):
     """Build and launch the app on the test models on 127.0.0.1; returns ``(demo, url)``. Call ``demo.close()``.
 
-    ``options`` go to :class:`pipeline.session.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``) or to
+    ``options`` go to :class:`pipeline.serve.service.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``) or to
     ``app.build_demo`` (``default_threshold``).
     """
     import app
-    from pipeline.cache import ModelCache
-    from pipeline.serving import ModelMenus
-    from pipeline.session import Service
+    from pipeline.serve.cache import ModelCache
+    from pipeline.serve.menus import ModelMenus
+    from pipeline.serve.service import Service
 
     allow_hub = options.pop("allow_hub", False)
     service_options = {key: options.pop(key) for key in ("live_sessions", "max_pixels") if key in options}

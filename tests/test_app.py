@@ -119,12 +119,12 @@ def test_too_large_images_are_refused_with_the_limit(client, tmp_path, monkeypat
 
 
 def test_model_menus_mark_what_cannot_load_and_defaults_fall_back(app_models, server):
-    from pipeline.cache import ModelCache
-    from pipeline.serving import ModelMenus
-    from pipeline.session import Service
+    from pipeline.serve.cache import ModelCache
+    from pipeline.serve.menus import ModelMenus
+    from pipeline.serve.service import Service
 
     service = Service(ModelCache(device="cpu"), ModelMenus([TEST_CAPTIONER, "blip-base"], ["test-circles"]))
-    choices = {value: text for text, value in service.menu("captioner")}
+    choices = {value: text for text, value in service.photos.menu("captioner")}
     assert "not available here" in choices["blip-base"]
     assert "not available here" not in choices[TEST_CAPTIONER]
     # blip-base (and shapes, if not trained yet) cannot load here: the first model that can is chosen.
@@ -135,8 +135,8 @@ def test_model_menus_mark_what_cannot_load_and_defaults_fall_back(app_models, se
     # An explicit choice that cannot load here falls back (the Space asks for blip-base and runs on shapes).
     assert best_available("captioner", [*names, "shapes"], "blip-base") == expected
     assert best_available("captioner", ["blip-base"], "blip-base") == "blip-base"  # nothing loads: say why
-    assert "cannot be used here" in service.model_note("captioner", "blip-base")
-    assert "unknown captioner" in service.model_note("captioner", "/etc")
+    assert "cannot be used here" in service.photos.model_note("captioner", "blip-base")
+    assert "unknown captioner" in service.photos.model_note("captioner", "/etc")
 
 
 def test_command_line_help_lists_the_flags():

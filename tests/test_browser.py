@@ -23,7 +23,7 @@ from helpers import (
 from PIL import Image
 
 from pipeline import load_captioner
-from pipeline.render import caption_sentence
+from pipeline.captioning import caption_sentence
 
 pytestmark = pytest.mark.browser
 

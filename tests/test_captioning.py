@@ -115,13 +115,13 @@ def test_max_new_tokens_bounds_the_length(captioner):
 
 
 def test_bad_options(captioner):
-    with pytest.raises(ValueError, match="max_new_tokens must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="max_new_tokens must be an integer of at least 1, got 0"):
         captioner(draw_shapes(), max_new_tokens=0)
-    with pytest.raises(ValueError, match="num_beams must be a positive integer"):
+    with pytest.raises(ValueError, match="num_beams must be an integer of at least 1, got '3'"):
         captioner(draw_shapes(), num_beams="3")
     with pytest.raises(TypeError, match=r"unknown call options \['temperature'\]"):
         captioner(draw_shapes(), temperature=0.7)
-    with pytest.raises(TypeError, match="prompt must be a string or None, got int"):
+    with pytest.raises(ValueError, match="prompt must be a text, got 3"):
         captioner(draw_shapes(), prompt=3)
     with pytest.raises(ValueError, match="not an image"):
         captioner(b"GIF89a but not really")

@@ -89,6 +89,6 @@ def test_description_and_grounding_options(pipe):
         caption, instances, image.size, detail="short", max_objects=1, labels=labels
     )
     assert short["description"] != result["description"]
-    for option, value, accepted in (("detail", "verbose", "one of"), ("max_objects", -2, "None")):
+    for option, value, accepted in (("detail", "verbose", "one of"), ("max_objects", -2, "an integer of at least 0")):
         with pytest.raises(ValueError, match=f"{option} must be {accepted}"):
             pipe(image, **{option: value})

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.captioning import caption_sentence
 from pipeline.catalog import load_segmenter
 from pipeline.panoptic import with_threshold
 from pipeline.render import (
-    caption_sentence,
     color_for,
     describe_objects,
     draw_instances,
@@ -61,7 +61,7 @@ def test_draw_instances_draws_boxes_and_labels_and_checks_inputs():
     drawn = np.asarray(draw_instances(image, [instance], opacity=0.0))
     assert drawn[20, 35].tolist() == list(color_for(1))  # the box's top edge
     assert (drawn[:20] != 100).any()  # the tag above the box
-    with pytest.raises(ValueError, match="opacity must be a number between 0 and 1"):
+    with pytest.raises(ValueError, match="opacity must be a number from 0 to 1"):
         draw_instances(image, [instance], opacity=1.5)
     with pytest.raises(ValueError, match="mask of 'circle'"):
         draw_instances(Image.new("RGB", (10, 10)), [instance])
@@ -110,7 +110,7 @@ def test_with_threshold_equals_a_fresh_run_at_that_threshold(tiny_segmenter_dir,
     assert redrawn["semantic"]["labels"] == fresh["semantic"]["labels"]
     assert np.array_equal(redrawn["panoptic"]["map"], fresh["panoptic"]["map"])
     assert redrawn["panoptic"]["segments"] == fresh["panoptic"]["segments"]
-    with pytest.raises(ValueError, match="threshold must be a number between 0 and 1"):
+    with pytest.raises(ValueError, match="threshold must be a number from 0 to 1"):
         with_threshold(low, 2)
 
 

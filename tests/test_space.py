@@ -61,7 +61,7 @@ ZEROGPU_PYTHONS = ("3.10.13", "3.12.12")
 #: What the Space's root may hold, and nothing else.
 SPACE_ENTRIES = {"README.md", "LICENSE", "app.py", "requirements.txt", "pipeline", "space"}
 FORBIDDEN_PARTS = {"tests", "train", "data", "artifacts", "runs", "checkpoints", "__pycache__", ".git", ".benchmarks"}
-#: ``spaces`` is preinstalled on Gradio Spaces and imported only when present (pipeline/zerogpu.py).
+#: ``spaces`` is preinstalled on Gradio Spaces and imported only when present (pipeline/serve/zerogpu.py).
 PROVIDED_BY_SPACES = {"spaces"}
 STARTUP_SECONDS = 180
 
@@ -208,8 +208,8 @@ def test_every_import_resolves_inside_the_folder(assembled):
                     raise AssertionError(f"{path.relative_to(assembled)} imports {'.'.join(parts)}: not in the Space")
                 if found is not None:
                     queue.append(found)
-    expected = {"__init__.py", "catalog.py", "cache.py", "zerogpu.py"}
-    assert {p.name for p in seen if p.parent.name == "pipeline"} >= expected
+    assert {p.name for p in seen if p.parent.name == "pipeline"} >= {"__init__.py", "catalog.py", "combined.py"}
+    assert {p.name for p in seen if p.parent.name == "serve"} >= {"__init__.py", "service.py", "zerogpu.py"}
     for name in sorted(third_party - PROVIDED_BY_SPACES):
         distributions = {deploy._canonical(d) for d in providers.get(name, [])}
         assert distributions, f"{name} is imported but not installed here"
@@ -330,7 +330,7 @@ def test_upload_creates_the_space_replaces_its_files_and_never_prints_the_token(
     assert kwargs["repo_type"] == "space" and kwargs["space_sdk"] == "gradio" and kwargs["exist_ok"] is True
     upload = hub.calls[1][2]
     assert upload["repo_type"] == "space" and upload["delete_patterns"] == "*"
-    assert {"README.md", "app.py", "requirements.txt", "pipeline/zerogpu.py"} <= hub.uploaded
+    assert {"README.md", "app.py", "requirements.txt", "pipeline/serve/zerogpu.py"} <= hub.uploaded
     variables = {args[1]: args[2] for name, args, _ in hub.calls if name == "add_space_variable"}
     assert variables == deploy.SPACE_VARIABLES
     assert names.count("request_space_hardware") == 1  # the Space runs cpu-basic (or nothing yet): switch it

@@ -14,7 +14,7 @@ from PIL import Image
 from pipeline.catalog import load_segmenter
 from pipeline.kernels import limit_intraop_threads
 from pipeline.speed import SpeedProfile, segmenter_view
-from pipeline.stream import FpsMeter, LiveStream, SessionRegistry, scale_to_fit
+from pipeline.stream import FpsMeter, LiveStream, scale_to_fit
 
 
 class FakeClock:
@@ -221,25 +221,3 @@ def test_memory_stays_flat_over_many_frames():
     stream.close()
     assert stream.frames_processed == 330
     assert after - before < 512 * 1024, f"memory grew by {(after - before) / 1024:.0f} KiB over 300 frames"
-
-
-def test_session_registry_bounds_sessions_and_forgets_idle_ones():
-    clock = FakeClock()
-    made = []
-
-    def factory(settings):
-        made.append(settings)
-        return LiveStream(RecordingSegmenter(), clock=clock)
-
-    registry = SessionRegistry(factory, max_sessions=2, idle_s=10.0, clock=clock)
-    first = registry.get("a", settings=("m1",))
-    assert registry.get("a", settings=("m1",)) is first
-    assert registry.get("a", settings=("m2",)) is not first  # new models: a new stream replaces the old
-    assert len(registry) == 1
-    registry.get("b")
-    registry.get("c")
-    assert len(registry) == 2
-    clock.now = 100.0
-    registry.get("d")
-    assert len(registry) == 1
-    assert made == [("m1",), ("m2",), None, None, None]

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..__main__ import call_options
 from .inputs import ImageSource, Item, coco_categories, list_items
 from .store import OutputStore
 
@@ -53,14 +54,6 @@ def _model_settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
         "max_pixels": args.max_pixels,
         "profile": args.profile,
     }
-
-
-def _call_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = {"threshold": args.threshold, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
-    options |= {"detail": args.detail, "max_objects": args.max_objects}
-    if args.prompt:
-        options["prompt"] = args.prompt
-    return options
 
 
 def _still_to_do(items: list[Item], finished: dict[str, int], output: Path) -> list[Item]:
@@ -126,7 +119,7 @@ def run_batch(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
-    from ..bench import machine_info
+    from ..machine import machine_info
 
     # Without a GPU (or with --device cpu, or accelerate's --cpu) the processes of accelerate launch / torchrun
     # share the work over gloo on the CPU; PartialState only does that when told it runs on the CPU.
@@ -146,7 +139,7 @@ def run_batch(args: argparse.Namespace) -> int:
     )
     categories = _category_table(args)
     category_of = None if categories is None else {category["name"]: category["id"] for category in categories}
-    options = _call_options(args)
+    options = call_options(args)
     store = OutputStore(args.output, rank=state.process_index)
     run = {"captioner": args.captioner, "segmenter": args.segmenter, "profile": args.profile, "options": options}
     if state.is_main_process:

@@ -25,8 +25,8 @@ from typing import Any
 import psutil
 import torch
 
-from .catalog import KINDS, load_captioner, load_segmenter
-from .hub import ModelUnavailableError
+from ..catalog import KINDS, load_captioner, load_segmenter
+from ..hub import ModelUnavailableError
 
 Loader = Callable[..., Any]
 

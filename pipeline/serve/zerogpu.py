@@ -30,8 +30,8 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .env import env_flag
-from .speed import default_profile
+from ..env import env_flag
+from ..speed import default_profile
 
 try:  # before any CUDA initialisation: on ZeroGPU the import installs the CUDA emulation
     import spaces

@@ -1,4 +1,4 @@
-"""Tests of pipeline.cache: load once, share, evict least recently used when over a count, size or memory budget."""
+"""pipeline.serve.cache: load once, share, evict the least recently used over a count, size or memory budget."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from pipeline.cache import ModelCache, model_bytes
 from pipeline.hub import ModelUnavailableError
+from pipeline.serve.cache import ModelCache, model_bytes
 
 
 class FakePipeline:

@@ -14,21 +14,21 @@ junk, so both sides keep the same number of detections (``--detections``) and ge
 
 Run it (about 15-25 minutes on 2 CPU cores; the README table comes from this)::
 
-    HF_HUB_OFFLINE=1 python -m pipeline.bench --out bench-results
+    HF_HUB_OFFLINE=1 python space/benchmark/bench.py --out bench-results
 
 The quality cost of the fast profile, on the held-out shapes test split with the trained ``shapes`` models::
 
     python -m train.shapes --output_dir data/shapes-test --seed 1 --train 0 --val 0 --test 300
-    python -m pipeline.bench --quality data/shapes-test/test --out bench-results
+    python space/benchmark/bench.py --quality data/shapes-test/test --out bench-results
 
 The batch job (``python -m pipeline.batch``) against a per-image loop over the same N pictures, full-size models
 (``--tiny`` for tiny ones, ``--bulk-models shapes`` for the trained shapes models), each profile of ``--profiles``::
 
-    HF_HUB_OFFLINE=1 python -m pipeline.bench --bulk 16 --profiles full --out bench-results
+    HF_HUB_OFFLINE=1 python space/benchmark/bench.py --bulk 16 --profiles full --out bench-results
 
 In seconds, on tiny random models (what the tests run)::
 
-    python -m pipeline.bench --tiny --quick --out /tmp/bench
+    python space/benchmark/bench.py --tiny --quick --out /tmp/bench
 
 It prints, for the naive way and each profile: per-image latency p50/p95 (caption, segment, total), images/s on a
 batch, live frames/s over a simulated 640x480 webcam stream, peak memory (RSS) and the ratio to naive; checks that
@@ -42,7 +42,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -55,10 +54,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .captioning import caption_sentence
-from .kernels import bfloat16_enabled, native_bfloat16
-from .speed import PROFILES as SPEED_PROFILES
-from .speed import profile_summary, segmenter_view
+if __package__ in (None, ""):  # run as a script (python space/benchmark/bench.py): the library is at the root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from pipeline.captioning import caption_sentence  # noqa: E402
+from pipeline.machine import load_average, machine_info  # noqa: E402
+from pipeline.speed import PROFILES as SPEED_PROFILES  # noqa: E402
+from pipeline.speed import profile_summary, segmenter_view  # noqa: E402
 
 PROFILES = ("full", "fast")
 FRAME_SIZE = (640, 480)
@@ -68,7 +70,7 @@ BLIP_BASE_VOCAB = 30524
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python space/benchmark/bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench-results", help="folder for bench.json and bench.png")
     parser.add_argument("--images", type=int, default=8, help="images for the per-image latency (default 8)")
     parser.add_argument("--batch", type=int, default=16, help="images in the throughput batch (default 16)")
@@ -152,51 +154,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# -- the machine -------------------------------------------------------------------------------------------------
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, memory, GPU and library versions, for the report."""
-    import torchvision
-    import transformers
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    flags = ""
-    with contextlib.suppress(OSError):
-        flags = Path("/proc/cpuinfo").read_text()
-    memory_gb = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        memory_gb = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "avx2": " avx2" in flags,
-        "avx512": " avx512f" in flags,
-        # what PyTorch's kernels run with (ATEN_CPU_CAPABILITY=avx2 lowers it, to measure as on an AVX2-only CPU)
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "(not set: the CPU's best)"),
-        "memory_gb": memory_gb,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch_threads": torch.get_num_threads(),
-        "native_bfloat16": native_bfloat16(),
-        "bfloat16_used": bfloat16_enabled("cpu"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def load_average() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else []
-
-
 def rss_mb() -> float:
     import psutil
 
@@ -233,9 +190,9 @@ def build_models(root: Path, *, tiny: bool) -> dict[str, Any]:
         dict with ``captioner`` (a ``save_pretrained`` directory), ``segmenter`` (a catalog name or checkpoint
         directory), ``torch_home`` (set in ``os.environ`` for the run) and ``notes`` (lines for the report).
     """
-    from .builders import build_blip, build_maskrcnn
-    from .checkpoints import save_segmenter
-    from .hub import torchvision_checkpoint
+    from pipeline.builders import build_blip, build_maskrcnn
+    from pipeline.checkpoints import save_segmenter
+    from pipeline.hub import torchvision_checkpoint
 
     torch.manual_seed(0)
     captioner_dir, notes = root / "blip", []
@@ -321,7 +278,7 @@ class NaiveWay:
             self.segmenter = maskrcnn_resnet50_fpn_v2(weights=weights, box_detections_per_img=detections).eval()
             self.to_tensor = weights.transforms()
         else:
-            from .checkpoints import load_segmenter_checkpoint
+            from pipeline.checkpoints import load_segmenter_checkpoint
 
             model, _ = load_segmenter_checkpoint(segmenter, model_kwargs={"box_detections_per_img": detections})
             self.segmenter = model.eval()
@@ -352,7 +309,7 @@ class OurWay:
     """:func:`pipeline.load_pipeline` with one profile, called with the benchmark's options."""
 
     def __init__(self, captioner_dir: str, segmenter: str, *, profile: str, tokens: int, detections: int):
-        from .combined import load_pipeline
+        from pipeline.combined import load_pipeline
 
         self.name = profile
         self.pipe = load_pipeline(
@@ -439,7 +396,7 @@ def stream_side(name: str, side: Any, args: argparse.Namespace) -> dict[str, Any
 
         return {**simulate_stream(whole, args.stream_seconds, size=args.size), "how": "caption + segment every frame"}
 
-    from .stream import LiveStream
+    from pipeline.stream import LiveStream
 
     def caption(image: Image.Image) -> dict[str, str]:
         options = {key: side.options[key] for key in ("max_new_tokens", "generate_kwargs")}
@@ -527,7 +484,7 @@ def summarise_agreement(rows: list[dict]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the models, measure every side, check agreement; return the report (also what ``bench.json`` holds)."""
     report: dict[str, Any] = {
-        "command": "python -m pipeline.bench " + " ".join(sys.argv[1:]),
+        "command": "python space/benchmark/bench.py " + " ".join(sys.argv[1:]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine_info(),
         "load_average_start": load_average(),
@@ -665,8 +622,8 @@ def measure(args: argparse.Namespace, sides: dict[str, Any], report: dict[str, A
 def measure_memory_by_size(args: argparse.Namespace, models: dict[str, Any]) -> list[dict[str, Any]]:
     """What one photo of each size costs the app's photo path: the CPU's default profile, up to 100 detections (the
     catalog's setting) all kept, masks as RLE as the endpoints return them; RSS added at the peak and seconds."""
-    from .combined import load_pipeline
-    from .speed import default_profile
+    from pipeline.combined import load_pipeline
+    from pipeline.speed import default_profile
 
     gc.collect()
     pipe = load_pipeline(models["captioner"], models["segmenter"], device="cpu", profile=default_profile("cpu"))
@@ -706,8 +663,8 @@ def measure_bulk(args: argparse.Namespace) -> dict[str, Any]:
     process (``--batch-size``, 2 decoding workers), timed from its start (loading the models) to its end, so its
     figure carries its own loading and warm-up, which the loop's does not.
     """
-    from .batch.__main__ import main as batch_main
-    from .combined import load_pipeline
+    from pipeline.batch.__main__ import main as batch_main
+    from pipeline.combined import load_pipeline
 
     report: dict[str, Any] = {"pictures": args.bulk, "size": list(args.size), "profiles": {}}
     saved_torch_home = os.environ.get("TORCH_HOME")
@@ -776,8 +733,8 @@ def measure_quality(args: argparse.Namespace) -> dict[str, Any]:
     The scores come from :mod:`pipeline.evaluation`, the code ``train.evaluate`` runs: captions with the captioner's
     defaults, every detection kept, and with ``--limit`` the ground truth cut to the same images.
     """
-    from .catalog import load_captioner, load_segmenter
-    from .evaluation import evaluate_captioner, evaluate_segmenter
+    from pipeline.catalog import load_captioner, load_segmenter
+    from pipeline.evaluation import evaluate_captioner, evaluate_segmenter
 
     report: dict[str, Any] = {"split": str(args.quality), "profiles": {}}
     for profile in args.profiles:
@@ -872,7 +829,7 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
         axis.margins(y=0.15)
     machine = report["machine"]
     figure.suptitle(
-        f"pipeline.bench on {machine['cpu']}, {machine['cores']} cores"
+        f"bench.py on {machine['cpu']}, {machine['cores']} cores"
         + (f", {machine['gpu']}" if machine["gpu"] else "")
         + f" (load {report['load_average_start'][:1]} -> {report['load_average_end'][:1]}); ratio = speed-up vs naive",
         fontsize=10,

@@ -30,7 +30,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .describe import locate_objects
+from ..describe import locate_objects
 
 #: What the two blocks say before there is a photo (and what a screen reader finds there).
 EMPTY_CAPTION = '<p class="grounded-empty">The caption with its objects marked appears here.</p>'

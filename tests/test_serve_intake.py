@@ -1,4 +1,4 @@
-"""pipeline.serving: what a public server lets a client choose and send, and the files it hands out."""
+"""pipeline.serve.menus, intake, files, process: what a public server lets clients choose and send, and hands out."""
 
 from __future__ import annotations
 
@@ -13,14 +13,10 @@ from helpers import draw_shapes
 from PIL import Image
 
 from pipeline import ModelSpec, list_models, registered_models
-from pipeline.serving import (
-    ModelMenus,
-    OutputFiles,
-    RequestError,
-    image_from_payload,
-    lower_thread_priority,
-    operator_model,
-)
+from pipeline.serve.files import OutputFiles
+from pipeline.serve.intake import RequestError, image_from_payload
+from pipeline.serve.menus import ModelMenus, operator_model
+from pipeline.serve.process import lower_thread_priority
 
 MENUS = ModelMenus(["shapes", "blip-base"], ["shapes", "maskrcnn-v2"])
 

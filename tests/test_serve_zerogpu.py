@@ -1,4 +1,4 @@
-"""pipeline/zerogpu.py with and without the ``spaces`` package.
+"""pipeline/serve/zerogpu.py with and without the ``spaces`` package.
 
 ZeroGPU cannot run here, so "present" is a stand-in ``spaces`` module put on ``sys.path`` for the test: it has the
 real ``spaces.GPU(task=None, *, duration=None, size=None)`` signature, records how it was called, and wraps the
@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-import pipeline.zerogpu as zerogpu
+import pipeline.serve.zerogpu as zerogpu
 from pipeline.speed import default_profile
 
 FAKE_SPACES = textwrap.dedent(
@@ -45,7 +45,7 @@ FAKE_SPACES = textwrap.dedent(
 
 @pytest.fixture
 def with_spaces(tmp_path, monkeypatch):
-    """pipeline.zerogpu re-imported with the stand-in ``spaces`` importable; restored afterwards."""
+    """pipeline.serve.zerogpu re-imported with the stand-in ``spaces`` importable; restored afterwards."""
     (tmp_path / "spaces.py").write_text(FAKE_SPACES)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "spaces", raising=False)
@@ -57,7 +57,7 @@ def with_spaces(tmp_path, monkeypatch):
 
 @pytest.fixture
 def without_spaces(monkeypatch):
-    """pipeline.zerogpu re-imported where ``import spaces`` fails, as on a machine without it."""
+    """pipeline.serve.zerogpu re-imported where ``import spaces`` fails, as on a machine without it."""
     monkeypatch.setitem(sys.modules, "spaces", None)  # None in sys.modules makes the import raise ImportError
     yield importlib.reload(zerogpu)
     monkeypatch.undo()

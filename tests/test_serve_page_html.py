@@ -1,4 +1,4 @@
-"""pipeline.page_html: the grounded caption and the objects list as HTML, on scenes whose truth is known."""
+"""pipeline.serve.page_html: the grounded caption and the objects list as HTML, on scenes whose truth is known."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from pipeline.describe import SHAPES_LABELS, ground_caption
-from pipeline.page_html import (
+from pipeline.serve.page_html import (
     EMPTY_CAPTION,
     EMPTY_OBJECTS,
     GROUNDED_NAME,

@@ -1,4 +1,4 @@
-"""pipeline.session.Service: every endpoint's work without a server, on tiny test models (see tests/helpers.py)."""
+"""pipeline.serve.service.Service: every endpoint's work without a server, on tiny test models (tests/helpers.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from helpers import EXAMPLES, TEST_CAPTIONER, draw_shapes
 from PIL import Image
 
 from pipeline import from_json, load_captioner, load_segmenter
-from pipeline.cache import ModelCache
-from pipeline.page_html import EMPTY_CAPTION, EMPTY_OBJECTS, grounded_caption_html
 from pipeline.panoptic import with_threshold
-from pipeline.serving import ModelMenus, RequestError
-from pipeline.session import DISPLAY_SIDE, Service
+from pipeline.serve.cache import ModelCache
+from pipeline.serve.endpoints import DISPLAY_SIDE
+from pipeline.serve.intake import RequestError
+from pipeline.serve.menus import ModelMenus
+from pipeline.serve.page_html import EMPTY_CAPTION, EMPTY_OBJECTS, grounded_caption_html
+from pipeline.serve.service import Service
 from pipeline.stream import scale_to_fit
 
 CIRCLES, SQUARES = "test-circles", "test-squares"
@@ -39,25 +41,27 @@ def photo(tmp_path):
 
 def test_the_same_photo_reuses_what_did_not_change(service, photo):
     options = {"max_new_tokens": 8, "num_beams": 1}
-    first = service.photo(photo, TEST_CAPTIONER, CIRCLES, caption_options=options, threshold=0.5)
+    first = service.photos.photo(photo, TEST_CAPTIONER, CIRCLES, caption_options=options, threshold=0.5)
     assert first.reused == () and first.floor == 0.3 and first.caption
-    other_segmenter = service.photo(photo, TEST_CAPTIONER, SQUARES, caption_options=options, threshold=0.5, last=first)
+    other_segmenter = service.photos.photo(
+        photo, TEST_CAPTIONER, SQUARES, caption_options=options, threshold=0.5, last=first
+    )
     assert other_segmenter.reused == ("caption",) and other_segmenter.caption == first.caption
-    higher = service.photo(
+    higher = service.photos.photo(
         photo, TEST_CAPTIONER, SQUARES, caption_options=options, threshold=0.8, last=other_segmenter
     )
     assert higher.reused == ("caption", "segmentation")
-    longer = service.photo(photo, TEST_CAPTIONER, SQUARES, caption_options={**options, "max_new_tokens": 9},
+    longer = service.photos.photo(photo, TEST_CAPTIONER, SQUARES, caption_options={**options, "max_new_tokens": 9},
                            threshold=0.8, last=higher)  # fmt: skip
     assert longer.reused == ("segmentation",)
-    lower = service.photo(photo, TEST_CAPTIONER, SQUARES, caption_options=options, threshold=0.1, last=longer)
+    lower = service.photos.photo(photo, TEST_CAPTIONER, SQUARES, caption_options=options, threshold=0.1, last=longer)
     assert "segmentation" not in lower.reused and lower.floor == 0.1  # fainter objects need a new run
 
 
 def test_a_kept_analysis_holds_a_display_picture_and_compact_masks(service, tmp_path):
     path = tmp_path / "large.png"
     draw_shapes(2400, 1800, seed=1).save(path)
-    analysis = service.photo({"path": str(path)}, TEST_CAPTIONER, CIRCLES, caption_options={}, threshold=0.5)
+    analysis = service.photos.photo({"path": str(path)}, TEST_CAPTIONER, CIRCLES, caption_options={}, threshold=0.5)
     assert max(analysis.picture.size) == DISPLAY_SIDE and analysis.size == (2400, 1800)
     assert all(isinstance(obj["mask"], dict) for obj in analysis.segments["instances"])  # COCO RLE, not images
     shown = analysis.result(0.5)
@@ -65,14 +69,14 @@ def test_a_kept_analysis_holds_a_display_picture_and_compact_masks(service, tmp_
     assert [obj["score"] for obj in shown["instances"]] == [obj["score"] for obj in expected["instances"]]
     assert shown["semantic"]["map"].shape == (1800, 2400)
     assert shown["description"].startswith(shown["caption"])
-    page = service.page(analysis, threshold=0.5, opacity=0.5, views=["objects", "panoptic"])
+    page = service.photos.page(analysis, threshold=0.5, opacity=0.5, views=["objects", "panoptic"])
     assert set(page["pictures"]) == {"objects", "panoptic"}
     # The words the page shows: the description, the caption with its object words marked, one item per object.
     assert page["description"] == shown["description"]
     assert page["grounded"] == grounded_caption_html(shown["caption"], shown["grounding"], shown["instances"],
                                                      analysis.size)  # fmt: skip
     assert page["objects_list"].count("<li ") == len(shown["instances"])
-    empty = service.page(None, threshold=0.5, opacity=0.5, views=["objects"])
+    empty = service.photos.page(None, threshold=0.5, opacity=0.5, views=["objects"])
     assert empty["grounded"] == EMPTY_CAPTION and empty["objects_list"] == EMPTY_OBJECTS and not empty["description"]
     assert max(Image.open(page["pictures"]["objects"]).size) == DISPLAY_SIDE
 
@@ -81,19 +85,21 @@ def test_endpoints_give_what_the_models_give(service, models, tmp_path):
     image = Image.open(EXAMPLES / "cat.jpg").convert("RGB")
     payload = {"path": str(EXAMPLES / "cat.jpg")}
     caption = load_captioner(models["captioner"], device="cpu")(image)["caption"]
-    assert service.caption(payload, TEST_CAPTIONER) == caption
+    assert service.endpoints.caption(payload, TEST_CAPTIONER) == caption
     direct = load_segmenter(models[SQUARES], device="cpu")(image, threshold=0.3)
-    segments = service.segment(payload, SQUARES, 0.3, "all")
+    segments = service.endpoints.segment(payload, SQUARES, 0.3, "all")
     assert [obj["score"] for obj in segments["instances"]] == pytest.approx([o["score"] for o in direct["instances"]])
     assert segments["models"] == {"segmenter": SQUARES} and "semantic" in segments
-    result, annotated = service.analyze(payload, TEST_CAPTIONER, CIRCLES, {"threshold": 0.3, "max_new_tokens": 8})
+    result, annotated = service.endpoints.analyze(
+        payload, TEST_CAPTIONER, CIRCLES, {"threshold": 0.3, "max_new_tokens": 8}
+    )
     assert result["caption"] and result["description"].startswith(result["caption"])
     assert {"grounding", "timings_ms", "instances", "panoptic"} <= set(result)
     assert Image.open(annotated).size == image.size
-    described = service.describe(payload, TEST_CAPTIONER, CIRCLES, {"detail": "short", "threshold": 0.3})
+    described = service.endpoints.describe(payload, TEST_CAPTIONER, CIRCLES, {"detail": "short", "threshold": 0.3})
     assert set(described) == {"alt_text", "description", "caption", "grounding", "objects", "models"}
     assert described["objects"] and all("circle" in obj["text"] for obj in described["objects"])
-    rows = service.compare(payload, [TEST_CAPTIONER, "blip-base"], {"max_new_tokens": 5})
+    rows = service.endpoints.compare(payload, [TEST_CAPTIONER, "blip-base"], {"max_new_tokens": 5})
     assert rows[0]["caption"] and rows[0]["error"] is None
     assert rows[1]["caption"] is None and "blip-base" in rows[1]["error"] and "/" not in rows[1]["error"]
 
@@ -101,18 +107,36 @@ def test_endpoints_give_what_the_models_give(service, models, tmp_path):
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda s, p: s.caption(p, "/etc"), r"unknown captioner '/etc': choose one of \['test-tiny', 'blip-base'\]"),
-        (lambda s, p: s.segment(p, CIRCLES, "abc", "all"), "threshold must be a number from 0 to 1, got 'abc'"),
-        (lambda s, p: s.segment(p, CIRCLES, 5, "all"), "threshold must be a number from 0 to 1, got 5"),
-        (lambda s, p: s.segment(p, CIRCLES, 0.5, "stuff"), "subtask must be one of 'all', 'instance'"),
-        (lambda s, p: s.analyze(p, TEST_CAPTIONER, CIRCLES, {"opacity": "abc"}), "opacity must be a number from 0"),
-        (lambda s, p: s.analyze(p, TEST_CAPTIONER, CIRCLES, [1, 2]), "options must be a JSON object"),
-        (lambda s, p: s.analyze(p, TEST_CAPTIONER, CIRCLES, {"num_beams": 1000}), "num_beams must be an integer"),
-        (lambda s, p: s.analyze(p, TEST_CAPTIONER, CIRCLES, {"max_new_tokens": 100000}), "max_new_tokens must be"),
-        (lambda s, p: s.live_frame("k", p, TEST_CAPTIONER, CIRCLES, "abc"), "threshold must be a number"),
-        (lambda s, p: s.compare(p, [TEST_CAPTIONER], {}), "captioners must list 2 to 4 different captioners"),
-        (lambda s, p: s.compare(p, "test-tiny", {}), "captioners must list 2 to 4"),
-        (lambda s, p: s.compare(p, [TEST_CAPTIONER, "../etc"], {}), "unknown captioner '../etc'"),
+        (
+            lambda s, p: s.endpoints.caption(p, "/etc"),
+            r"unknown captioner '/etc': choose one of \['test-tiny', 'blip-base'\]",
+        ),
+        (
+            lambda s, p: s.endpoints.segment(p, CIRCLES, "abc", "all"),
+            "threshold must be a number from 0 to 1, got 'abc'",
+        ),
+        (lambda s, p: s.endpoints.segment(p, CIRCLES, 5, "all"), "threshold must be a number from 0 to 1, got 5"),
+        (lambda s, p: s.endpoints.segment(p, CIRCLES, 0.5, "stuff"), "subtask must be one of 'all', 'instance'"),
+        (
+            lambda s, p: s.endpoints.analyze(p, TEST_CAPTIONER, CIRCLES, {"opacity": "abc"}),
+            "opacity must be a number from 0",
+        ),
+        (lambda s, p: s.endpoints.analyze(p, TEST_CAPTIONER, CIRCLES, [1, 2]), "options must be a JSON object"),
+        (
+            lambda s, p: s.endpoints.analyze(p, TEST_CAPTIONER, CIRCLES, {"num_beams": 1000}),
+            "num_beams must be an integer",
+        ),
+        (
+            lambda s, p: s.endpoints.analyze(p, TEST_CAPTIONER, CIRCLES, {"max_new_tokens": 100000}),
+            "max_new_tokens must be",
+        ),
+        (lambda s, p: s.live.frame("k", p, TEST_CAPTIONER, CIRCLES, "abc"), "threshold must be a number"),
+        (
+            lambda s, p: s.endpoints.compare(p, [TEST_CAPTIONER], {}),
+            "captioners must list 2 to 4 different captioners",
+        ),
+        (lambda s, p: s.endpoints.compare(p, "test-tiny", {}), "captioners must list 2 to 4"),
+        (lambda s, p: s.endpoints.compare(p, [TEST_CAPTIONER, "../etc"], {}), "unknown captioner '../etc'"),
     ],
 )
 def test_client_mistakes_are_request_errors_that_name_them(service, photo, call, message):
@@ -127,11 +151,11 @@ def test_an_unavailable_model_says_what_and_what_to_do_without_the_servers_paths
     menus = ModelMenus([TEST_CAPTIONER], ["maskrcnn-v2"])
     lonely = Service(ModelCache(device="cpu"), menus)
     with pytest.raises(RequestError) as caught:
-        lonely.segment(photo, "maskrcnn-v2", 0.5, "all")
+        lonely.endpoints.segment(photo, "maskrcnn-v2", 0.5, "all")
     assert "maskrcnn-v2" in str(caught.value) and "choose another model" in str(caught.value)
     assert str(tmp_path) not in str(caught.value) and "/root" not in str(caught.value)
     assert str(tmp_path) in str(caught.value.__cause__)  # the server's log keeps the operator's message
-    assert "not installed on this server" in lonely.model_note("segmenter", "maskrcnn-v2")
+    assert "not installed on this server" in lonely.photos.model_note("segmenter", "maskrcnn-v2")
     lonely.close()
 
 
@@ -139,13 +163,13 @@ def test_an_unavailable_model_says_what_and_what_to_do_without_the_servers_paths
 def test_thin_and_tiny_photos_get_an_answer(service, tmp_path, size):
     path = tmp_path / "thin.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-    result, annotated = service.analyze({"path": str(path)}, TEST_CAPTIONER, CIRCLES, {"threshold": 0.0})
+    result, annotated = service.endpoints.analyze({"path": str(path)}, TEST_CAPTIONER, CIRCLES, {"threshold": 0.0})
     assert result["caption"] and from_json(result)["semantic"]["map"].shape == (size[1], size[0])
     # Drawn at display size: the photo scaled to fit DISPLAY_SIDE.
     assert Image.open(annotated).size == scale_to_fit(Image.new("RGB", size), DISPLAY_SIDE).size
 
 
 def test_the_first_live_frame_brings_its_caption(service, photo):
-    picture, caption, stats = service.live_frame("session-1", photo, TEST_CAPTIONER, CIRCLES, 0.3)
+    picture, caption, stats = service.live.frame("session-1", photo, TEST_CAPTIONER, CIRCLES, 0.3)
     assert caption and stats["frames_processed"] == 1 and stats["fps"] > 0
     assert Image.open(picture).size[0] <= 480

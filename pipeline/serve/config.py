@@ -1,5 +1,6 @@
-"""How the app's server is set up: its flags (each with an environment variable), the :class:`Service` built from
-them, and the operator's start-up notes. Gradio-free; ``app.py`` lays the page out over what this returns.
+"""How the app's server is set up: its flags (each with an environment variable), the
+:class:`~pipeline.serve.service.Service` built from them, and the operator's start-up notes. Gradio-free;
+``app.py`` lays the page out over what this returns.
 """
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 
+from ..catalog import availability, best_available, list_models, load_captioner, load_segmenter
+from ..env import env_flag, env_int
+from ..speed import PROFILES, default_profile
 from .cache import ModelCache
-from .catalog import availability, best_available, list_models, load_captioner, load_segmenter
-from .env import env_flag, env_int
-from .serving import ModelMenus, operator_model
-from .session import Service
-from .speed import PROFILES, default_profile
+from .menus import ModelMenus, operator_model
+from .service import Service
 from .zerogpu import default_device, on_zerogpu
 
 #: Every flag: (flag, its environment variable, kind, default, help). ``str`` defaults may be None; ``flag`` ones
-#: are --x / --no-x. README's flags table says the same.
+#: are --x / --no-x. pipeline/serve/README.md's flags table says the same.
 FLAGS = [
     ("--host", "GRADIO_SERVER_NAME", str, "127.0.0.1", "address to listen on; 0.0.0.0 for every interface"),
     ("--port", "GRADIO_SERVER_PORT", int, 7860, "port"),

@@ -1,0 +1,117 @@
+"""The script endpoints' work, gradio-free: ``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/compare``.
+
+Each checks a client's request (menus, option bounds, the image's limits), runs the models through the
+:class:`~pipeline.serve.models.ModelRunner` and answers plain JSON-ready data, masks as COCO RLE; pictures are
+written by :class:`~pipeline.serve.files.OutputFiles` and handed over as paths.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..combined import build_result
+from ..compare import compare_captioners
+from ..describe import describe as describe_words
+from ..describe import locate_objects
+from ..jsonform import to_json
+from ..render import draw_instances
+from ..stream import scale_to_fit
+from .files import OutputFiles
+from .intake import RequestError, checked_options
+from .models import ModelRunner
+
+#: Pictures for people are drawn at most this large (the longer side, in pixels), whatever the photo's size; the
+#: JSON keeps the photo's own size.
+DISPLAY_SIDE = 1280
+#: The options each endpoint takes (declared by the pipelines, bounded by :mod:`pipeline.serve.options`).
+ANALYZE_OPTIONS = ("threshold", "max_new_tokens", "num_beams", "subtask", "opacity", "detail", "max_objects")
+DESCRIBE_OPTIONS = ("detail", "max_objects", "threshold")
+COMPARE_OPTIONS = ("max_new_tokens", "num_beams")
+#: The most captioners one /compare request may run.
+MAX_COMPARED = 4
+
+
+class Endpoints:
+    """The script endpoints over one :class:`ModelRunner`; every method raises :class:`RequestError` for a client's
+    mistake, with a message that names it."""
+
+    def __init__(self, models: ModelRunner, files: OutputFiles):
+        self.models, self.files = models, files
+
+    def caption(self, image: Any, captioner: Any) -> str:
+        """``/caption``: the caption of one image."""
+        captioner = self.models.menus.check("captioner", captioner)
+        picture = self.models.image(image)
+        return self.models.run(captioner, None, picture, {}, None).captions[0]["caption"]
+
+    def segment(self, image: Any, segmenter: Any, threshold: Any, subtask: Any) -> dict[str, Any]:
+        """``/segment``: the JSON form of one image's instances and views."""
+        segmenter = self.models.menus.check("segmenter", segmenter)
+        options = checked_options({"threshold": threshold, "subtask": subtask or "all"}, ("threshold", "subtask"))
+        picture = self.models.image(image)
+        segments = self.models.run(None, segmenter, picture, None, {**options, "mask_format": "rle"}).segments[0]
+        return {**to_json(segments), "models": {"segmenter": segmenter}}
+
+    def analyze(self, image: Any, captioner: Any, segmenter: Any, options: Any) -> tuple[dict[str, Any], str]:
+        """``/analyze``: the output contract as JSON (the photo's own size), and the path of the annotated picture
+        (a display copy, its longer side at most :data:`DISPLAY_SIDE`)."""
+        menus = self.models.menus
+        captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
+        settings = checked_options(options, ANALYZE_OPTIONS)
+        start = time.perf_counter()
+        picture = self.models.image(image)
+        caption_options = {key: settings[key] for key in ("max_new_tokens", "num_beams")}
+        segment_options = {"threshold": settings["threshold"], "subtask": settings["subtask"], "mask_format": "rle"}
+        halves = self.models.run(captioner, segmenter, picture, caption_options, segment_options)
+        timings = {"caption": halves.caption_ms, "segment": halves.segment_ms}
+        result = build_result(
+            halves.captions[0]["caption"], halves.segments[0], picture.size,
+            models={"captioner": captioner, "segmenter": segmenter},
+            timings_ms={**timings, "total": (time.perf_counter() - start) * 1000.0},
+            labels=self.models.labels(segmenter), detail=settings["detail"], max_objects=settings["max_objects"],
+        )  # fmt: skip
+        picture = draw_instances(scale_to_fit(picture, DISPLAY_SIDE), result["instances"], opacity=settings["opacity"])
+        return to_json(result), self.files.image(picture, "annotated", "png")
+
+    def describe(self, image: Any, captioner: Any, segmenter: Any, options: Any) -> dict[str, Any]:
+        """``/describe``: what an alt-text tool wants: the alt text, the description, the grounding, the objects."""
+        menus = self.models.menus
+        captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
+        settings = checked_options(options, DESCRIBE_OPTIONS)
+        picture = self.models.image(image)
+        segment_options = {"threshold": settings["threshold"], "subtask": "instance", "mask_format": "rle"}
+        halves = self.models.run(captioner, segmenter, picture, {}, segment_options)
+        instances = halves.segments[0]["instances"]
+        labels = self.models.labels(segmenter)
+        caption = halves.captions[0]["caption"]
+        short = describe_words(caption, instances, picture.size, labels=labels, detail="short")
+        long = describe_words(
+            caption, instances, picture.size, labels=labels, detail=settings["detail"],
+            max_objects=settings["max_objects"],
+        )  # fmt: skip
+        return {
+            "alt_text": short["description"],
+            "description": long["description"],
+            "caption": caption,
+            "grounding": long["grounding"],
+            "objects": locate_objects(instances, picture.size),
+            "models": {"captioner": captioner, "segmenter": segmenter},
+        }
+
+    def compare(self, image: Any, captioners: Any, options: Any) -> list[dict[str, Any]]:
+        """``/compare``: one image captioned by two to four of the menu's captioners, each caption with its time."""
+        menus = self.models.menus
+        names = captioners if isinstance(captioners, (list, tuple)) else None
+        if not names or not 2 <= len(names) <= MAX_COMPARED or len(set(map(str, names))) != len(names):
+            raise RequestError(
+                f"captioners must list 2 to {MAX_COMPARED} different captioners of {menus.names('captioner')}, "
+                f"got {captioners!r}"[:400],
+                title="Choose captioners to compare",
+            )
+        names = [menus.check("captioner", name) for name in names]
+        settings = checked_options(options, COMPARE_OPTIONS)
+        picture = self.models.image(image)
+        loaders = {name: (lambda name=name: self.models.cache.get("captioner", name)) for name in names}
+        job = self.models.photo_threads.submit(compare_captioners, picture, loaders, public=True, **settings)
+        return job.result()

@@ -1,0 +1,138 @@
+"""The live tab's and ``/live_frame``'s work, gradio-free: one :class:`~pipeline.stream.LiveStream` per client
+session, kept in a bounded registry, its frames answered with the annotated picture, the running caption and stats.
+
+Sessions (one per browser tab or client) live in a :class:`SessionRegistry` with a size bound and an idle timeout,
+so that memory stays flat however long the server runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from PIL import Image
+
+from ..render import describe_objects, draw_instances
+from ..speed import segmenter_view
+from ..stream import LiveStream, scale_to_fit
+from .endpoints import DISPLAY_SIDE
+from .files import OutputFiles
+from .intake import RequestError, checked_options
+from .models import ModelRunner
+
+
+class LiveSessions:
+    """Live streams by client session over one :class:`ModelRunner`.
+
+    Args:
+        models (ModelRunner): the menus, cache and threads (``live_threads`` segment, ``live_caption_thread``
+            captions).
+        files (OutputFiles): where the annotated frames are written.
+    """
+
+    def __init__(self, models: ModelRunner, files: OutputFiles):
+        self.models, self.files = models, files
+        self.registry = SessionRegistry(self._stream, max_sessions=max(4, 2 * models.live_sessions))
+
+    def _stream(self, settings: tuple[str, str, float]) -> LiveStream:
+        captioner, segmenter, threshold = settings
+        return LiveStream(
+            segmenter_view(self.models.model("segmenter", segmenter), "live"),
+            self.models.model("captioner", captioner),
+            threshold=threshold,
+            executor=self.models.live_caption_thread,
+            workers=self.models.live_threads,
+        )
+
+    def frame(
+        self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any
+    ) -> tuple[str, str, dict[str, Any]]:
+        """``/live_frame`` and the live tab: one frame of a session's stream -> (annotated picture's path, the
+        running caption, stats). The newest frame wins: one sent while another is processed replaces any waiting."""
+        menus = self.models.menus
+        captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
+        threshold = checked_options({"threshold": threshold}, ("threshold",))["threshold"]
+        picture = frame if isinstance(frame, Image.Image) else self.models.image(frame)
+        session = self.registry.get(key, settings=(captioner, segmenter, round(threshold, 2)))
+        try:
+            shown = session.process(picture)
+        except RuntimeError as error:
+            raise RequestError(f"The model failed on this frame: {error}", title="Model failed") from None
+        if shown.image is None:  # nothing processed yet in this session (this frame was replaced at once)
+            return self.files.image(scale_to_fit(picture, DISPLAY_SIDE), "frame"), "", shown.summary()
+        annotated = draw_instances(shown.image, shown.result["instances"], opacity=0.5)
+        stats = {**shown.summary(), "objects": describe_objects(shown.result["instances"])}
+        return self.files.image(annotated, "frame"), shown.caption, stats
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+class SessionRegistry:
+    """Live sessions by key (a browser session id), at most ``max_sessions``, forgotten after ``idle_s`` unused.
+
+    Args:
+        factory (Callable[[Any], LiveStream]): makes a new session's stream from its ``settings``.
+        max_sessions (int, default 16): the least recently used session is closed beyond this.
+        idle_s (float, default 120.0): a session unused this long is closed at the next lookup.
+        clock (Callable[[], float], default time.monotonic): the time source.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[Any], LiveStream],
+        *,
+        max_sessions: int = 16,
+        idle_s: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.factory = factory
+        self.max_sessions = max_sessions
+        self.idle_s = idle_s
+        self.clock = clock
+        self._sessions: OrderedDict[Any, LiveStream] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, *, settings: Any = None) -> LiveStream:
+        """The session of ``key``; a new one when there is none or its ``settings`` (e.g. model names) changed.
+
+        A new session is made outside the registry's lock (the factory may load models for seconds), so that other
+        sessions' frames are not held up meanwhile.
+        """
+        now = self.clock()
+        with self._lock:
+            for stale in [k for k, s in self._sessions.items() if now - s.last_used > self.idle_s]:
+                self._sessions.pop(stale).close()
+            session = self._sessions.get((key, settings))
+            if session is not None:
+                self._sessions.move_to_end((key, settings))
+                session.last_used = now
+                return session
+        made = self.factory(settings)
+        with self._lock:
+            session = self._sessions.get((key, settings))
+            if session is not None:  # another request of this session made one meanwhile: keep that one
+                made.close()
+            else:
+                for other in [k for k in self._sessions if k[0] == key]:
+                    self._sessions.pop(other).close()
+                session = self._sessions[(key, settings)] = made
+                while len(self._sessions) > self.max_sessions:
+                    _, oldest = self._sessions.popitem(last=False)
+                    oldest.close()
+            self._sessions.move_to_end((key, settings))
+            session.last_used = now
+            return session
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def close(self) -> None:
+        """Close every session."""
+        with self._lock:
+            for session in self._sessions.values():
+                session.close()
+            self._sessions.clear()

@@ -1,0 +1,126 @@
+"""The served app's models: chosen from the menus, loaded once by the cache, run in threads of their own.
+
+:class:`ModelRunner` is what every part of the service (:mod:`pipeline.serve.endpoints`, :mod:`pipeline.serve.photo`,
+:mod:`pipeline.serve.live`) runs its models through: the menus check a client's model names, the cache loads each
+model once, and the runs happen in a few threads of their own (photo work at a lower priority than live frames), or
+elsewhere through ``runner`` (ZeroGPU's ``spaces.GPU``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..combined import Halves, run_halves
+from ..kernels import limit_intraop_threads
+from .cache import ModelCache, public_message
+from .intake import RequestError, image_from_payload
+from .menus import ModelMenus
+from .process import lower_thread_priority
+
+
+class ModelRunner:
+    """The menus, the model cache and the threads models run in.
+
+    Args:
+        cache (ModelCache): where models are loaded and kept.
+        menus (ModelMenus): what clients may choose.
+        live_sessions (int, default 2): webcam streams served at once (threads for their segmentation).
+        runner (Callable | None, default None): runs a photo's models elsewhere (ZeroGPU: a ``spaces.GPU``
+            function), called as ``runner(captioner, segmenter, images, caption_options, segment_options)`` and
+            returning :meth:`run_models`' :class:`~pipeline.combined.Halves`; None runs here, in the photo threads.
+        max_pixels (int | None, default None): the image pixel limit; None reads ``PIPELINE_MAX_PIXELS``.
+    """
+
+    def __init__(
+        self,
+        cache: ModelCache,
+        menus: ModelMenus,
+        *,
+        live_sessions: int = 2,
+        runner: Callable[..., Halves] | None = None,
+        max_pixels: int | None = None,
+    ):
+        self.cache, self.menus, self.runner, self.max_pixels = cache, menus, runner, max_pixels
+        self.live_sessions = live_sessions
+        # Model work runs in threads of its own, so that the threads that ever run PyTorch (each with its own team of
+        # intra-op threads and their caches) are these few, not whichever of the web server's threads took a
+        # request. Photo work runs at a lower priority, so that live frames get the cores first.
+        self.photo_threads = ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="photo", initializer=lower_thread_priority
+        )
+        self.live_threads = ThreadPoolExecutor(max_workers=live_sessions, thread_name_prefix="live")
+        self.live_caption_thread = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="live-caption",
+            initializer=limit_intraop_threads,
+            initargs=(max(1, torch.get_num_threads() // 2),),
+        )
+
+    def model(self, kind: str, name: Any) -> Any:
+        """The loaded model a client named, or a :class:`RequestError` that says why not (no server paths)."""
+        checked = self.menus.check(kind, name)
+        try:
+            return self.cache.get(kind, checked)
+        except Exception as error:  # a missing or broken model must not take the server down
+            raise RequestError(public_message(error), title=f"The {kind} {checked!r} cannot be used") from error
+
+    def labels(self, segmenter: str) -> list[str] | None:
+        """The segmenter's category names (what its grounding looks for)."""
+        return getattr(self.cache.get("segmenter", segmenter), "categories", None)
+
+    def image(self, payload: Any) -> Image.Image:
+        """The client's image, within this server's limits (:func:`~pipeline.serve.intake.image_from_payload`)."""
+        return image_from_payload(payload, max_pixels=self.max_pixels)
+
+    def run_models(
+        self,
+        captioner: str | None,
+        segmenter: str | None,
+        images: list[Image.Image],
+        caption_options: dict[str, Any] | None = None,
+        segment_options: dict[str, Any] | None = None,
+        *,
+        concurrent: bool = True,
+    ) -> Halves:
+        """Run the named (already checked) models on decoded images, both at once unless ``concurrent`` is False
+        (a ZeroGPU worker is a fork of the server, without its threads); a None model is skipped."""
+        captioning = self.cache.get("captioner", captioner) if captioner else None
+        segmenting = self.cache.get("segmenter", segmenter) if segmenter else None
+        executor = self.photo_threads if concurrent else None
+        return run_halves(images, captioning, segmenting, caption_options, segment_options, executor=executor)
+
+    def run(
+        self,
+        captioner: str | None,
+        segmenter: str | None,
+        image: Image.Image,
+        caption_options: dict[str, Any] | None,
+        segment_options: dict[str, Any] | None,
+    ) -> Halves:
+        """One photo's run, in the photo threads (or the ``runner``); a model or option failure is a
+        :class:`RequestError` and the server keeps serving."""
+        for kind, name in (("captioner", captioner), ("segmenter", segmenter)):
+            if name:
+                self.model(kind, name)  # load (or fail with a message) before any GPU time is asked for
+        try:
+            if self.runner is not None:
+                return self.runner(captioner, segmenter, [image], caption_options, segment_options)
+            if captioner and segmenter:
+                return self.run_models(captioner, segmenter, [image], caption_options, segment_options)
+            # One half: still in a photo thread, at the photo priority.
+            return self.photo_threads.submit(
+                self.run_models, captioner, segmenter, [image], caption_options, segment_options
+            ).result()
+        except (ValueError, TypeError) as error:  # an option a model refuses (e.g. a prompt it takes none of)
+            raise RequestError(str(error)) from None
+        except RuntimeError as error:  # e.g. out of memory inside a model: say so, keep serving
+            raise RequestError(f"The model failed on this image: {error}", title="Model failed") from None
+
+    def close(self) -> None:
+        for pool in (self.photo_threads, self.live_threads, self.live_caption_thread):
+            pool.shutdown(wait=False)

@@ -1,0 +1,213 @@
+"""The photo tab's work, gradio-free: one photo's analysis kept between events, what the page shows of it, and
+the model menus' entries and notes.
+
+The page's photo is kept as an :class:`Analysis`: the same picture again reuses its caption or its segmentation, and
+a display setting (threshold, opacity, views) only redraws. Pictures for people are drawn at display size; masks
+are kept as COCO RLE, so what a session holds does not grow with the photo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from ..catalog import availability, get_spec
+from ..combined import build_result
+from ..jsonform import to_json
+from ..panoptic import with_threshold
+from ..render import describe_objects, draw_instances, draw_panoptic, draw_semantic, objects_table
+from ..stream import scale_to_fit
+from .endpoints import DISPLAY_SIDE
+from .files import OutputFiles
+from .intake import checked_options
+from .models import ModelRunner
+from .page_html import EMPTY_CAPTION, EMPTY_OBJECTS, grounded_caption_html, objects_list_html
+
+#: The page runs the segmenter at no more than this threshold and filters for display, so that raising the slider
+#: (and lowering it down to here) redraws without running the model again.
+RUN_THRESHOLD_FLOOR = 0.3
+
+
+def image_digest(image: Image.Image) -> str:
+    """A short content hash: the same picture uploaded twice is recognised and not analysed twice."""
+    return hashlib.blake2b(image.tobytes() + repr(image.size).encode(), digest_size=12).hexdigest()
+
+
+@dataclass
+class Analysis:
+    """One photo's analysis as the page keeps it between events (the photo itself is not kept, only its picture at
+    display size; masks are COCO RLE).
+
+    Attributes:
+        digest: :func:`image_digest` of the photo.
+        picture: the photo scaled to :data:`DISPLAY_SIDE`, to draw on.
+        size: the photo's own ``(width, height)``.
+        captioner, caption_options, caption, caption_ms: the caption and how it was made.
+        segmenter, floor, segments, segment_ms: the segmentation (run at threshold ``floor``) and its time.
+        labels: the segmenter's category names (for the grounding).
+        total_ms: the run's wall time; reused: the halves taken from the previous analysis.
+    """
+
+    digest: str
+    picture: Image.Image
+    size: tuple[int, int]
+    captioner: str
+    caption_options: dict[str, Any]
+    caption: str
+    caption_ms: float
+    segmenter: str
+    floor: float
+    segments: dict[str, Any]
+    segment_ms: float
+    labels: list[str] | None
+    total_ms: float
+    reused: tuple[str, ...] = field(default_factory=tuple)
+
+    def result(self, threshold: float, **describe_options: Any) -> dict[str, Any]:
+        """The output contract at a display threshold (at or above :attr:`floor`); no model runs."""
+        shown = with_threshold(self.segments, max(threshold, self.floor))
+        timings = {"caption": self.caption_ms, "segment": self.segment_ms, "total": self.total_ms}
+        return build_result(
+            self.caption, shown, self.size, models={"captioner": self.captioner, "segmenter": self.segmenter},
+            timings_ms={key: round(value, 1) for key, value in timings.items()}, labels=self.labels,
+            **describe_options,
+        )  # fmt: skip
+
+
+class PhotoPage:
+    """The photo tab over one :class:`ModelRunner`: analyse a photo (only what changed), show a kept analysis at
+    display settings, and say what each model menu offers."""
+
+    def __init__(self, models: ModelRunner, files: OutputFiles):
+        self.models, self.files = models, files
+
+    # -- what the page says --------------------------------------------------------------------------------------
+
+    def menu(self, kind: str) -> list[tuple[str, str]]:
+        """A model menu's entries ``(shown text, name)``: what each is good for, marked when it cannot load here."""
+        entries = []
+        for name in self.models.menus.names(kind):
+            spec = get_spec(name, kind)
+            mark = "" if availability(name, kind)[0] else "  [not available here]"
+            entries.append((f"{spec.name} — {spec.description.split(': ', 1)[-1]}{mark}", spec.name))
+        return entries
+
+    def model_note(self, kind: str, name: str | None) -> str:
+        """One Markdown line about the chosen model: what it is, that it is loading, or why it cannot be used here."""
+        if not name:
+            return f"No {kind} is configured."
+        try:
+            spec = get_spec(self.models.menus.check(kind, name), kind)
+        except ValueError as error:
+            return f"**{kind.capitalize()}**: {error}"
+        state = self.models.cache.status(kind, spec.name)
+        if state == "loading":
+            return f"**{spec.name} is loading** (the first start downloads its weights); a request for it waits."
+        available, reason = availability(spec.name, kind)
+        if state not in (None, "ready"):
+            available, reason = False, state
+        if available:
+            return f"**{spec.name}**: {spec.description}."
+        return f"**{spec.name} cannot be used here**: {reason}. Choose another {kind}, or install it (see README)."
+
+    def page(
+        self, analysis: Analysis | None, *, threshold: float, opacity: float, views: Sequence[str], note: str = ""
+    ) -> dict[str, Any]:
+        """What the photo tab shows of a kept analysis at display settings: ``caption``, ``description`` (what is
+        where), ``grounded`` (the caption as HTML, its object words marked), ``objects`` (a sentence),
+        ``objects_list`` (HTML, one item per object), ``pictures`` (``{view: path}`` for ``objects``, ``semantic``,
+        ``panoptic`` as asked), ``table`` (rows), ``timings`` (Markdown) and ``download`` (the JSON file's path). No
+        model runs (:mod:`pipeline.serve.page_html` writes the HTML)."""
+        if analysis is None:
+            return {
+                "caption": "", "description": "", "grounded": EMPTY_CAPTION, "objects": "",
+                "objects_list": EMPTY_OBJECTS, "pictures": {}, "table": [], "timings": "", "download": None,
+            }  # fmt: skip
+        tick = time.perf_counter()
+        result = analysis.result(threshold)
+        picture, instances = analysis.picture, result["instances"]
+        drawers = {
+            "objects": lambda: draw_instances(picture, instances, opacity=opacity),
+            "semantic": lambda: draw_semantic(result["semantic"], picture, opacity=opacity),
+            "panoptic": lambda: draw_panoptic(result["panoptic"], picture, opacity=opacity),
+        }
+        pictures = {
+            view: self.files.image(drawers[view](), view, "jpeg" if view == "objects" else "png")
+            for view in drawers
+            if view in views
+        }
+        download = self.files.json({**to_json(result), "threshold": threshold}, f"analysis-{analysis.digest[:10]}")
+        extras = ([f"reused: {', '.join(analysis.reused)}"] if analysis.reused else []) + ([note] if note else [])
+        timings = " · ".join(
+            [
+                f"Caption **{analysis.caption_ms:.0f} ms** ({analysis.captioner})",
+                f"objects **{analysis.segment_ms:.0f} ms** ({analysis.segmenter})",
+                f"drawing {(time.perf_counter() - tick) * 1000.0:.0f} ms",
+                *extras,
+            ]
+        )
+        return {
+            "caption": result["caption"],
+            "description": result["description"],
+            "grounded": grounded_caption_html(result["caption"], result["grounding"], instances, analysis.size),
+            "objects": describe_objects(instances),
+            "objects_list": objects_list_html(instances, analysis.size),
+            "pictures": pictures,
+            "table": objects_table(instances, analysis.size),
+            "timings": timings,
+            "download": download,
+        }
+
+    # -- the page's photo --------------------------------------------------------------------------------------
+
+    def photo(
+        self,
+        payload: Any,
+        captioner: Any,
+        segmenter: Any,
+        *,
+        caption_options: dict[str, Any],
+        threshold: float,
+        last: Analysis | None = None,
+    ) -> Analysis:
+        """Analyse the page's photo, running only what changed since ``last`` (the same picture: its caption, its
+        segmentation, or both are reused)."""
+        menus = self.models.menus
+        captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
+        options = checked_options(caption_options, ("max_new_tokens", "num_beams"))
+        threshold = checked_options({"threshold": threshold}, ("threshold",))["threshold"]
+        start = time.perf_counter()
+        image = self.models.image(payload)
+        digest = image_digest(image)
+        same = last is not None and last.digest == digest
+        keep_caption = same and last.captioner == captioner and last.caption_options == options
+        keep_segments = same and last.segmenter == segmenter and last.floor <= threshold
+        floor = last.floor if keep_segments else min(threshold, RUN_THRESHOLD_FLOOR)
+        halves = self.models.run(
+            None if keep_caption else captioner,
+            None if keep_segments else segmenter,
+            image,
+            options,
+            {"threshold": floor, "mask_format": "rle"},
+        )
+        return Analysis(
+            digest=digest,
+            picture=last.picture if same else scale_to_fit(image, DISPLAY_SIDE),
+            size=image.size,
+            captioner=captioner,
+            caption_options=options,
+            caption=last.caption if keep_caption else halves.captions[0]["caption"],
+            caption_ms=last.caption_ms if keep_caption else halves.caption_ms,
+            segmenter=segmenter,
+            floor=floor,
+            segments=last.segments if keep_segments else halves.segments[0],
+            segment_ms=last.segment_ms if keep_segments else halves.segment_ms,
+            labels=last.labels if keep_segments else self.models.labels(segmenter),
+            total_ms=(time.perf_counter() - start) * 1000.0,
+            reused=tuple(name for name, kept in (("caption", keep_caption), ("segmentation", keep_segments)) if kept),
+        )

@@ -1,0 +1,66 @@
+"""What the served app does with a photo or a webcam frame, with no gradio: every endpoint's work, unit-tested alone.
+
+A :class:`Service` is the app's one worker, in parts by what each serves:
+
+- ``models`` (:class:`~pipeline.serve.models.ModelRunner`): the menus, the model cache and the threads models run in;
+- ``endpoints`` (:class:`~pipeline.serve.endpoints.Endpoints`): ``/caption``, ``/segment``, ``/analyze``,
+  ``/describe``, ``/compare``;
+- ``photos`` (:class:`~pipeline.serve.photo.PhotoPage`): the photo tab's kept analysis, its reuse rules and what the
+  page shows;
+- ``live`` (:class:`~pipeline.serve.live.LiveSessions`): the live tab's and ``/live_frame``'s sessions.
+
+Each checks a client's request (the menus of :mod:`pipeline.serve.menus`, the option bounds of
+:mod:`pipeline.serve.options`, the image limits of :mod:`pipeline.serve.intake`) and raises
+:class:`~pipeline.serve.intake.RequestError` for a client's mistake, which the app (``app.py``) turns into the page's
+messages. :func:`pipeline.serve.config.build_service` builds one from the server's flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..combined import Halves
+from .cache import ModelCache
+from .endpoints import Endpoints
+from .files import OutputFiles
+from .live import LiveSessions
+from .menus import ModelMenus
+from .models import ModelRunner
+from .photo import PhotoPage
+
+
+class Service:
+    """The served app's work, in parts (see the module docstring).
+
+    Args:
+        cache (ModelCache): where models are loaded and kept.
+        menus (ModelMenus): what clients may choose.
+        live_sessions (int, default 2): webcam streams served at once (more sessions are kept, least recent closed).
+        runner (Callable | None, default None): runs a photo's models elsewhere (ZeroGPU), see
+            :class:`~pipeline.serve.models.ModelRunner`.
+        max_pixels (int | None, default None): the image pixel limit; None reads ``PIPELINE_MAX_PIXELS``.
+    """
+
+    def __init__(
+        self,
+        cache: ModelCache,
+        menus: ModelMenus,
+        *,
+        live_sessions: int = 2,
+        runner: Callable[..., Halves] | None = None,
+        max_pixels: int | None = None,
+    ):
+        self.models = ModelRunner(cache, menus, live_sessions=live_sessions, runner=runner, max_pixels=max_pixels)
+        self.files = OutputFiles()
+        self.endpoints = Endpoints(self.models, self.files)
+        self.photos = PhotoPage(self.models, self.files)
+        self.live = LiveSessions(self.models, self.files)
+
+    def run_models(self, *args: Any, **kwargs: Any) -> Halves:
+        """:meth:`ModelRunner.run_models`: what a ZeroGPU worker runs inside ``spaces.GPU``."""
+        return self.models.run_models(*args, **kwargs)
+
+    def close(self) -> None:
+        self.live.close()
+        self.models.close()
