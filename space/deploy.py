@@ -177,7 +177,7 @@ def assemble(
     missing = [name for name in SHAPES_MODELS if not (weights_source / name).is_dir()]
     if missing:
         raise FileNotFoundError(
-            f"the shapes models {missing} are not in {weights_source}: train them first (see README, Training), "
+            f"the shapes models {missing} are not in {weights_source}: train them first (see train/README.md), "
             "or pass --weights DIR"
         )
     out.mkdir(parents=True, exist_ok=True)

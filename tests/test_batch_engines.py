@@ -82,11 +82,11 @@ def test_ray_engine_gives_the_local_records(split, one_process_run, local_ray, t
 
 
 def test_readme_pins_of_the_batch_extra_are_installed():
-    # README: pip install -r requirements.txt ".[batch]"; the extra's pins are CI's (requirements-test.txt).
+    # pipeline/batch/README.md installs the extra; its pins are CI's (requirements-test.txt).
     import tomllib
     from importlib.metadata import version
 
-    assert 'pip install -r requirements.txt ".[batch]"' in (ROOT / "README.md").read_text()
+    assert 'pip install -r requirements.txt ".[batch]"' in (ROOT / "pipeline" / "batch" / "README.md").read_text()
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["batch"]
     pins = dict(line.split("==") for line in (ROOT / "requirements-test.txt").read_text().splitlines() if "==" in line)
     for requirement in extra:

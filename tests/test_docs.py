@@ -1,4 +1,4 @@
-"""Every command and snippet in README.md and train/README.md runs as written, with the stand-ins README names.
+"""Every command and snippet in README.md and the pages it links to runs as written, with the stand-ins README names.
 
 The documents are read as a user reads them: each fenced ``bash`` block is split into commands, each ``python``
 block is one script, and inline commands in the prose count too. Every one of them must match a rule of
@@ -35,9 +35,18 @@ from helpers import (
     save_tiny_blip,
     save_tiny_git,
     save_tiny_vit_gpt2,
+    venv_seeing_this_environment,
 )
 
-DOCUMENTS = ("README.md", "train/README.md", "space/README.md")
+DOCUMENTS = (
+    "README.md",
+    "pipeline/README.md",
+    "pipeline/serve/README.md",
+    "pipeline/batch/README.md",
+    "space/benchmark/README.md",
+    "train/README.md",
+    "space/README.md",
+)
 #: Sections whose inline code describes stand-ins or fragments, not commands to run.
 DESCRIPTIVE_SECTIONS = ("Trying the commands offline",)
 _FENCE = re.compile(r"^```(\w*)\s*$")
@@ -317,15 +326,14 @@ def load_test_local_app(space: Workspace, command: Command) -> None:
 
 
 def pip_install_editable(space: Workspace, command: Command) -> None:
-    """`pip install -e .` in a fresh virtual environment over this one's packages, then an import from elsewhere."""
-    venv = space.root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
-    python = str(venv / "bin" / "python")
+    """`pip install -e .` in a fresh virtual environment that sees this one's packages (from a system Python or a
+    venv alike), then an import from elsewhere finds the checkout."""
+    python = venv_seeing_this_environment(space.root / "venv")
     install = [python, "-m", "pip", "install", "--no-deps", "-q", "-e", str(ROOT)]  # setuptools from PyPI
     done = subprocess.run(install, timeout=300, capture_output=True, text=True, cwd=space.root)
     assert done.returncode == 0, done.stdout + done.stderr
-    probe = [python, "-c", "import pipeline, train; print(pipeline.__file__)"]
-    found = subprocess.run(probe, check=True, timeout=120, capture_output=True, text=True, cwd=venv)
+    probe = [python, "-c", "import pipeline, train, torch, gradio; print(pipeline.__file__)"]
+    found = subprocess.run(probe, check=True, timeout=120, capture_output=True, text=True, cwd=space.root / "venv")
     assert found.stdout.strip() == str(ROOT / "pipeline" / "__init__.py")
 
 
@@ -353,9 +361,9 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^python app\.py --help$", run_as_written),
     (r"^PIPELINE_FINETUNED_\S+ PIPELINE_FINETUNED_\S+ python app\.py$", serve_finetuned),
     (r"^python app\.py", serve_app),
-    (r"^(HF_HUB_OFFLINE=1 )?python -m pipeline\.bench( --out \S+)?$", with_flags("--tiny", "--quick")),
-    (r"^python -m pipeline\.bench --quality ", with_flags("--limit", "3")),
-    (r"^(HF_HUB_OFFLINE=1 )?python -m pipeline\.bench --bulk ", with_flags("--tiny", "--bulk", "2")),
+    (r"^(HF_HUB_OFFLINE=1 )?python space/benchmark/bench\.py( --out \S+)?$", with_flags("--tiny", "--quick")),
+    (r"^python space/benchmark/bench\.py --quality ", with_flags("--limit", "3")),
+    (r"^(HF_HUB_OFFLINE=1 )?python space/benchmark/bench\.py --bulk ", with_flags("--tiny", "--bulk", "2")),
     (r"^(HF_HUB_OFFLINE=1 )?python -m pipeline ", run_as_written),
     (r"^python -m train\.shapes .*--test 300$", with_replaced("--test 300", "--test 3")),
     (r"^python -m train\.shapes ", run_as_written),
@@ -382,6 +390,15 @@ def rule_for(command: Command) -> Callable[[Workspace, Command], None]:
         if re.search(pattern, command.text, flags=re.MULTILINE if command.kind == "python" else 0):
             return run
     raise AssertionError(f"{command.document}:{command.line}: no rule says how to run {command.text[:100]!r}")
+
+
+def test_ci_runs_the_test_line_of_readme():
+    """README's second set-up command is one line, and `.ci/run` runs exactly that line."""
+    line = next(text for text in (ROOT / "README.md").read_text().splitlines() if text.startswith("apt-get update"))
+    assert line.endswith('pytest && pytest -m "slow or reliability"') and "pip install -r requirements" in line
+    assert line in (ROOT / ".ci" / "run").read_text().splitlines()
+    app_line = "pip install -r requirements.txt && python app.py"
+    assert app_line in (ROOT / "README.md").read_text().splitlines()
 
 
 def test_every_documented_command_has_a_rule():
