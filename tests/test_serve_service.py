@@ -91,7 +91,7 @@ def test_endpoints_give_what_the_models_give(service, models, tmp_path):
     assert [obj["score"] for obj in segments["instances"]] == pytest.approx([o["score"] for o in direct["instances"]])
     assert segments["models"] == {"segmenter": SQUARES} and "semantic" in segments
     result, annotated = service.endpoints.analyze(
-        payload, TEST_CAPTIONER, CIRCLES, {"threshold": 0.3, "max_new_tokens": 8}
+        payload, TEST_CAPTIONER, CIRCLES, {"threshold": 0.3, "max_new_tokens": 8, "repetition_penalty": 1.3}
     )
     assert result["caption"] and result["description"].startswith(result["caption"])
     assert {"grounding", "timings_ms", "instances", "panoptic"} <= set(result)
@@ -129,6 +129,10 @@ def test_endpoints_give_what_the_models_give(service, models, tmp_path):
         (
             lambda s, p: s.endpoints.analyze(p, TEST_CAPTIONER, CIRCLES, {"max_new_tokens": 100000}),
             "max_new_tokens must be",
+        ),
+        (
+            lambda s, p: s.endpoints.analyze(p, TEST_CAPTIONER, CIRCLES, {"repetition_penalty": 3}),
+            "repetition_penalty must be a number from 1 to 2, got 3",
         ),
         (lambda s, p: s.live.frame("k", p, TEST_CAPTIONER, CIRCLES, "abc"), "threshold must be a number"),
         (

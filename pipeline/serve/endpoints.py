@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..captioning import CAPTION_OPTIONS
 from ..combined import build_result
 from ..compare import compare_captioners
+from ..describe import DESCRIBE_OPTIONS as DESCRIPTION_OPTIONS
 from ..describe import describe as describe_words
 from ..describe import locate_objects
 from ..jsonform import to_json
 from ..render import draw_instances
+from ..segmentation import SEGMENT_OPTIONS
 from ..stream import scale_to_fit
 from .files import OutputFiles
 from .intake import RequestError, checked_options
@@ -24,8 +27,11 @@ from .models import ModelRunner
 #: Pictures for people are drawn at most this large (the longer side, in pixels), whatever the photo's size; the
 #: JSON keeps the photo's own size.
 DISPLAY_SIDE = 1280
-#: The options each endpoint takes (declared by the pipelines, bounded by :mod:`pipeline.serve.options`).
-ANALYZE_OPTIONS = ("threshold", "max_new_tokens", "num_beams", "subtask", "opacity", "detail", "max_objects")
+#: The options each endpoint takes (declared by the pipelines, bounded by :mod:`pipeline.serve.options`); each goes
+#: to the pipeline that declares it.
+ANALYZE_OPTIONS = (
+    "threshold", "max_new_tokens", "num_beams", "repetition_penalty", "subtask", "opacity", "detail", "max_objects"
+)  # fmt: skip
 DESCRIBE_OPTIONS = ("detail", "max_objects", "threshold")
 COMPARE_OPTIONS = ("max_new_tokens", "num_beams")
 #: The most captioners one /compare request may run.
@@ -61,15 +67,15 @@ class Endpoints:
         settings = checked_options(options, ANALYZE_OPTIONS)
         start = time.perf_counter()
         picture = self.models.image(image)
-        caption_options = {key: settings[key] for key in ("max_new_tokens", "num_beams")}
-        segment_options = {"threshold": settings["threshold"], "subtask": settings["subtask"], "mask_format": "rle"}
+        caption_options = _declared_by(CAPTION_OPTIONS, settings)
+        segment_options = {**_declared_by(SEGMENT_OPTIONS, settings), "mask_format": "rle"}
         halves = self.models.run(captioner, segmenter, picture, caption_options, segment_options)
         timings = {"caption": halves.caption_ms, "segment": halves.segment_ms}
         result = build_result(
             halves.captions[0]["caption"], halves.segments[0], picture.size,
             models={"captioner": captioner, "segmenter": segmenter},
             timings_ms={**timings, "total": (time.perf_counter() - start) * 1000.0},
-            labels=self.models.labels(segmenter), detail=settings["detail"], max_objects=settings["max_objects"],
+            labels=self.models.labels(segmenter), **_declared_by(DESCRIPTION_OPTIONS, settings),
         )  # fmt: skip
         picture = draw_instances(scale_to_fit(picture, DISPLAY_SIDE), result["instances"], opacity=settings["opacity"])
         return to_json(result), self.files.image(picture, "annotated", "png")
@@ -115,3 +121,8 @@ class Endpoints:
         loaders = {name: (lambda name=name: self.models.cache.get("captioner", name)) for name in names}
         job = self.models.photo_threads.submit(compare_captioners, picture, loaders, public=True, **settings)
         return job.result()
+
+
+def _declared_by(declarations: tuple, settings: dict[str, Any]) -> dict[str, Any]:
+    """The checked settings that a pipeline declares, for that pipeline's call."""
+    return {option.name: settings[option.name] for option in declarations if option.name in settings}
