@@ -1,9 +1,11 @@
 """Scoring captioners and segmenters: the one implementation behind ``train/``, the benchmark and the batch job.
 
-- Captions (:func:`caption_metrics`), every candidate scored against all references of its image: BLEU-1..4,
-  ROUGE-L and CIDEr (CIDEr-D) from pycocoevalcap's pure-Python scorers; METEOR from pycocoevalcap's
-  ``meteor-1.5.jar``, which needs Java (:func:`start_meteor`; its JVM takes seconds to load METEOR's paraphrase
-  table, once per process); and the gender misclassification rates of :func:`gender_rates`.
+- Captions (:func:`caption_metrics`), exactly as COCO's caption evaluation computes them: every text tokenised by
+  the Stanford PTB tokenizer that pycocoevalcap ships, its punctuation removed (:func:`ptb_tokenize`), then every
+  candidate scored against all references of its image: BLEU-1..4, ROUGE-L and CIDEr (CIDEr-D) from pycocoevalcap's
+  pure-Python scorers and METEOR from its ``meteor-1.5.jar`` (:func:`start_meteor`; its JVM takes seconds to load
+  METEOR's paraphrase table, once per process); and the gender misclassification rates of :func:`gender_rates`.
+  The tokenizer and METEOR run on Java (:func:`require_java`).
 - Instances: COCOeval (pycocotools) box and mask AP, AP50, AP75 from detections in the COCO results format
   (:func:`coco_detections`, :func:`coco_instance_metrics`).
 - Panoptic segmentation: PQ, SQ and RQ by the COCO panoptic definition (``panopticapi``'s ``pq_compute``): segments
@@ -27,6 +29,8 @@ import contextlib
 import io
 import re
 import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -42,16 +46,20 @@ CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", 
 #: The gender figures :func:`gender_rates` returns (the two rates only when ``gender_images`` is above 0).
 GENDER_METRICS = ("gender_images", "gender_error_rate", "gender_none_rate")
 COCO_METRICS = ("AP", "AP50", "AP75")
-#: Words that say a person is male or female: the man and woman word lists of Burns et al., "Women also
-#: Snowboard" (ECCV 2018; boy, brother, dad, husband, man, groom, male, guy, men and their female counterparts),
-#: with plurals, pronouns and a few more kinship words. A possessive ("man's") counts as its word.
+#: Words that say a person is male or female: every word of the man and woman lists of Burns et al., "Women also
+#: Snowboard" (ECCV 2018: their code's ``man_word_list_synonyms`` and ``woman_word_list_synonyms``, which add dude,
+#: policeman, fireman, actor, actress, nun, ... to boy, brother, dad, husband, man, groom, male, guy, men and their
+#: female counterparts), less the one proper name in theirs, with the plurals, pronouns and kinship words they lack.
+#: A possessive ("man's") counts as its word.
 MALE_WORDS = frozenset(
-    "man men boy boys guy guys male males gentleman gentlemen he him his himself husband husbands groom grooms "
-    "father fathers dad dads son sons brother brothers boyfriend boyfriends grandfather grandpa uncle king".split()
+    "man men mans boy boys guy guys male males gentleman gentlemen he him his himself husband husbands groom grooms "
+    "father fathers dad dads son sons brother brothers boyfriend boyfriends grandfather grandpa uncle king dude "
+    "dudes policeman policemen fireman firemen actor actors".split()
 )
 FEMALE_WORDS = frozenset(
     "woman women girl girls lady ladies female females she her hers herself wife wives bride brides mother mothers "
-    "mom moms daughter daughters sister sisters girlfriend girlfriends grandmother grandma aunt queen".split()
+    "mom moms daughter daughters sister sisters girlfriend girlfriends grandmother grandma aunt queen actress "
+    "actresses nun nuns".split()
 )
 PANOPTIC_METRICS = ("PQ", "SQ", "RQ")
 #: panopticapi's constants: the unlabeled segment id, and the factor that packs a (ground truth, prediction) pair.
@@ -59,18 +67,69 @@ PANOPTIC_VOID = 0
 _PANOPTIC_OFFSET = 256**3
 _WORD_SEPARATORS = re.compile(r"[^0-9a-z']+")
 JAVA_MISSING = (
-    "METEOR needs a Java runtime (pycocoevalcap scores it with meteor-1.5.jar) and no `java` is on PATH: install "
-    "one (Debian/Ubuntu: apt-get install default-jre-headless; Java 8 or newer), or leave METEOR out "
-    "(caption_metrics(..., meteor=False); --no_meteor for train.caption and train.evaluate)"
+    "caption scores need a Java runtime, as COCO's caption evaluation does (pycocoevalcap tokenises captions with "
+    "the Stanford PTB tokenizer and scores METEOR with meteor-1.5.jar), and no `java` is on PATH: install one "
+    "(Debian/Ubuntu: apt-get install default-jre-headless; Java 8 or newer)"
 )
 
 
-class MeteorUnavailableError(RuntimeError):
+class JavaUnavailableError(RuntimeError):
+    """A caption score cannot be computed here: no Java; the message says what to install."""
+
+
+class MeteorUnavailableError(JavaUnavailableError):
     """METEOR cannot be scored here: no Java, or its Java scorer stopped; the message says what to do."""
 
 
+def require_java() -> None:
+    """Raise :class:`JavaUnavailableError` (saying what to install) unless a ``java`` is on PATH.
+
+    Every caption score needs it (the PTB tokenizer; METEOR too): call it before a long run, not after.
+    """
+    if shutil.which("java") is None:
+        raise JavaUnavailableError(JAVA_MISSING)
+
+
+def ptb_tokenize(texts: Sequence[str]) -> list[str]:
+    """COCO's caption tokenisation of each text: the Stanford PTB tokenizer of pycocoevalcap
+    (``stanford-corenlp-3.4.1.jar``, ``-preserveLines -lowerCase``), then its punctuation tokens removed: what
+    ``pycocoevalcap.tokenizer.ptbtokenizer.PTBTokenizer`` gives, run on a file of our own temporary folder rather
+    than one written into the installed package. "t-shirt" stays one token, "man's" is "man 's", "2.5" and "café"
+    stay as they are.
+
+    >>> ptb_tokenize(["A man's T-shirt, 2.5 m long.", "Un café!"])
+    ["a man 's t-shirt 2.5 m long", 'un café']
+
+    Raises:
+        JavaUnavailableError: no Java (see :func:`require_java`).
+        RuntimeError: the tokenizer failed (its message is given).
+    """
+    from pycocoevalcap.tokenizer import ptbtokenizer
+
+    require_java()
+    if not texts:
+        return []
+    jar = Path(ptbtokenizer.__file__).parent / ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR
+    with tempfile.TemporaryDirectory(prefix="ptb-") as folder:
+        source = Path(folder) / "captions.txt"
+        source.write_bytes("\n".join(text.replace("\n", " ") for text in texts).encode())
+        done = subprocess.run(
+            ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase",
+             str(source)],
+            capture_output=True, timeout=600, check=False,
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the PTB tokenizer failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
+    lines = done.stdout.decode().split("\n")
+    lines += [""] * (len(texts) - len(lines))
+    punctuation = set(ptbtokenizer.PUNCTUATIONS)
+    return [
+        " ".join(word for word in line.rstrip().split(" ") if word not in punctuation) for line in lines[: len(texts)]
+    ]
+
+
 def normalize_caption(text: str) -> str:
-    """Lower case, punctuation removed, single spaces: the tokenisation both the references and candidates get.
+    """Lower case, punctuation removed, single spaces: how :func:`caption_gender` reads a caption's words.
 
     >>> normalize_caption("A red circle, left of a Square.")
     'a red circle left of a square'
@@ -90,12 +149,13 @@ def caption_metrics(
 
     Returns:
         dict with ``"BLEU-1"`` .. ``"BLEU-4"``, ``"METEOR"`` (with ``meteor``), ``"ROUGE-L"`` and ``"CIDEr"``
-        (floats; BLEU, METEOR and ROUGE-L in [0, 1], CIDEr on pycocoevalcap's 0-10 scale) and the
+        (floats; BLEU, METEOR and ROUGE-L in [0, 1], CIDEr on pycocoevalcap's 0-10 scale), the same numbers as
+        pycocoevalcap's own pipeline (PTB tokenizer, then its scorers) on the same captions, and the
         :data:`GENDER_METRICS` of :func:`gender_rates`.
 
     Raises:
         ValueError: keys that differ, no images, an image without references.
-        MeteorUnavailableError: ``meteor`` without Java.
+        JavaUnavailableError: no Java (the tokenizer and METEOR run on it).
     """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -107,10 +167,12 @@ def caption_metrics(
     if not candidates:
         raise ValueError("caption_metrics needs at least one image, got none")
     keys = sorted(candidates)
-    gts = {key: [normalize_caption(text) for text in references[key]] for key in keys}
-    res = {key: [normalize_caption(candidates[key]) or "<empty>"] for key in keys}
-    if any(not refs for refs in gts.values()):
+    if any(not references[key] for key in keys):
         raise ValueError("every image needs at least one reference caption")
+    texts = [text for key in keys for text in references[key]] + [candidates[key] for key in keys]
+    tokens = iter(ptb_tokenize(texts))  # one JVM for every text; line by line, as pycocoevalcap's two calls give
+    gts = {key: [next(tokens) for _ in references[key]] for key in keys}
+    res = {key: [next(tokens) or "<empty>"] for key in keys}
     with contextlib.redirect_stdout(io.StringIO()):  # Bleu prints its ratio line
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
         rouge, _ = Rouge().compute_score(gts, res)

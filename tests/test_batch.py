@@ -181,6 +181,18 @@ def test_a_rerun_with_other_settings_is_refused(split, tmp_path, capsys):
     assert "holds a run with other settings (options was" in capsys.readouterr().err
 
 
+def test_caption_references_without_java_are_refused_before_the_run(split, tmp_path):
+    """Caption scores run on Java (the PTB tokenizer, METEOR): without one the job says so and analyses nothing."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipeline.batch", str(split / "images"), "--output", str(out), *SHAPES]
+    command += ["--references", str(split / "captions.txt")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": str(tmp_path)}  # no java on PATH; python by its full path
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "error: caption scores need a Java runtime" in done.stderr and "Traceback" not in done.stderr
+    assert "default-jre-headless" in done.stderr and not (out / "captions.jsonl").exists()
+
+
 def test_killed_run_leaves_whole_records_and_resumes(tmp_path):
     data = shapes.write_split(tmp_path / "data", "test", 60, seed=2, image_size=64, max_objects=2)
     out = tmp_path / "out"

@@ -23,7 +23,9 @@ from pipeline.evaluation import (
     caption_metrics,
     gender_rates,
     id_to_rgb,
+    normalize_caption,
     panoptic_quality,
+    ptb_tokenize,
     rgb_to_id,
 )
 
@@ -68,12 +70,65 @@ def test_gender_rates_counted_by_hand():
     assert gender_rates(SHAPES_REFERENCES, {key: "a man" for key in SHAPES_REFERENCES}) == {"gender_images": 0.0}
 
 
+#: Captions with what a regular expression gets wrong and the PTB tokenizer does not: hyphens, possessives,
+#: accents, decimals, punctuation inside and around words.
+TRICKY_REFERENCES = {
+    "shirt.jpg": ["A man's red T-shirt on a chair.", "a red t-shirt, folded", "A T-shirt on a wooden chair"],
+    "cafe.jpg": ["Two people in a café near the Seine.", "people at a cafe's table", "a café with 2 people"],
+    "scale.jpg": ["A 2.5 kg weight on a scale!", "a scale that reads 2.5 kilograms", "a weight (2.5 kg) on scales"],
+    "dog.jpg": ["A dog's toy -- a ball -- on the grass...", "a dog's ball on grass", "a well-kept lawn and a ball"],
+}
+TRICKY_CANDIDATES = {
+    "shirt.jpg": "a man's t-shirt on a chair",
+    "cafe.jpg": "two people sitting in a café",
+    "scale.jpg": "a 2.5 kg weight on a scale",
+    "dog.jpg": "a dog's ball on a well-kept lawn",
+}
+
+
+def test_caption_scores_equal_pycocoevalcaps_own_pipeline(meteor):
+    """caption_metrics against pycocoevalcap run directly as COCO's evaluation runs it (PTBTokenizer on the
+    references and on the candidates, then each scorer), on captions a regular expression tokenises differently."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    from pipeline.evaluation import _meteor_scorer
+
+    tokenizer = PTBTokenizer()
+    gts = tokenizer.tokenize({key: [{"caption": text} for text in texts] for key, texts in TRICKY_REFERENCES.items()})
+    res = tokenizer.tokenize({key: [{"caption": text}] for key, text in TRICKY_CANDIDATES.items()})
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    theirs = {f"BLEU-{n}": score for n, score in enumerate(bleu, start=1)}
+    theirs["METEOR"], _ = _meteor_scorer().compute_score(gts, res)  # pycocoevalcap's Meteor, one JVM per process
+    theirs["ROUGE-L"], _ = Rouge().compute_score(gts, res)
+    theirs["CIDEr"], _ = Cider().compute_score(gts, res)
+
+    ours = caption_metrics(TRICKY_REFERENCES, TRICKY_CANDIDATES)
+    for name in CAPTION_METRICS:
+        assert ours[name] == pytest.approx(theirs[name], abs=1e-6), name
+    # The case matters: a regular expression splits "t-shirt" and "2.5", keeps "man's" whole and drops accents.
+    keys = sorted(TRICKY_CANDIDATES)
+    ptb = ptb_tokenize([TRICKY_CANDIDATES[key] for key in keys])
+    assert ptb == [res[key][0] for key in keys]
+    assert ptb != [normalize_caption(TRICKY_CANDIDATES[key]) for key in keys]
+    assert "t-shirt" in ptb[keys.index("shirt.jpg")] and "2.5" in ptb[keys.index("scale.jpg")]
+
+
 def test_caption_gender_words():
     assert caption_gender("Two MEN, playing frisbee.") == "male" and caption_gender("she smiles") == "female"
     assert caption_gender("a woman's hat") == "female" and caption_gender("the women's team") == "female"
     assert caption_gender("a human near a manhole") is None and caption_gender("a boy and a girl") is None
     assert {"man", "men", "boy", "he", "his", "gentleman"} <= MALE_WORDS
     assert {"woman", "women", "girl", "she", "her", "lady"} <= FEMALE_WORDS and not MALE_WORDS & FEMALE_WORDS
+    # Every word of Burns et al.'s lists ("Women also Snowboard", their code), less one proper name.
+    burns_male = "boy brother dad husband man groom male guy men males boys guys dads dude policeman policemen "
+    burns_male += "father son fireman actor gentleman boyfriend mans his actors"
+    burns_female = "girl sister mom wife woman bride female lady women girls ladies females moms actress nun "
+    burns_female += "girlfriend her she"
+    assert set(burns_male.split()) <= MALE_WORDS and set(burns_female.split()) <= FEMALE_WORDS
+    assert caption_gender("a policeman on a horse") == "male" and caption_gender("an actress on stage") == "female"
 
 
 def test_caption_metrics_score_references(meteor):
@@ -96,22 +151,19 @@ def test_rouge_l_by_hand_and_meteor_left_out():
     assert scores["ROUGE-L"] == pytest.approx(2.44 * 0.3 / 1.74)
 
 
-def test_meteor_without_java_says_to_install_one(tmp_path):
-    # A PATH with no java on it (python itself is run by its full path): METEOR fails with the advice, the rest works.
+def test_caption_scores_without_java_say_to_install_one(tmp_path):
+    # A PATH with no java on it (python itself is run by its full path): the tokenizer, as METEOR, needs Java.
     script = (
         "from pipeline.evaluation import caption_metrics\n"
-        "refs, caps = {'1': ['a red circle']}, {'1': 'a red circle'}\n"
-        "print(sorted(caption_metrics(refs, caps, meteor=False)))\n"
-        "caption_metrics(refs, caps)\n"
+        "caption_metrics({'1': ['a red circle']}, {'1': 'a red circle'}, meteor=False)\n"
     )
     env = {**os.environ, "PATH": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 1
-    assert "'ROUGE-L'" in done.stdout and "'METEOR'" not in done.stdout
-    assert "MeteorUnavailableError: METEOR needs a Java runtime" in done.stderr
-    assert "apt-get install default-jre-headless" in done.stderr and "meteor=False" in done.stderr
+    assert "JavaUnavailableError: caption scores need a Java runtime" in done.stderr
+    assert "apt-get install default-jre-headless" in done.stderr and "PTB tokenizer" in done.stderr
 
 
 # -- panoptic quality ------------------------------------------------------------------------------------------------

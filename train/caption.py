@@ -69,7 +69,7 @@ from torch.utils.data import DataLoader, Dataset
 from pipeline.caption_files import find_caption_data, read_captions
 from pipeline.captioning import caption_family, load_caption_model
 from pipeline.checkpoints import make_readable
-from pipeline.evaluation import CAPTION_METRICS, GENDER_METRICS, caption_metrics, start_meteor
+from pipeline.evaluation import CAPTION_METRICS, GENDER_METRICS, caption_metrics, require_java, start_meteor
 from train.common import (
     EpochSeeded,
     add_common_arguments,
@@ -312,7 +312,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--max_length", type=int, default=40, help="longest training caption in tokens (default 40)")
     model.add_argument("--max_new_tokens", type=int, default=30, help="longest generated caption in evaluation")
     model.add_argument("--num_beams", type=int, default=1, help="beam width in evaluation (default 1, greedy)")
-    model.add_argument("--no_meteor", action="store_true", help="leave METEOR out of the evaluation (it needs Java)")
+    model.add_argument(
+        "--no_meteor",
+        action="store_true",
+        help="leave METEOR out of the evaluation (its JVM starts slowly; the PTB tokenizer still needs Java)",
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     check_common_arguments(parser, args)
@@ -435,8 +439,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     except ValueError as error:  # a data set problem is one line, not a traceback
         raise SystemExit(f"error: {error}") from None
 
-    if val_names and not args.no_meteor and accelerator.is_main_process:
-        start_meteor()  # no Java: stop now, not after the first epoch; its JVM loads while the model does
+    if val_names and accelerator.is_main_process:
+        require_java()  # the PTB tokenizer and METEOR: without Java stop now, not after the first epoch
+        if not args.no_meteor:
+            start_meteor()  # its JVM loads while the model does
 
     model, processor = load_caption_model(args.model_name_or_path)
     for change in complete_special_tokens(model, processor.tokenizer):

@@ -26,7 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.catalog import KINDS
-from pipeline.evaluation import MeteorUnavailableError, evaluate_captioner, evaluate_segmenter, start_meteor
+from pipeline.evaluation import (
+    JavaUnavailableError,
+    evaluate_captioner,
+    evaluate_segmenter,
+    require_java,
+    start_meteor,
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -43,7 +49,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_images", type=int, default=None, help="evaluate on the first N images only")
     parser.add_argument("--num_beams", type=int, default=1, help="captioner beam width (default 1, greedy)")
     parser.add_argument("--threshold", type=float, default=0.0, help="segmenter score threshold (default 0)")
-    parser.add_argument("--no_meteor", action="store_true", help="captioner: leave METEOR out (it needs Java)")
+    parser.add_argument(
+        "--no_meteor", action="store_true", help="captioner: leave METEOR out (the PTB tokenizer still needs Java)"
+    )
     parser.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1):
@@ -57,8 +65,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     if args.kind == "captioner":
         try:
+            require_java()  # the PTB tokenizer and METEOR: fail now without Java, not after the captioning
             if not args.no_meteor:
-                start_meteor()  # fails now without Java, not after the captioning; loads while the model does
+                start_meteor()  # its JVM loads while the model does
             model = load_captioner(args.model, device=args.device, batch_size=args.batch_size)
             metrics = evaluate_captioner(
                 model,
@@ -67,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                 meteor=not args.no_meteor,
                 num_beams=args.num_beams,
             )
-        except MeteorUnavailableError as error:
+        except JavaUnavailableError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
     else:

@@ -137,6 +137,10 @@ def run_batch(args: argparse.Namespace) -> int:
         limit=args.limit,
         exclude=args.output,
     )
+    if args.references:  # caption references are scored on Java: say so before the run, not after it
+        from .scoring import check_references
+
+        check_references(args.references)
     categories = _category_table(args)
     category_of = None if categories is None else {category["name"]: category["id"] for category in categories}
     options = call_options(args)

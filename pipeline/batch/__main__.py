@@ -66,13 +66,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..evaluation import JavaUnavailableError
     from ..hub import ModelUnavailableError
     from . import run_batch
 
     args = parse_args(argv)
     try:
         return run_batch(args)
-    except (ModelUnavailableError, ValueError) as error:
+    except (ModelUnavailableError, JavaUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,7 +5,7 @@ The kind of a references file is read from its content:
 - COCO instances (``annotations`` with ``bbox`` / ``segmentation``): COCOeval box and mask AP, AP50, AP75
   (:func:`pipeline.evaluation.coco_instance_metrics`);
 - COCO captions (``annotations`` with ``caption``) or a Flickr caption file (``captions.txt``,
-  ``Flickr8k.token.txt``, ``results.csv``, :mod:`pipeline.caption_files`): BLEU-1..4 and CIDEr
+  ``Flickr8k.token.txt``, ``results.csv``, :mod:`pipeline.caption_files`): BLEU-1..4, METEOR, ROUGE-L, CIDEr (Java)
   (:func:`pipeline.evaluation.caption_metrics`);
 - COCO panoptic (``annotations`` with ``segments_info``; PNGs in the folder named like the JSON without
   ``.json``, as ``panopticapi`` has it): PQ, SQ, RQ (:func:`pipeline.evaluation.panoptic_quality`).
@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..caption_files import read_captions
-from ..evaluation import caption_metrics, coco_instance_metrics, panoptic_quality, rgb_to_id
+from ..evaluation import caption_metrics, coco_instance_metrics, panoptic_quality, require_java, rgb_to_id
 
 REFERENCE_KINDS = ("coco_instances", "coco_captions", "flickr_captions", "coco_panoptic")
 
@@ -67,6 +67,19 @@ class _FileMatcher:
         if file in self.exact:
             return self.exact[file]
         return self.base.get(PurePosixPath(file).name)
+
+
+def check_references(references: Iterable[str | Path]) -> None:
+    """Before a run: every references file is of a known kind, and caption ones can be scored here.
+
+    Raises:
+        ValueError: a file that is missing or of no known kind (the message names it).
+        JavaUnavailableError: caption references with no Java (BLEU, ROUGE-L and CIDEr are computed on the PTB
+            tokenizer's words and METEOR by its jar, both Java, as COCO's caption evaluation does).
+    """
+    kinds = [reference_kind(path) for path in references]
+    if any(kind in ("coco_captions", "flickr_captions") for kind in kinds):
+        require_java()
 
 
 def score(references: Iterable[str | Path], records: list[dict[str, Any]], panoptic_dir: Path) -> dict[str, Any]:
