@@ -17,7 +17,6 @@ messages. :func:`pipeline.serve.config.build_service` builds one from the server
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..combined import Halves
@@ -36,22 +35,12 @@ class Service:
     Args:
         cache (ModelCache): where models are loaded and kept.
         menus (ModelMenus): what clients may choose.
-        live_sessions (int, default 2): webcam streams served at once (more sessions are kept, least recent closed).
-        runner (Callable | None, default None): runs a photo's models elsewhere (ZeroGPU), see
-            :class:`~pipeline.serve.models.ModelRunner`.
-        max_pixels (int | None, default None): the image pixel limit; None reads ``PIPELINE_MAX_PIXELS``.
+        **options: the :class:`~pipeline.serve.models.ModelRunner`'s (``live_sessions``, ``runner``,
+            ``max_pixels``).
     """
 
-    def __init__(
-        self,
-        cache: ModelCache,
-        menus: ModelMenus,
-        *,
-        live_sessions: int = 2,
-        runner: Callable[..., Halves] | None = None,
-        max_pixels: int | None = None,
-    ):
-        self.models = ModelRunner(cache, menus, live_sessions=live_sessions, runner=runner, max_pixels=max_pixels)
+    def __init__(self, cache: ModelCache, menus: ModelMenus, **options: Any):
+        self.models = ModelRunner(cache, menus, **options)
         self.files = OutputFiles()
         self.endpoints = Endpoints(self.models, self.files)
         self.photos = PhotoPage(self.models, self.files)
