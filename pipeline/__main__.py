@@ -23,7 +23,8 @@ from .options import add_option_flags
 from .segmentation import SEGMENT_OPTIONS
 from .speed import PROFILES, default_profile
 
-#: The pipelines' public call options a command line offers, each a flag (``--max-new-tokens``) in its bounded form.
+#: The pipelines' public call options a command line offers, each a flag (``--max-new-tokens``) in its bounded form;
+#: all but ``subtask``: the commands write every view (the batch job's COCO panoptic files need them).
 FLAG_OPTIONS = tuple(
     option
     for option in (*SEGMENT_OPTIONS, *CAPTION_OPTIONS, *DESCRIBE_OPTIONS)

@@ -104,6 +104,8 @@ class Option:
 
     def describe(self, *, bounded: bool = False) -> str:
         """:meth:`accepted` and the default: ``an integer from 1 to 8 (default 1)``."""
+        if self.default is None and self.none_means and self.kind != "choice":
+            return f"{self.accepted(bounded=bounded)} (default: {self.none_means})"
         return f"{self.accepted(bounded=bounded)} (default {self.client_default if bounded else self.default!r})"
 
     # -- the one check -----------------------------------------------------------------------------------------------
