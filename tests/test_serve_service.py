@@ -177,3 +177,21 @@ def test_the_first_live_frame_brings_its_caption(service, photo):
     picture, caption, stats = service.live.frame("session-1", photo, TEST_CAPTIONER, CIRCLES, 0.3)
     assert caption and stats["frames_processed"] == 1 and stats["fps"] > 0
     assert Image.open(picture).size[0] <= 480
+
+
+def test_live_frames_carry_their_instances_and_a_new_threshold_keeps_the_stream(service, tmp_path):
+    path = tmp_path / "large.png"
+    draw_shapes(960, 720, seed=3).save(path)  # the live view segments it at 480 x 360
+    _, caption, stats = service.live.frame("session-2", {"path": str(path)}, TEST_CAPTIONER, CIRCLES, 0.0)
+    assert stats["frames_processed"] == 1 and stats["instances"]
+    decoded = from_json({"instances": stats["instances"]})["instances"]
+    for found, back in zip(stats["instances"], decoded, strict=True):
+        assert back["mask"].size == (960, 720)  # the size the client sent, as /segment gives it
+        assert found["area"] == int(np.count_nonzero(np.asarray(back["mask"])))
+        x0, y0, x1, y1 = found["box"]
+        assert 0 <= x0 <= x1 <= 960 and 0 <= y0 <= y1 <= 720
+    cut = min(found["score"] for found in stats["instances"]) + 1e-6  # leaves the least sure one out
+    _, _, later = service.live.frame("session-2", {"path": str(path)}, TEST_CAPTIONER, CIRCLES, cut)
+    assert later["frames_processed"] == 2  # the same stream: the caption and frames/s go on
+    assert all(found["score"] >= cut for found in later["instances"])
+    assert len(later["instances"]) < len(stats["instances"])

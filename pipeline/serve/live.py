@@ -15,6 +15,8 @@ from typing import Any
 
 from PIL import Image
 
+from ..jsonform import encode_mask
+from ..masks import crop_of
 from ..render import describe_objects, draw_instances
 from ..speed import segmenter_view
 from ..stream import LiveStream, scale_to_fit
@@ -37,12 +39,11 @@ class LiveSessions:
         self.models, self.files = models, files
         self.registry = SessionRegistry(self._stream, max_sessions=max(4, 2 * models.live_sessions))
 
-    def _stream(self, settings: tuple[str, str, float]) -> LiveStream:
-        captioner, segmenter, threshold = settings
+    def _stream(self, settings: tuple[str, str]) -> LiveStream:
+        captioner, segmenter = settings
         return LiveStream(
             segmenter_view(self.models.model("segmenter", segmenter), "live"),
             self.models.model("captioner", captioner),
-            threshold=threshold,
             executor=self.models.live_caption_thread,
             workers=self.models.live_threads,
         )
@@ -51,24 +52,43 @@ class LiveSessions:
         self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any
     ) -> tuple[str, str, dict[str, Any]]:
         """``/live_frame`` and the live tab: one frame of a session's stream -> (annotated picture's path, the
-        running caption, stats). The newest frame wins: one sent while another is processed replaces any waiting."""
+        running caption, stats with the frame's ``instances``). The newest frame wins: one sent while another is
+        processed replaces any waiting. Other models start a new stream; another threshold applies to the next
+        frame of the same one."""
         menus = self.models.menus
         captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
         threshold = checked_options({"threshold": threshold}, ("threshold",))["threshold"]
         picture = frame if isinstance(frame, Image.Image) else self.models.image(frame)
-        session = self.registry.get(key, settings=(captioner, segmenter, round(threshold, 2)))
+        session = self.registry.get(key, settings=(captioner, segmenter))
+        session.threshold = threshold  # the next frame segments with it: the caption and frames/s go on
         try:
             shown = session.process(picture)
         except RuntimeError as error:
             raise RequestError(f"The model failed on this frame: {error}", title="Model failed") from None
         if shown.image is None:  # nothing processed yet in this session (this frame was replaced at once)
             return self.files.image(scale_to_fit(picture, DISPLAY_SIDE), "frame"), "", shown.summary()
-        annotated = draw_instances(shown.image, shown.result["instances"], opacity=0.5)
-        stats = {**shown.summary(), "objects": describe_objects(shown.result["instances"])}
+        found = shown.result["instances"]
+        annotated = draw_instances(shown.image, found, opacity=0.5)
+        stats = {**shown.summary(), "objects": describe_objects(found), "instances": sent_size(found, picture.size)}
         return self.files.image(annotated, "frame"), shown.caption, stats
 
     def close(self) -> None:
         self.registry.close()
+
+
+def sent_size(instances: list[dict[str, Any]], size: tuple[int, int]) -> list[dict[str, Any]]:
+    """A live frame's instances, found on the frame scaled to fit the live view's side, in the size the client sent
+    (``(width, height)``): boxes scaled, masks resized and as COCO RLE, areas counted again, as ``/segment`` gives
+    them."""
+    scaled = []
+    for instance in instances:
+        mask = crop_of(instance["mask"]).to("pil")
+        sx, sy = size[0] / mask.width, size[1] / mask.height
+        mask = mask.resize(size, Image.Resampling.NEAREST) if mask.size != tuple(size) else mask
+        box = [round(float(v) * (sx if i % 2 == 0 else sy), 2) for i, v in enumerate(instance["box"])]
+        area = int(sum(mask.histogram()[1:]))
+        scaled.append({**instance, "box": box, "mask": encode_mask(mask), "area": area})
+    return scaled
 
 
 class SessionRegistry:
