@@ -452,8 +452,9 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
         preprocess=False,
         concurrency_id="live_api",
         concurrency_limit=service.models.live_sessions,
-        api_description="The live view's work on one frame -> (annotated frame, running caption, stats with fps and "
-        "dropped frames); call it in a loop. threshold: " + OPTIONS["threshold"].describe(),
+        api_description="The live view's work on one frame -> (annotated frame, running caption, stats: fps, dropped "
+        "frames and the frame's instances, masks as COCO RLE at the size sent); call it in a loop, another threshold "
+        "applies to the next frame. threshold: " + threshold.describe(bounded=True),
     )
 
 
