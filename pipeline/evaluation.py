@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -520,17 +521,44 @@ def evaluate_captioner(
         **call_options: captioner call options, e.g. ``num_beams=3``.
 
     Returns:
-        dict with the :func:`caption_metrics` and ``"images"`` (how many were captioned).
+        dict with the :func:`caption_metrics`, ``"images"`` (how many were captioned) and ``"seconds_per_image"``
+        (the captioning's wall time over them, images read and decoded included).
     """
     if meteor:
         start_meteor()
     captions_file, images_dir = find_caption_data(data_dir)
     references = read_captions(captions_file).captions
     names = sorted(references)[:max_images] if max_images else sorted(references)
+    tick = time.perf_counter()
     results = captioner([str(images_dir / name) for name in names], **call_options)
+    seconds = time.perf_counter() - tick
     candidates = {name: result["caption"] for name, result in zip(names, results)}
     scores = caption_metrics({name: references[name] for name in names}, candidates, meteor=meteor)
-    return {**scores, "images": float(len(names))}
+    return {**scores, "images": float(len(names)), "seconds_per_image": seconds / max(1, len(names))}
+
+
+#: The columns of :func:`comparison_table`: (heading, metric).
+COMPARISON_COLUMNS = (
+    *((name, name) for name in CAPTION_METRICS),
+    ("gender error", "gender_error_rate"),
+    ("gender none", "gender_none_rate"),
+    ("s / image", "seconds_per_image"),
+)
+
+
+def comparison_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """Several captioners' :func:`evaluate_captioner` figures as one Markdown table, a row each; a figure a row
+    lacks (METEOR left out, no gendered references) shows as "n/a".
+
+    >>> print(comparison_table({"a": {"BLEU-1": 0.5, "seconds_per_image": 0.25}}).splitlines()[2])
+    | a | 0.500 | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | 0.250 |
+    """
+    header = "| captioner | " + " | ".join(heading for heading, _ in COMPARISON_COLUMNS) + " |"
+    lines = [header, "|---" * (len(COMPARISON_COLUMNS) + 1) + "|"]
+    for name, figures in rows.items():
+        cells = [f"{figures[key]:.3f}" if key in figures else "n/a" for _, key in COMPARISON_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def evaluate_segmenter(

@@ -68,3 +68,19 @@ def test_captioner_without_java_stops_before_the_work(people_data, people_captio
     assert no_meteor.returncode == 2 and "Traceback" not in no_meteor.stderr  # the tokenizer needs Java too
     scored = evaluate.main(["captioner", people_captioner, str(people_data), "--device", "cpu", "--no_meteor"])
     assert "ROUGE-L" in scored and "METEOR" not in scored
+
+
+def test_several_captioners_give_one_table_in_json_and_markdown(people_data, people_captioner, tmp_path, capsys):
+    table_path, json_path = tmp_path / "table.md", tmp_path / "table.json"
+    argv = ["captioner", f"shapes,{people_captioner}", str(people_data), "--device", "cpu", "--no_meteor"]
+    rows = evaluate.main([*argv, "--markdown", str(table_path), "--json", str(json_path)])
+    assert list(rows) == ["shapes", people_captioner] and json.loads(json_path.read_text()) == rows
+    for figures in rows.values():
+        assert figures["images"] == 3 and figures["seconds_per_image"] > 0 and "METEOR" not in figures
+        assert set(CAPTION_METRICS) - {"METEOR"} <= set(figures) and figures["gender_images"] == 2
+    table = table_path.read_text().splitlines()
+    assert table[0].startswith("| captioner | BLEU-1 |") and table[0].endswith("| s / image |")
+    assert len(table) == 4 and table[2].startswith("| shapes | ") and "| n/a |" in table[2]  # METEOR left out
+    assert "\n".join(table) in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["segmenter", "shapes,maskrcnn-v2", str(people_data)])

@@ -9,10 +9,13 @@ app's pipelines (``pipeline.load_captioner`` / ``pipeline.load_segmenter``), so 
 
 A data set folder holds an images folder and a caption file (``captions.txt``, ``Flickr8k.token.txt`` or
 ``results.csv``) for captioners, ``images/`` and ``instances.json`` (COCO) for segmenters; a split written by
-``train/shapes.py`` has both. Examples::
+``train/shapes.py`` has both. Several captioners, comma-separated, are compared on the same images: one table of
+every caption score, the gender rates and seconds per image, printed in Markdown and written with ``--json`` and
+``--markdown``. Examples::
 
     python -m train.shapes --output_dir data/shapes-heldout --seed 1 --train 0 --val 0 --test 300
     python -m train.evaluate captioner shapes data/shapes-heldout/test --json captions.json
+    python -m train.evaluate captioner blip-base,git-base,shapes data/shapes-heldout/test --markdown table.md
     python -m train.evaluate segmenter shapes data/shapes-heldout/test --json metrics.json
     python -m train.evaluate segmenter maskrcnn-v2 coco/val2017-folder --device cuda
 """
@@ -24,10 +27,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pipeline.catalog import KINDS
 from pipeline.evaluation import (
     JavaUnavailableError,
+    comparison_table,
     evaluate_captioner,
     evaluate_segmenter,
     require_java,
@@ -38,7 +43,11 @@ from pipeline.evaluation import (
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=KINDS, help="what to evaluate")
-    parser.add_argument("model", help="catalog name (e.g. shapes), local directory, or hub id (captioners)")
+    parser.add_argument(
+        "model",
+        help="catalog name (e.g. shapes), local directory, or hub id (captioners); several captioners, "
+        "comma-separated, are compared in one table",
+    )
     parser.add_argument(
         "data_dir",
         help="data set folder: a caption file (captions.txt, Flickr8k.token.txt or results.csv) and an images folder "
@@ -53,21 +62,47 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no_meteor", action="store_true", help="captioner: leave METEOR out (the PTB tokenizer still needs Java)"
     )
     parser.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file")
+    parser.add_argument("--markdown", help="captioners: also write the comparison table to this Markdown file")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1):
         parser.error("--batch_size and --max_images must be at least 1")
+    if "," in args.model and args.kind != "captioner":
+        parser.error("several models, comma-separated, are compared for captioners only")
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+def compare(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, float]]:
+    """Every captioner of ``names`` on the same images: ``{name: figures}``, printed (and written) as one table."""
+    from pipeline import load_captioner
+
+    rows = {}
+    for name in names:
+        model = load_captioner(name, device=args.device, batch_size=args.batch_size)
+        rows[name] = evaluate_captioner(
+            model, args.data_dir, max_images=args.max_images, meteor=not args.no_meteor, num_beams=args.num_beams
+        )
+        del model  # one captioner in memory at a time
+    table = comparison_table(rows)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from pipeline import load_captioner, load_segmenter
 
     args = parse_args(argv)
     if args.kind == "captioner":
+        names = [name.strip() for name in args.model.split(",") if name.strip()]
         try:
             require_java()  # the PTB tokenizer and METEOR: fail now without Java, not after the captioning
             if not args.no_meteor:
                 start_meteor()  # its JVM loads while the model does
+            if len(names) > 1:
+                return compare(args, names)
             model = load_captioner(args.model, device=args.device, batch_size=args.batch_size)
             metrics = evaluate_captioner(
                 model,
