@@ -1,0 +1,128 @@
+"""Questions about a picture that its objects answer: how many, whether there is one, and where.
+
+The segmenter knows counts and positions better than any captioner, so a question of one of these kinds about a
+label the segmenter knows (its own label names, their synonyms and plurals, as :func:`pipeline.describe.ground_caption`
+finds them) is answered from the instances alone: no model runs. Other questions (a colour, an activity, "what is
+the man holding") are a question-answering model's, and :func:`answer_from_objects` returns None for them.
+
+An answer follows the output contract for questions: ``{"question", "answer", "sentence", "source", "instances"}``
+with ``answer`` short, VQA style (a number in digits, "yes" or "no", a place), ``sentence`` a full sentence to read
+aloud, ``source`` ``"objects"``, and ``instances`` the indices of the objects it refers to, so that a page can
+outline them. Positions are :func:`pipeline.describe.locate_objects`' thirds of the picture.
+
+>>> cups = [{"label": "cup", "score": 0.9, "box": [5, 40, 25, 60], "area": 300},
+...         {"label": "cup", "score": 0.8, "box": [40, 40, 60, 60], "area": 300}]
+>>> answer_from_objects("How many cups are on the table?", cups, (100, 100))["sentence"]
+'There are 2 cups: one on the left and one in the centre.'
+>>> answer_from_objects("Is there a dog?", cups, (100, 100))["answer"]
+'no'
+>>> answer_from_objects("What colour is the cup?", cups, (100, 100)) is None
+True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .describe import ground_caption, locate_objects, noun
+from .options import Option
+
+#: A question, as a client may ask it: a text of at most 200 characters, not empty.
+QUESTION = Option("question", "text", "", "a question about the picture", max_length=200)
+#: The kinds of question the objects answer, each recognised by how the question starts.
+QUESTION_KINDS = {
+    "count": re.compile(r"^\s*how\s+many\b", re.IGNORECASE),
+    "presence": re.compile(r"^\s*(is|are)\s+there\b|^\s*(do|can)\s+you\s+see\b|^\s*any\b", re.IGNORECASE),
+    "where": re.compile(r"^\s*where\b", re.IGNORECASE),
+}
+
+
+def check_question(question: Any) -> str:
+    """The question, stripped, or a ValueError that says what is wrong (not a text, empty, over 200 characters).
+
+    >>> check_question("  Is there a dog? ")
+    'Is there a dog?'
+    """
+    text = QUESTION.check(question, bounded=True).strip()
+    if not text:
+        raise ValueError("question must not be empty: ask something about the picture, e.g. 'Is there a dog?'")
+    return text
+
+
+def question_kind(question: str) -> str | None:
+    """``"count"``, ``"presence"`` or ``"where"`` when the question is of a kind the objects answer, else None.
+
+    >>> question_kind("How many people?"), question_kind("Are there cars?"), question_kind("What is this?")
+    ('count', 'presence', None)
+    """
+    return next((kind for kind, pattern in QUESTION_KINDS.items() if pattern.search(question)), None)
+
+
+def _places(places: Sequence[Mapping[str, Any]]) -> str:
+    """Where objects are, in reading order: "on the left", "one on the left and 2 in the centre"."""
+    counts: dict[str, int] = {}
+    for place in places:
+        counts[place["position"]] = counts.get(place["position"], 0) + 1
+    if len(places) == 1:
+        return places[0]["position"]
+    parts = [f"{'one' if count == 1 else count} {position}" for position, count in counts.items()]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
+
+
+def answer_from_objects(
+    question: str,
+    instances: Sequence[Mapping[str, Any]],
+    image_size: Sequence[int],
+    *,
+    labels: Iterable[str] | None = None,
+) -> dict[str, Any] | None:
+    """Answer a counting, presence or location question from the objects found, or None when they cannot.
+
+    Args:
+        question (str): the question, at most 200 characters (:func:`check_question`).
+        instances (Sequence[dict]): the contract's instances (``label``, ``box``, ``area``; masks are not read).
+        image_size (tuple[int, int]): ``(width, height)`` of the picture, in pixels.
+        labels (Iterable[str] | None, default None): the segmenter's label names, what it could have found
+            (None: the 80 COCO labels); a question about anything else is not answered here.
+
+    Returns:
+        dict with ``"question"``, ``"answer"`` (short), ``"sentence"`` (to read aloud), ``"source"``
+        (``"objects"``) and ``"instances"`` (indices into ``instances``); or None when the question is not one
+        of :data:`QUESTION_KINDS` or names no label the segmenter knows.
+
+    Raises:
+        ValueError: a question that is not a text, is empty or is over 200 characters.
+    """
+    question = check_question(question)
+    kind = question_kind(question)
+    named = ground_caption(question, instances, labels) if kind else []
+    if not named:
+        return None
+    label, found = named[0]["label"], named[0]["instances"]
+    places = [place for place in locate_objects(instances, image_size) if place["index"] in set(found)]
+    count = len(found)
+    if kind == "count":
+        answer = str(count)
+        if count == 0:
+            sentence = f"There are no {noun(label, 2)}."
+        elif count == 1:
+            sentence = f"There is 1 {noun(label)}, {_places(places)}."
+        else:
+            sentence = f"There are {count} {noun(label, count)}: {_places(places)}."
+    elif kind == "presence":
+        answer = "yes" if count else "no"
+        if count:
+            sentence = f"Yes: {count} {noun(label, count)}, {_places(places)}."
+        else:
+            sentence = f"No, I see no {noun(label, 2 if named[0]['word'].lower().endswith('s') else 1)}."
+    else:
+        answer = _places(places) if count else "not found"
+        if count == 0:
+            sentence = f"I see no {noun(label)}."
+        elif count == 1:
+            sentence = f"The {noun(label)} is {_places(places)}."
+        else:
+            sentence = f"There are {count} {noun(label, count)}: {_places(places)}."
+    return {"question": question, "answer": answer, "sentence": sentence, "source": "objects", "instances": found}
