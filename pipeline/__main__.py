@@ -10,13 +10,12 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from .captioning import CAPTION_OPTIONS
 from .catalog import ModelUnavailableError, list_models
-from .describe import DESCRIBE_OPTIONS
+from .describe import DESCRIBE_OPTIONS, count_objects
 from .images import DEFAULT_MAX_PIXELS, ImageTooLargeError
 from .jsonform import to_json
 from .options import add_option_flags
@@ -182,8 +181,7 @@ def compare(args: argparse.Namespace, captioners: list[str]) -> int:
         segments = segmenter(image, threshold=args.threshold)
         segment_ms = (time.perf_counter() - tick) * 1000.0
         failures += any(row["error"] for row in rows)
-        counts = Counter(instance["label"] for instance in segments["instances"])
-        objects = ", ".join(f"{n} {label}" for label, n in counts.most_common()) or "no objects"
+        objects = count_objects(segments["instances"])
         total_ms = (time.perf_counter() - start) * 1000.0
         print(f"{path}:")
         for line in format_comparison(rows):

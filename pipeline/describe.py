@@ -221,6 +221,40 @@ def noun(label: str, count: int = 1) -> str:
     return several or plural_word(label)
 
 
+def count_phrase(label: str, count: int) -> str:
+    """``count`` objects of ``label`` in words, the one wording of a count in the page, the description, the CLI and
+    the batch job: ``count_phrase("person", 2) == "2 people"``.
+
+    >>> count_phrase("person", 2), count_phrase("circle", 1), count_phrase("skis", 3)
+    ('2 people', '1 circle', '3 pairs of skis')
+    """
+    return f"{count} {noun(label, count)}"
+
+
+def count_labels(instances: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many objects of each label, the most numerous first (ties in the order they were found).
+
+    >>> count_labels([{"label": "dog"}, {"label": "person"}, {"label": "person"}])
+    {'person': 2, 'dog': 1}
+    """
+    counts: dict[str, int] = {}
+    for instance in instances:
+        counts[str(instance["label"])] = counts.get(str(instance["label"]), 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))  # sorted() is stable: ties keep their order
+
+
+def count_objects(instances: Iterable[Mapping[str, Any]]) -> str:
+    """What was found, counted, as one line: ``"2 people, 1 dog"`` (``"no objects found"`` when nothing was).
+
+    >>> count_objects([{"label": "dog"}, {"label": "person"}, {"label": "person"}])
+    '2 people, 1 dog'
+    >>> count_objects([])
+    'no objects found'
+    """
+    counts = count_labels(instances)
+    return ", ".join(count_phrase(label, n) for label, n in counts.items()) or "no objects found"
+
+
 def check_options(**options: Any) -> dict[str, Any]:
     """The description's options (:data:`DESCRIBE_OPTIONS`), each checked by its declaration.
 
@@ -338,7 +372,7 @@ def _group_sentence(label: str, members: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _counts(places: Sequence[Mapping[str, Any]]) -> list[str]:
-    return [f"{len(members)} {noun(label, len(members))}" for label, members in _groups(places).items()]
+    return [count_phrase(label, len(members)) for label, members in _groups(places).items()]
 
 
 def _rest_sentence(rest: Sequence[Mapping[str, Any]], named_labels: set[str]) -> str:

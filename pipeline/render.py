@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .describe import count_objects
 from .masks import MaskCrop, crop_of
 from .options import Option
 
@@ -406,11 +407,6 @@ def objects_table(instances: Sequence[Mapping[str, Any]], image_size: tuple[int,
 
 
 def describe_objects(instances: Sequence[Mapping[str, Any]]) -> str:
-    """A sentence listing what was found, for people who cannot see the overlay: ``"2 circles, 1 square"``."""
-    counts: dict[str, int] = {}
-    for instance in instances:
-        counts[instance["label"]] = counts.get(instance["label"], 0) + 1
-    if not counts:
-        return "no objects found"
-    parts = [f"{n} {label}" + ("s" if n > 1 and not label.endswith("s") else "") for label, n in counts.items()]
-    return ", ".join(parts)
+    """A sentence listing what was found, for people who cannot see the overlay: ``"2 circles, 1 square"``; worded
+    as everywhere else by :func:`pipeline.describe.count_objects`."""
+    return count_objects(instances)

@@ -10,13 +10,13 @@ segments in the COCO panoptic format, their PNG (:func:`pipeline.evaluation.id_t
 from __future__ import annotations
 
 import io
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ..describe import count_labels
 from ..evaluation import id_to_rgb
 from ..jsonform import to_json
 from .inputs import Item
@@ -101,7 +101,7 @@ def result_record(
         "height": int(height),
         "caption": result["caption"],
         **({"description": result["description"]} if "description" in result else {}),
-        "objects": dict(Counter(instance["label"] for instance in result["instances"]).most_common()),
+        "objects": count_labels(result["instances"]),
         "timings_ms": {key: round(float(timings[key]), 1) for key in TIMINGS if key in timings},
         "instances": instances,
         "segments": segments,
