@@ -178,7 +178,7 @@ class _Parts(dict):
 
 def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_dir, threshold) -> _Parts:
     parts = _Parts()
-    with gr.Tab("Photo", id="photo"), gr.Row(equal_height=False):
+    with gr.Tab("Photo", id="photo"), gr.Row(equal_height=False, elem_id="photo-row"):
         with gr.Column(scale=5, min_width=300):
             parts["image"] = gr.Image(
                 label="Photo",
@@ -246,7 +246,7 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
                 )
         with gr.Column(scale=7, min_width=300):
             parts["annotated"] = gr.Image(label="Objects", type="filepath", elem_id="annotated", interactive=False)
-            with gr.Row():
+            with gr.Row(elem_id="maps"):
                 for view, label in (("semantic", "Semantic map"), ("panoptic", "Panoptic view")):
                     parts[view] = gr.Image(
                         label=label, type="filepath", elem_id=view, interactive=False, min_width=280
