@@ -42,13 +42,16 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
 PAGE_DIR = Path(__file__).resolve().parent / "space" / "page"  # the page's stylesheet and scripts
 CSS = (PAGE_DIR / "page.css").read_text()
 READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
-# Run once on load: the accessibility fixes and highlights, then speech (each file is one arrow function).
-PAGE_JS = "() => {\n" + "".join(f"({(PAGE_DIR / name).read_text()})();\n" for name in ("a11y.js", "speech.js")) + "}"
+# Run once on load: the accessibility fixes and highlights, speech, the camera choice (each one arrow function).
+PAGE_JS = "() => {\n" + "".join(f"({(PAGE_DIR / name).read_text()})();\n" for name in ("a11y.js", "speech.js", "camera.js")) + "}"
 SPEECH_JS = "() => {{ window.pageSpeech && window.pageSpeech.{}(); return []; }}"  # .format("stop" or "repeat")
 GREEDY, BEAM = "Greedy (fastest)", "Beam search (4 beams, better wording)"
 VIEWS = ("objects", "semantic", "panoptic")
 TABLE_HEADERS = ["object", "score", "pixels", "%"]
 THEME = gr.themes.Soft(primary_hue="indigo", text_size="lg")
+#: The webcams start on the rear camera where there is one (someone describing their surroundings points the phone
+#: at them); the page's camera choice overrides it (space/page/camera.js). Not mirrored: the rear camera is not.
+REAR_CAMERA = gr.WebcamOptions(mirror=False, constraints={"video": {"facingMode": {"ideal": "environment"}}})
 
 
 # -- handlers: module-level, over the Service ---------------------------------------------------------------------
@@ -187,6 +190,7 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
                 height=320,
                 elem_id="image-in",
                 placeholder="Drop a photo here, click to upload, paste, or use the camera",
+                webcam_options=REAR_CAMERA,
             )
             if examples_dir is not None and examples_dir.is_dir():
                 files = sorted(str(p) for p in examples_dir.iterdir() if p.suffix.lower() in (".jpg", ".png"))
@@ -271,17 +275,36 @@ def _live_tab() -> _Parts:
             "refreshed every few seconds or when the scene changes. Frames the server cannot keep up with are "
             "skipped, never queued."
         )
-        with gr.Row():
+        # On a phone the sentence and its speech come first, above the pictures, reachable without scrolling.
+        parts["caption"] = gr.Textbox(
+            label="What the camera shows", lines=2, max_lines=6, interactive=False, elem_id="live-caption"
+        )
+        with gr.Row(elem_id="live-controls"):
+            parts["speak"] = gr.Checkbox(
+                False, label="Speak each new caption", elem_id="speak-live", interactive=True, min_width=160
+            )
+            # space/page/camera.js asks the browser for this camera when the webcam starts.
+            parts["facing"] = gr.Radio(
+                [("Rear camera", "environment"), ("Front camera (selfie)", "user")],
+                value="environment",
+                label="Camera",
+                info="used when the camera starts: stop and start it to switch",
+                elem_id="camera-facing",
+                min_width=160,
+            )
+        with gr.Row(elem_id="live-row"):
             parts["camera"] = gr.Image(
-                label="Camera", sources=["webcam"], streaming=True, type="pil", elem_id="live-in", height=320
+                label="Camera",
+                sources=["webcam"],
+                streaming=True,
+                type="pil",
+                elem_id="live-in",
+                height=320,
+                webcam_options=REAR_CAMERA,
             )
             parts["frame"] = gr.Image(
                 label="Live objects", type="filepath", elem_id="live-out", interactive=False, height=320
             )
-        parts["caption"] = gr.Textbox(
-            label="What the camera shows", lines=2, max_lines=6, interactive=False, elem_id="live-caption"
-        )
-        parts["speak"] = gr.Checkbox(False, label="Speak each new caption", elem_id="speak-live", interactive=True)
         # A screen reader hears each new caption once (space/page/a11y.js mirrors the box here), not every frame.
         gr.HTML('<p id="live-announcer" class="visually-hidden" aria-live="polite"></p>', elem_id="live-region")
         parts["stats"] = gr.Markdown("Waiting for the camera…", elem_id="live-stats")
