@@ -43,7 +43,8 @@ PAGE_DIR = Path(__file__).resolve().parent / "space" / "page"  # the page's styl
 CSS = (PAGE_DIR / "page.css").read_text()
 READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
 # Run once on load: the accessibility fixes and highlights, speech, the camera choice (each one arrow function).
-PAGE_JS = "() => {\n" + "".join(f"({(PAGE_DIR / name).read_text()})();\n" for name in ("a11y.js", "speech.js", "camera.js")) + "}"
+PAGE_SCRIPTS = ("a11y.js", "speech.js", "camera.js")
+PAGE_JS = "() => {\n" + "".join(f"({(PAGE_DIR / name).read_text()})();\n" for name in PAGE_SCRIPTS) + "}"
 SPEECH_JS = "() => {{ window.pageSpeech && window.pageSpeech.{}(); return []; }}"  # .format("stop" or "repeat")
 GREEDY, BEAM = "Greedy (fastest)", "Beam search (4 beams, better wording)"
 VIEWS = ("objects", "semantic", "panoptic")
