@@ -52,7 +52,9 @@ TABLE_HEADERS = ["object", "score", "pixels", "%"]
 THEME = gr.themes.Soft(primary_hue="indigo", text_size="lg")
 #: The webcams start on the rear camera where there is one (someone describing their surroundings points the phone
 #: at them); the page's camera choice overrides it (space/page/camera.js). Not mirrored: the rear camera is not.
-REAR_CAMERA = gr.WebcamOptions(mirror=False, constraints={"video": {"facingMode": {"ideal": "environment"}}})
+#: The size is the one Gradio asks for when given no constraints.
+REAR_VIDEO = {"facingMode": {"ideal": "environment"}, "width": {"ideal": 1920}, "height": {"ideal": 1440}}
+REAR_CAMERA = gr.WebcamOptions(mirror=False, constraints={"video": REAR_VIDEO})
 
 
 # -- handlers: module-level, over the Service ---------------------------------------------------------------------
@@ -157,7 +159,7 @@ def build_demo(
             service, captioners, segmenters, default_captioner, default_segmenter, examples_dir, default_threshold
         )
         live = _live_tab()
-        compare = _compare_tab(captioners, default_captioner)
+        compare = _compare_tab(service, default_captioner)
         _wire_photo(service, page, state)
         _wire_live(service, page, live, live_time_limit)
         compare.button.click(
@@ -289,8 +291,9 @@ def _live_tab() -> _Parts:
                 [("Rear camera", "environment"), ("Front camera (selfie)", "user")],
                 value="environment",
                 label="Camera",
-                info="used when the camera starts: stop and start it to switch",
+                info="the rear one sees what is in front of you; switch at any time",
                 elem_id="camera-facing",
+                interactive=True,  # read by the page's script, an input of no event: Gradio would disable it
                 min_width=160,
             )
         with gr.Row(elem_id="live-row"):
@@ -312,10 +315,17 @@ def _live_tab() -> _Parts:
     return parts
 
 
-def _compare_tab(captioners: list[str], chosen: str | None) -> _Parts:
+def _compare_tab(service: Service, chosen: str | None) -> _Parts:
     parts = _Parts()
+    usable = service.photos.available("captioner")
     with gr.Tab("Compare", id="compare"):
         gr.Markdown(f"Caption one photo with 2 to {MAX_COMPARED} captioners, side by side, each with its time.")
+        if len(usable) < 2:
+            gr.Markdown(
+                f"**Only {len(usable)} of the captioners can be loaded on this server**: the others are marked "
+                "*not available here*, with the reason.",
+                elem_id="compare-note",
+            )
         with gr.Row(equal_height=False):
             parts["image"] = gr.Image(
                 label="Photo to compare",
@@ -325,10 +335,11 @@ def _compare_tab(captioners: list[str], chosen: str | None) -> _Parts:
                 elem_id="compare-in",
             )
             with gr.Column():
-                others = [name for name in captioners if name != chosen]
+                # Ticked by default: the page's captioner and the next one that loads here, never one that cannot.
+                ticked = [name for name in [chosen, *usable] if name in usable]
                 parts["captioners"] = gr.CheckboxGroup(
-                    captioners,
-                    value=[n for n in [chosen, *others[:1]] if n],
+                    service.photos.menu("captioner"),
+                    value=list(dict.fromkeys(ticked))[:2],
                     label="Captioners",
                     elem_id="compare-captioners",
                 )

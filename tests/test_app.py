@@ -127,6 +127,9 @@ def test_model_menus_mark_what_cannot_load_and_defaults_fall_back(app_models, se
     choices = {value: text for text, value in service.photos.menu("captioner")}
     assert "not available here" in choices["blip-base"]
     assert "not available here" not in choices[TEST_CAPTIONER]
+    # Why, in the entry itself (seen, and read on focus), without a path of this machine.
+    assert availability("blip-base", "captioner")[1] in choices["blip-base"] and "/root" not in choices["blip-base"]
+    assert service.photos.available("captioner") == [TEST_CAPTIONER]
     # blip-base (and shapes, if not trained yet) cannot load here: the first model that can is chosen.
     names = ["blip-base", TEST_CAPTIONER]
     expected = "shapes" if availability("shapes", "captioner")[0] else TEST_CAPTIONER

@@ -89,13 +89,20 @@ class PhotoPage:
     # -- what the page says --------------------------------------------------------------------------------------
 
     def menu(self, kind: str) -> list[tuple[str, str]]:
-        """A model menu's entries ``(shown text, name)``: what each is good for, marked when it cannot load here."""
+        """A model menu's entries ``(shown text, name)``: what each is good for, and for a model that cannot load
+        here, that it is not available and why (in the text itself, so that it is seen, heard and read on focus)."""
         entries = []
         for name in self.models.menus.names(kind):
             spec = get_spec(name, kind)
-            mark = "" if availability(name, kind)[0] else "  [not available here]"
+            available, reason = availability(name, kind)
+            mark = "" if available else f"  [not available here: {reason}]"
             entries.append((f"{spec.name} — {spec.description.split(': ', 1)[-1]}{mark}", spec.name))
         return entries
+
+    def available(self, kind: str) -> list[str]:
+        """The menu's models that can load here, in the menu's order: the only ones a page ticks or picks by
+        default."""
+        return [name for name in self.models.menus.names(kind) if availability(name, kind)[0]]
 
     def model_note(self, kind: str, name: str | None) -> str:
         """One Markdown line about the chosen model: what it is, that it is loading, or why it cannot be used here."""
