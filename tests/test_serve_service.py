@@ -195,3 +195,29 @@ def test_live_frames_carry_their_instances_and_a_new_threshold_keeps_the_stream(
     assert later["frames_processed"] == 2  # the same stream: the caption and frames/s go on
     assert all(found["score"] >= cut for found in later["instances"])
     assert len(later["instances"]) < len(stats["instances"])
+
+
+@pytest.mark.parametrize(
+    "label, said",
+    [("person", "4 people"), ("skis", "4 pairs of skis"), ("mouse", "4 mice"), ("tv", "4 TVs")],
+)
+def test_the_photo_tabs_counts_and_description_word_a_count_alike(app_models, tmp_path, photo, label, said):
+    """Labels whose plural is not "+s": the objects line (pipeline.render.describe_objects), the description and the
+    CLI's count line (pipeline.describe.count_objects) all say the same words."""
+    from helpers import save_tiny_segmenter
+
+    from pipeline import ModelSpec, registered_models
+    from pipeline.describe import count_objects
+
+    categories = ["__background__", label, "dog"]
+    directory = save_tiny_segmenter(tmp_path / "labels", categories=categories, favourite=1, box_detections_per_img=4)
+    with registered_models([ModelSpec("test-labels", "segmenter", directory, "tiny random Mask R-CNN: labels")]):
+        service = Service(ModelCache(device="cpu"), ModelMenus([TEST_CAPTIONER], ["test-labels"]))
+        try:
+            analysis = service.photos.photo(photo, TEST_CAPTIONER, "test-labels", caption_options={}, threshold=0.3)
+            shown = service.photos.page(analysis, threshold=0.3, opacity=0.5, views=["objects"])
+        finally:
+            service.close()
+    assert shown["objects"] == said
+    assert said in shown["description"], shown["description"]
+    assert count_objects([{"label": label}] * 4) == said
