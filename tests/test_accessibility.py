@@ -92,10 +92,14 @@ def analyzed_page(browser, server, width: int = 1280, height: int = 800):
     return page
 
 
-@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
-def test_axe_finds_nothing_serious_on_the_photo_tab(browser, server, width, height):
-    page = analyzed_page(browser, server, width, height)
-    check_axe(page, f"photo tab after an analysis, {width} px")
+@pytest.mark.parametrize("sizes", [[(1280, 800)], [(390, 844), (360, 740), (414, 896)]], ids=["desktop", "phones"])
+def test_axe_finds_nothing_serious_on_the_photo_tab(browser, server, sizes):
+    """One analysis per layout, checked at each of its sizes (the phones' layout follows the viewport)."""
+    page = analyzed_page(browser, server, *sizes[0])
+    for width, height in sizes:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_function("(width) => document.documentElement.clientWidth === width", arg=width)
+        check_axe(page, f"photo tab after an analysis, {width} px")
     page.context.close()
 
 

@@ -26,6 +26,9 @@
       });
       document.querySelectorAll(`#${id} .image-container img:not([alt]), #${id} .image-container img[alt=""]`)
         .forEach((image) => image.setAttribute("alt", name));
+      // Gradio loads its pictures lazily: on a phone the maps lie a screen or two down and would be 0 x 0 until
+      // scrolled to; the results are the page's point, so they load at once.
+      document.querySelectorAll(`#${id} img[loading=lazy]`).forEach((image) => { image.loading = "eager"; });
     });
     document.querySelectorAll("div.empty[aria-label]:not([role])").forEach((box) => box.setAttribute("role", "img"));
     // A text box whose label also holds its copy button is named by its placeholder; name it by its label.
