@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .describe import ground_caption, locate_objects, noun
+from .describe import count_phrase, ground_caption, locate_objects, noun
 from .options import Option
 
 #: A question, as a client may ask it: a text of at most 200 characters, not empty.
@@ -108,13 +108,13 @@ def answer_from_objects(
         if count == 0:
             sentence = f"There are no {noun(label, 2)}."
         elif count == 1:
-            sentence = f"There is 1 {noun(label)}, {_places(places)}."
+            sentence = f"There is {count_phrase(label, 1)}, {_places(places)}."
         else:
-            sentence = f"There are {count} {noun(label, count)}: {_places(places)}."
+            sentence = f"There are {count_phrase(label, count)}: {_places(places)}."
     elif kind == "presence":
         answer = "yes" if count else "no"
         if count:
-            sentence = f"Yes: {count} {noun(label, count)}, {_places(places)}."
+            sentence = f"Yes: {count_phrase(label, count)}, {_places(places)}."
         else:
             sentence = f"No, I see no {noun(label, 2 if named[0]['word'].lower().endswith('s') else 1)}."
     else:
@@ -124,5 +124,5 @@ def answer_from_objects(
         elif count == 1:
             sentence = f"The {noun(label)} is {_places(places)}."
         else:
-            sentence = f"There are {count} {noun(label, count)}: {_places(places)}."
+            sentence = f"There are {count_phrase(label, count)}: {_places(places)}."
     return {"question": question, "answer": answer, "sentence": sentence, "source": "objects", "instances": found}
