@@ -32,14 +32,15 @@ from pipeline.serve.config import build_service, parse_args, setup_notes
 from pipeline.serve.endpoints import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
 from pipeline.serve.intake import RequestError
 from pipeline.serve.options import OPTIONS, client_defaults, describe_options
-from pipeline.serve.page_html import EMPTY_CAPTION, EMPTY_OBJECTS
+from pipeline.serve.page_html import EMPTY_CAPTION, EMPTY_OBJECTS, PAGE_ASSETS
 from pipeline.serve.photo import Analysis
 from pipeline.serve.process import limit_malloc_arenas
 from pipeline.serve.service import Service
 from pipeline.serve.zerogpu import DEFAULT_DURATION, gpu, on_zerogpu
 
+# The example photos are in a checkout and on the Space; installed from a wheel, the page goes without them.
 EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
-PAGE_DIR = Path(__file__).resolve().parent / "space" / "page"  # the page's stylesheet and scripts
+PAGE_DIR = PAGE_ASSETS  # the page's stylesheet and scripts, shipped with the package
 CSS = (PAGE_DIR / "page.css").read_text()
 READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
 # Run once on load: the accessibility fixes and highlights, speech, the camera choice (each one arrow function).
@@ -51,7 +52,7 @@ VIEWS = ("objects", "semantic", "panoptic")
 TABLE_HEADERS = ["object", "score", "pixels", "%"]
 THEME = gr.themes.Soft(primary_hue="indigo", text_size="lg")
 #: The webcams start on the rear camera where there is one (someone describing their surroundings points the phone
-#: at them); the page's camera choice overrides it (space/page/camera.js). Not mirrored: the rear camera is not.
+#: at them); the page's camera choice overrides it (serve/page/camera.js). Not mirrored: the rear camera is not.
 #: The size is the one Gradio asks for when given no constraints.
 REAR_VIDEO = {"facingMode": {"ideal": "environment"}, "width": {"ideal": 1920}, "height": {"ideal": 1440}}
 REAR_CAMERA = gr.WebcamOptions(mirror=False, constraints={"video": REAR_VIDEO})
@@ -209,7 +210,7 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
                 buttons=["copy"],
                 placeholder="The caption appears here.",
             )
-            # Hovering or focusing a marked word outlines its objects (space/page/a11y.js, pipeline/serve/page_html.py)
+            # Hovering or focusing a marked word outlines its objects (serve/page/a11y.js, serve/page_html.py)
             parts["grounded"] = gr.HTML(EMPTY_CAPTION, elem_id="grounded-caption")
             parts["description"] = gr.Textbox(
                 label="What is where", lines=2, max_lines=12, interactive=False, elem_id="description"
@@ -286,7 +287,7 @@ def _live_tab() -> _Parts:
             parts["speak"] = gr.Checkbox(
                 False, label="Speak each new caption", elem_id="speak-live", interactive=True, min_width=160
             )
-            # space/page/camera.js asks the browser for this camera when the webcam starts.
+            # serve/page/camera.js asks the browser for this camera when the webcam starts.
             parts["facing"] = gr.Radio(
                 [("Rear camera", "environment"), ("Front camera (selfie)", "user")],
                 value="environment",
@@ -309,7 +310,7 @@ def _live_tab() -> _Parts:
             parts["frame"] = gr.Image(
                 label="Live objects", type="filepath", elem_id="live-out", interactive=False, height=320
             )
-        # A screen reader hears each new caption once (space/page/a11y.js mirrors the box here), not every frame.
+        # A screen reader hears each new caption once (serve/page/a11y.js mirrors the box), not every frame.
         gr.HTML('<p id="live-announcer" class="visually-hidden" aria-live="polite"></p>', elem_id="live-region")
         parts["stats"] = gr.Markdown("Waiting for the camera…", elem_id="live-stats")
     return parts
@@ -509,8 +510,8 @@ def run_on_gpu(captioner, segmenter, images, caption_options, segment_options):
     return demo.service.run_models(captioner, segmenter, images, caption_options, segment_options, concurrent=False)
 
 
-# `python app.py --help` answers before any model is touched; imported (tests, `gradio app.py`), flags come from the
-# environment only.
+# `python app.py --help` answers before any model is touched; imported (tests, `gradio app.py`, the
+# `caption-segment-app` command before main()), flags come from the environment only.
 _cli = parse_args() if __name__ == "__main__" else parse_args([])
 limit_malloc_arenas()  # before the server's threads: its memory stays flat under load (pipeline.serve.process)
 if _cli.offline:
@@ -518,16 +519,31 @@ if _cli.offline:
 _service, _defaults = build_service(_cli, runner=run_on_gpu if on_zerogpu() else None)
 demo = build_demo(_service, _defaults)
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the app with these flags (``caption-segment-app``, ``python app.py``; ``argv`` defaults to the command
+    line's). The page built at import is reused when the flags are the environment's; other flags build it again."""
+    global _cli, _service, _defaults, demo
+    args = parse_args(argv)
+    if args != _cli:
+        if args.offline:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+        _cli = args
+        _service, _defaults = build_service(args, runner=run_on_gpu if on_zerogpu() else None)
+        demo = build_demo(_service, _defaults)
     wanted = [(kind, _defaults[kind]) for kind in ("captioner", "segmenter") if _defaults.get(kind)]
     if on_zerogpu():  # a model can only be placed on the GPU now: place every one that can be loaded, then serve
         menus = _service.models.menus
         wanted += [(k, n) for k in ("captioner", "segmenter") for n in menus.names(k) if (k, n) not in wanted]
         _service.models.cache.preload(wanted)
-        demo.launch(**launch_options(_cli))
-    elif _cli.no_preload:
-        demo.launch(**launch_options(_cli))
+        demo.launch(**launch_options(args))
+    elif args.no_preload:
+        demo.launch(**launch_options(args))
     else:  # serve at once and load behind the page: a request for a model still loading waits for that one load
-        demo.launch(prevent_thread_lock=True, **launch_options(_cli))
+        demo.launch(prevent_thread_lock=True, **launch_options(args))
         _service.models.cache.preload(wanted)
         demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

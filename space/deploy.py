@@ -9,8 +9,8 @@ looks in a checkout:
 
 - ``app.py``, ``LICENSE``, and ``pipeline/`` (no ``__pycache__``) with the offline ``shapes`` models under
   ``pipeline/weights/`` (training checkpoints left out);
-- ``space/examples/`` (the example images and their licences) and ``space/page/`` (the page's stylesheet and
-  scripts);
+- ``space/examples/`` (the example images and their licences); the page's stylesheet and scripts come with
+  ``pipeline/serve/page/``;
 - ``README.md``: the Space card ``space/README.md``, with ``sdk_version`` set to the gradio pin of
   ``requirements.txt``;
 - ``requirements.txt``: the pins of ``requirements.txt`` less the training-only ones (unless the shipped code
@@ -187,8 +187,7 @@ def assemble(
     shutil.copytree(root / "pipeline", out / "pipeline", ignore=shutil.ignore_patterns(*IGNORED, "weights"))
     for name in SHAPES_MODELS:
         shutil.copytree(weights_source / name, out / "pipeline" / "weights" / name, ignore=ignore)
-    for folder in ("examples", "page"):
-        shutil.copytree(root / "space" / folder, out / "space" / folder, ignore=ignore)
+    shutil.copytree(root / "space" / "examples", out / "space" / "examples", ignore=ignore)
     gradio_version = read_pins(root / "requirements.txt")["gradio"]
     (out / "README.md").write_text(render_card(root / "space" / "README.md", gradio_version=gradio_version))
     requirements = space_requirements(

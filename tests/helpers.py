@@ -154,6 +154,37 @@ def venv_seeing_this_environment(directory: Path) -> str:
     return str(python)
 
 
+#: What a source distribution of the project holds: a wheel is built from a copy of them, so that no earlier in-tree
+#: build's leftovers (``build/``) can slip into it.
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "requirements.txt", "app.py", "pipeline", "train")
+
+
+def install_wheel_of_checkout(directory: Path) -> Path:
+    """Build the project's wheel from a copy of the checkout and install it (``--no-deps``) in a fresh virtual
+    environment under ``directory`` that sees this one's packages; the environment's ``bin`` folder (its console
+    scripts and python)."""
+    import shutil
+    import subprocess
+    import sys
+
+    source = directory / "source"
+    source.mkdir(parents=True)
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "checkpoints"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(directory)]
+    done = subprocess.run([*build, str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (wheel,) = directory.glob("vision_caption_segment-*.whl")
+    python = Path(venv_seeing_this_environment(directory / "venv"))
+    install = [str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)]
+    done = subprocess.run(install, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return python.parent
+
+
 def serve(
     captioners: Sequence[str] = (TEST_CAPTIONER, "blip-base"),
     segmenters: Sequence[str] = (*TEST_SEGMENTERS, "maskrcnn-v2"),

@@ -32,6 +32,7 @@ from helpers import (
     ROOT,
     install_hub_stand_in,
     install_torchvision_stand_in,
+    install_wheel_of_checkout,
     save_tiny_blip,
     save_tiny_git,
     save_tiny_vit_gpt2,
@@ -337,6 +338,31 @@ def pip_install_editable(space: Workspace, command: Command) -> None:
     assert found.stdout.strip() == str(ROOT / "pipeline" / "__init__.py")
 
 
+def install_checkout_wheel(space: Workspace, command: Command) -> None:
+    """`pip install .`: the wheel built from the checkout, installed (``--no-deps``) in a fresh virtual environment
+    that sees this one's packages; the console scripts of the commands after it come from there."""
+    space.scripts = install_wheel_of_checkout(space.root / "wheel")
+
+
+def _installed(space: Workspace, command: Command) -> tuple[dict[str, str], list[str]]:
+    """The command with its console script from the installed wheel, and no PYTHONPATH (the wheel's code runs)."""
+    assert getattr(space, "scripts", None), f"{command.text!r} comes before the document's `pip install .`"
+    env, argv = _split_env(command.text)
+    return {**env, "PYTHONPATH": ""}, [str(space.scripts / argv[0]), *argv[1:]]
+
+
+def run_console_script(space: Workspace, command: Command) -> None:
+    env, argv = _installed(space, command)
+    assert space.run(argv, env=env).strip(), "the command printed nothing"
+
+
+def serve_console_script(space: Workspace, command: Command) -> None:
+    """`caption-segment-app ...`: the app from the installed wheel, served and fetched as :func:`serve_app` does."""
+    env, argv = _installed(space, command)
+    text = shlex.join([f"{key}={value}" for key, value in env.items()] + argv)
+    serve_app(space, Command(command.document, command.line, command.kind, text))
+
+
 def run_in_checkout(space: Workspace, command: Command) -> None:
     env, argv = _split_env(command.text)
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -356,6 +382,9 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^apt-get ", not_run("installs Debian's chromium: CI's first step")),
     (r"^pip install -r ", not_run("installs the pinned packages: CI's first step")),
     (r"^pip install -e \.$", pip_install_editable),
+    (r"^pip install \.$", install_checkout_wheel),
+    (r"^caption-segment-app( |$)", serve_console_script),
+    (r"^(HF_HUB_OFFLINE=1 )?caption-segment(-batch)? ", run_console_script),
     (r"^ruff ", run_in_checkout),
     (r"^pytest", not_run("the test suite itself: CI runs exactly this")),
     (r"^python app\.py --help$", run_as_written),

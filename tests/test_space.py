@@ -234,7 +234,7 @@ def test_folder_holds_what_the_space_runs_and_nothing_else(assembled):
     assert not [path for path in files if path.suffix in (".pyc", ".pyo")]
     shipped_code = {path.name for path in (assembled / "pipeline").glob("*.py")}
     assert shipped_code == {path.name for path in (ROOT / "pipeline").glob("*.py")}
-    assert {path.parts[1] for path in files if path.parts[0] == "space"} == {"examples", "page"}
+    assert {path.parts[1] for path in files if path.parts[0] == "space"} == {"examples"}
     assert {path.name for path in (assembled / "space" / "examples").iterdir()} == {
         path.name for path in (ROOT / "space" / "examples").iterdir()
     }

@@ -1,10 +1,10 @@
 """The photo tab's words as HTML for a keyboard and a screen reader: the grounded caption and the objects list.
 
-Gradio-free, so that it is unit-tested alone; the app shows both in ``gr.HTML`` blocks and ``space/page/a11y.js``
-makes them live: hovering or focusing a marked caption word or an objects list item outlines its objects over the
-annotated picture, from the boxes each element carries in ``data-boxes`` as fractions of the picture
-(``[[x0, y0, x1, y1], ...]``, 0 to 1, so that they fit the picture at whatever size it is shown), and the arrow keys
-move through the list.
+Gradio-free, so that it is unit-tested alone; the app shows both in ``gr.HTML`` blocks and ``page/a11y.js`` (in
+:data:`PAGE_ASSETS`, with the page's stylesheet and its other scripts) makes them live: hovering or focusing a
+marked caption word or an objects list item outlines its objects over the annotated picture, from the boxes each
+element carries in ``data-boxes`` as fractions of the picture (``[[x0, y0, x1, y1], ...]``, 0 to 1, so that they
+fit the picture at whatever size it is shown), and the arrow keys move through the list.
 
 - The **grounded caption** (:func:`grounded_caption_html`): the caption with each word that names a found object
   as a ``<button>`` (a keyboard reaches it, a screen reader names it: "triangles: 2 objects found"), and each word
@@ -28,9 +28,14 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..describe import locate_objects
+
+#: The page's stylesheet and scripts (``page.css``, ``a11y.js``, ``speech.js``, ``read_aloud.js``): package data, so
+#: that the app finds them in a checkout, on the Space and installed from a wheel alike.
+PAGE_ASSETS = Path(__file__).resolve().parent / "page"
 
 #: What the two blocks say before there is a photo (and what a screen reader finds there).
 EMPTY_CAPTION = '<p class="grounded-empty">The caption with its objects marked appears here.</p>'
