@@ -324,3 +324,34 @@ def batch_outputs(directory: str | Path) -> dict[str, Any]:
         "panoptic": json.loads((directory / "panoptic.json").read_text()),
         "errors": lines("errors.jsonl"),
     }
+
+
+def check_model_card(directory: Path, kind: str, metrics: dict[str, float], *, steps: int, dataset: str) -> None:
+    """The model card a training script left in ``directory``: metadata the Hub reads (parsed by huggingface_hub,
+    offline), the run's measured figures in its model-index and its table, the exact command, the data, the base."""
+    import json
+
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    from pipeline.model_card import HUB_TASKS, TAG, card_summary
+
+    card = ModelCard.load(directory / "README.md")
+    data = card.data.to_dict()
+    assert data["pipeline_tag"] == HUB_TASKS[kind]["pipeline_tag"]
+    assert data["library_name"] == HUB_TASKS[kind]["library_name"]
+    assert data["license"] == "apache-2.0" and TAG in data["tags"]
+    assert "base_model" not in data, "a local base model is no Hub id: it stays out of the metadata"
+    _, results = model_index_to_eval_results(data["model-index"])
+    measured = {name: value for name, value in metrics.items() if isinstance(value, (int, float))}
+    assert {r.metric_name: r.metric_value for r in results} == {k: round(float(v), 4) for k, v in measured.items()}
+    assert {r.dataset_name for r in results} == {dataset}
+    saved = json.loads((directory / "metrics.json").read_text())
+    for name, value in saved.items():
+        assert f"| {name} | {round(float(value), 4)} |" in card.text
+    module = "train.caption" if kind == "captioner" else "train.segment"
+    assert f"python -m {module} " in card.text and f"--max_train_steps {steps}" in card.text
+    assert "## Data" in card.text and "validation:" in card.text and "## Base model" in card.text
+    summary = card_summary(directory)
+    assert summary.startswith("Fine-tuned from ") and f"on {dataset} ({steps} steps)" in summary
+    assert "/" not in summary, f"a summary the app shows must hold no path: {summary!r}"

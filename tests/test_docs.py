@@ -363,6 +363,17 @@ def serve_console_script(space: Workspace, command: Command) -> None:
     serve_app(space, Command(command.document, command.line, command.kind, text))
 
 
+def push_stops_offline(space: Workspace, command: Command) -> None:
+    """A training command with `--push_to_hub`, run offline as the tests are: it must stop at start, within
+    seconds, before it trains or writes anything, and say what to do."""
+    env, argv = _split_env(command.text)
+    output = space.root / argv[argv.index("--output_dir") + 1]
+    argv[0] = sys.executable if argv[0] == "python" else argv[0]
+    done = subprocess.run(argv, cwd=space.root, env={**space.env, **env}, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "HF_HUB_OFFLINE is set" in done.stderr, done.stdout + done.stderr
+    assert not output.exists(), "the run wrote its output folder before it stopped"
+
+
 def run_in_checkout(space: Workspace, command: Command) -> None:
     env, argv = _split_env(command.text)
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -401,6 +412,7 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^accelerate launch .*-m pipeline\.batch ", run_as_written),
     (r"^accelerate launch .*-m train\.", run_on_cpu),
     (r"^python -m train\.evaluate ", run_as_written),
+    (r"^python -m train\.(caption|segment) .*--push_to_hub", push_stops_offline),
     (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),
     (r"^hf auth login$", not_run("needs a Hugging Face account")),
     (r"^python space/deploy\.py .*--dry-run ", run_as_written),

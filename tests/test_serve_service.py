@@ -221,3 +221,29 @@ def test_the_photo_tabs_counts_and_description_word_a_count_alike(app_models, tm
     assert shown["objects"] == said
     assert said in shown["description"], shown["description"]
     assert count_objects([{"label": label}] * 4) == said
+
+
+def test_a_trained_models_note_carries_its_card_summary_and_no_path(tmp_path):
+    from helpers import save_tiny_blip
+
+    from pipeline import ModelSpec, registered_models
+    from pipeline.model_card import CardFacts, write_model_card
+
+    folder = tmp_path / "runs" / "blip-shapes"
+    save_tiny_blip(folder)
+    facts = CardFacts(kind="captioner", base_model=str(tmp_path / "blip"), dataset="shapes", steps=30,
+                      metrics={"BLEU-4": 0.4123, "CIDEr": 1.5, "METEOR": 0.3}, evaluated_on="4 validation images",
+                      command=f"python -m train.caption --output_dir {folder}")  # fmt: skip
+    spec = ModelSpec("finetuned", "captioner", str(folder), "fine-tuned captioner set by PIPELINE_FINETUNED_CAPTIONER")
+    with registered_models([spec]):
+        service = Service(ModelCache(device="cpu"), ModelMenus(["finetuned"], [CIRCLES]))
+        plain = service.photos.model_note("captioner", "finetuned")
+        write_model_card(folder, facts)
+        note = service.photos.model_note("captioner", "finetuned")
+        service.close()
+    assert plain == "**finetuned**: fine-tuned captioner set by PIPELINE_FINETUNED_CAPTIONER."
+    assert note == (
+        f"{plain} Fine-tuned from a local model on shapes (30 steps); BLEU-4 0.412, CIDEr 1.500 "
+        "on 4 validation images."
+    )
+    assert str(tmp_path) not in note

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import save_tiny_blip, save_tiny_git, save_tiny_vit_gpt2
+from helpers import check_model_card, save_tiny_blip, save_tiny_git, save_tiny_vit_gpt2
 
 from pipeline import load_captioner
 from pipeline.caption_files import read_captions
@@ -124,6 +124,7 @@ def test_short_run_lowers_the_loss_and_the_model_serves(shapes_data, tiny_blip, 
     assert set(result["caption"].lower().rstrip(".").split()) <= set(shapes.vocabulary())
     scored = evaluate_captioner(captioner, shapes_data / "val")
     assert scored["images"] == 4 and 0.0 <= scored["BLEU-1"] <= 1.0
+    check_model_card(output, "captioner", metrics, steps=30, dataset=shapes_data.name)
 
 
 @pytest.mark.parametrize("family, save", [("git", save_tiny_git), ("vision-encoder-decoder", save_tiny_vit_gpt2)])

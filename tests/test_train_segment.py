@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from helpers import check_model_card
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -126,6 +127,7 @@ def test_short_run_lowers_the_loss_and_the_checkpoint_serves(shapes_data, tmp_pa
     assert result["semantic"]["map"].shape == (shapes_image.height, shapes_image.width)
     scored = evaluate_segmenter(segmenter, shapes_data / "val")
     assert scored["images"] == 4 and 0.0 <= scored["segm_AP"] <= 1.0
+    check_model_card(output, "segmenter", metrics, steps=24, dataset=shapes_data.name)
 
 
 def test_resume_continues_from_the_saved_step(shapes_data, tmp_path):

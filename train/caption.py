@@ -74,6 +74,8 @@ from train.common import (
     EpochSeeded,
     add_common_arguments,
     check_common_arguments,
+    command_line,
+    dataset_name,
     finish_run,
     fit,
     present_images,
@@ -320,6 +322,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     check_common_arguments(parser, args)
+    args.command = command_line("train.caption", argv)
     if args.train_dir:
         args.captions_file, args.images_dir = (str(p) for p in find_caption_data(args.train_dir))
     if not (args.captions_file and args.images_dir):
@@ -507,7 +510,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         for weights in output_dir.glob("*.safetensors"):  # written owner-only; every other output is 0644
             make_readable(weights)
 
-    finish_run(accelerator, args, model, progress, metrics, save=save, plotted=CAPTION_METRICS + GENDER_METRICS[1:])
+    card = {
+        "kind": "captioner",
+        "base_model": args.model_name_or_path,
+        "dataset": dataset_name(Path(args.captions_file).parent),
+        "evaluated_on": f"{len(val_names)} validation images",
+        "data": [
+            f"- training: `{Path(args.captions_file).name}`, {len(train_names)} images, {len(train_set)} captions",
+            f"- validation: {len(val_names)} images, every reference caption of each",
+            f"- images resized to {args.image_size}; augmentation: flip {args.hflip}, colour jitter "
+            f"{args.color_jitter}, crop scale {args.random_resized_crop_scale}",
+        ],
+        "extra_tags": ["image-captioning"],
+    }
+    finish_run(
+        accelerator, args, model, progress, metrics, save=save, plotted=CAPTION_METRICS + GENDER_METRICS[1:], card=card
+    )
     return metrics
 
 

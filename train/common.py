@@ -9,7 +9,9 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pipeline.model_card import CardFacts, write_model_card
+
+from .hub import add_hub_arguments, check_hub_arguments, push_model, ready_to_push
+
 CHECKPOINTS = "checkpoints"
 PROGRESS = "progress.json"
 SCHEDULES = ("cosine", "linear", "constant_with_warmup")
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+#: Folder names that say which part of a data set a folder is, not which data set: the card names the one above.
+_PART_NAMES = {"train", "training", "val", "valid", "validation", "test", "images", "annotations", "train2017"}
 
 
 def start_run(args: Any) -> tuple[Any, Path]:
@@ -29,7 +37,11 @@ def start_run(args: Any) -> tuple[Any, Path]:
 
     Returns:
         tuple ``(accelerator, output_dir)``.
+
+    With ``--push_to_hub``, the Hub is checked first (offline, no token, token refused: the run stops in seconds
+    with what to do) and the repository id kept in ``args.hub_repo_id``.
     """
+    args.hub_repo_id = ready_to_push(args) if args.push_to_hub else None
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     output_dir = Path(args.output_dir)
@@ -50,24 +62,58 @@ def finish_run(
     *,
     save: Callable[[torch.nn.Module], None],
     plotted: Sequence[str],
+    card: dict[str, Any],
 ) -> None:
     """What both scripts do last: on the main process, the final model (a CPU copy, float16 with
-    ``--save_float16``) handed to ``save``, with ``history.json``, ``metrics.json`` and ``history.png`` beside it in
-    ``--output_dir``; then the trackers end.
+    ``--save_float16``) handed to ``save``, with its model card ``README.md``, ``history.json``, ``metrics.json``
+    and ``history.png`` beside it in ``--output_dir``; then, with ``--push_to_hub``, the folder (less the resumable
+    states) goes to the Hub; then the trackers end.
 
     Args:
         save (Callable): writes the final model in the format its loader reads (``save_pretrained``,
             :func:`pipeline.checkpoints.save_segmenter`).
         plotted (Sequence[str]): the metrics drawn by epoch in ``history.png``.
+        card (dict): what the card says that differs by script: ``kind``, ``base_model``, ``data`` (Markdown
+            lines), ``evaluated_on``, optionally ``dataset`` and ``extra_tags``
+            (:class:`pipeline.model_card.CardFacts`); the figures, steps, command and licence come from the run.
     """
     if accelerator.is_main_process:
         final = copy.deepcopy(accelerator.unwrap_model(model)).cpu()
         save(final.half() if args.save_float16 else final)
         output_dir = Path(args.output_dir)
+        facts = {**card, "dataset": args.dataset_name} if args.dataset_name else card
+        write_model_card(
+            output_dir,
+            CardFacts(**facts, metrics=metrics, command=args.command, steps=progress["step"], license=args.license),
+        )
         write_json(output_dir / "history.json", progress["history"])
         write_json(output_dir / "metrics.json", metrics)
         plot_history(progress["history"], output_dir / "history.png", tuple(plotted))
+        if args.push_to_hub:
+            url = push_model(output_dir, args.hub_repo_id, private=args.hub_private, command=args.command)
+            accelerator.print(f"pushed the model and its card to {url}")
     accelerator.end_training()
+
+
+def command_line(module: str, argv: Sequence[str] | None) -> str:
+    """The command that ran this training, for its model card (``python -m train.caption ...``).
+
+    >>> command_line("train.caption", ["--output_dir", "runs/my model"])
+    "python -m train.caption --output_dir 'runs/my model'"
+    """
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+def dataset_name(folder: str | os.PathLike) -> str:
+    """The data set's name for the card: the folder's own, or its parent's when the folder is a part of one.
+
+    >>> dataset_name("data/shapes/train"), dataset_name("coco/annotations"), dataset_name("flickr8k")
+    ('shapes', 'coco', 'flickr8k')
+    """
+    path = Path(folder).resolve()
+    while path.name.lower() in _PART_NAMES and path.parent != path:
+        path = path.parent
+    return path.name or "local data"
 
 
 def build_accelerator(args: Any, project_dir: str | os.PathLike) -> Any:
@@ -89,7 +135,7 @@ def build_accelerator(args: Any, project_dir: str | os.PathLike) -> Any:
 
 
 def add_common_arguments(parser: Any) -> None:
-    """The flags both scripts take: optimisation, schedule, checkpoints, precision, threads."""
+    """The flags both scripts take: optimisation, schedule, checkpoints, precision, threads, the Hub and the card."""
     parser.add_argument("--output_dir", required=True, help="where checkpoints, history, plot and the model go")
     parser.add_argument("--num_train_epochs", type=int, default=3, help="epochs (default 3)")
     parser.add_argument(
@@ -130,6 +176,7 @@ def add_common_arguments(parser: Any) -> None:
     parser.add_argument(
         "--report_to", default=None, help="accelerate tracker (tensorboard, wandb, ...); default: none"
     )
+    add_hub_arguments(parser)
 
 
 def check_common_arguments(parser: Any, args: Any) -> None:
@@ -147,6 +194,7 @@ def check_common_arguments(parser: Any, args: Any) -> None:
         parser.error("--warmup_steps, --weight_decay and --max_grad_norm must not be negative")
     if args.checkpoints_total_limit < 1:
         parser.error(f"--checkpoints_total_limit must be at least 1, got {args.checkpoints_total_limit}")
+    check_hub_arguments(parser, args)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, args: Any, max_train_steps: int, num_processes: int) -> Any:

@@ -49,6 +49,8 @@ from train.common import (
     EpochSeeded,
     add_common_arguments,
     check_common_arguments,
+    command_line,
+    dataset_name,
     finish_run,
     fit,
     present_images,
@@ -167,6 +169,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.set_defaults(learning_rate=1e-4, weight_decay=1e-4, per_device_batch_size=4)
     args = parser.parse_args(argv)
     check_common_arguments(parser, args)
+    args.command = command_line("train.segment", argv)
     for split in ("train", "val"):
         folder = getattr(args, f"{split}_dir")
         if folder:
@@ -308,7 +311,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             extra={"step": progress["step"], "metrics": metrics},
         )
 
-    finish_run(accelerator, args, model, progress, metrics, save=save, plotted=PLOTTED)
+    base = "random weights (from scratch)" if args.init == "scratch" else "torchvision's COCO weights"
+    architecture = f"{args.model} ({args.backbone})" if args.model == "maskrcnn_fpn" else args.model
+    categories = ", ".join(train_set.categories[1:])
+    card = {
+        "kind": "segmenter",
+        "base_model": f"torchvision {architecture}, started from {base}",
+        "dataset": dataset_name(Path(args.train_annotations).parent),
+        "evaluated_on": f"{len(val_set) if val_set else 0} validation images (COCO metrics, pycocotools)",
+        "data": [
+            f"- training: COCO instances JSON `{Path(args.train_annotations).name}`, {len(train_set)} images",
+            f"- validation: {len(val_set) if val_set else 0} images",
+            f"- {len(train_set.categories) - 1} categories: {categories}",
+            f"- augmentation: horizontal flip {args.hflip}",
+        ],
+        "extra_tags": ["instance-segmentation", "mask-rcnn", "torchvision"],
+    }
+    finish_run(accelerator, args, model, progress, metrics, save=save, plotted=PLOTTED, card=card)
     return metrics
 
 

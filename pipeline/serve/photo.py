@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -19,6 +20,7 @@ from PIL import Image
 from ..catalog import availability, get_spec
 from ..combined import build_result
 from ..jsonform import to_json
+from ..model_card import card_summary
 from ..panoptic import with_threshold
 from ..render import describe_objects, draw_instances, draw_panoptic, draw_semantic, objects_table
 from ..stream import scale_to_fit
@@ -105,7 +107,10 @@ class PhotoPage:
         return [name for name in self.models.menus.names(kind) if availability(name, kind)[0]]
 
     def model_note(self, kind: str, name: str | None) -> str:
-        """One Markdown line about the chosen model: what it is, that it is loading, or why it cannot be used here."""
+        """One Markdown line about the chosen model: what it is, that it is loading, or why it cannot be used here.
+
+        A model folder trained here carries a card (:mod:`pipeline.model_card`): its summary (base model, data set,
+        steps, the measured figures; never a path) follows the description."""
         if not name:
             return f"No {kind} is configured."
         try:
@@ -119,7 +124,8 @@ class PhotoPage:
         if state not in (None, "ready"):
             available, reason = False, state
         if available:
-            return f"**{spec.name}**: {spec.description}."
+            summary = card_summary(spec.source) if Path(spec.source).is_dir() else None
+            return f"**{spec.name}**: {spec.description}." + (f" {summary}." if summary else "")
         return f"**{spec.name} cannot be used here**: {reason}. Choose another {kind}, or install it (see README)."
 
     def page(
