@@ -10,7 +10,9 @@ both halves at once, results and pictures; the handlers below turn its :class:`~
 into the page's messages. The page's controls take their bounds from the pipelines' option declarations
 (:mod:`pipeline.serve.options`). Endpoints for ``gradio_client`` (``Client(url).view_api()`` lists them with types
 and bounds): ``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/compare`` and ``/live_frame`` (the live
-view's per-frame work: streaming events cannot be called from ``gradio_client``).
+view's per-frame work: streaming events cannot be called from ``gradio_client``). All but ``/live_frame`` are MCP
+tools for assistants too, at ``/gradio_api/mcp/`` (``--no-mcp`` turns them off; descriptions in
+:mod:`pipeline.serve.tools`).
 
 Concurrency: model runs share the ``heavy`` queue (one at a time, in photo worker threads of lowered priority), the
 live stream and ``/live_frame`` have their own queues at the normal priority, and display-only redraws their own, so
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -31,11 +34,12 @@ import gradio as gr
 from pipeline.serve.config import build_service, parse_args, setup_notes
 from pipeline.serve.endpoints import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
 from pipeline.serve.intake import RequestError
-from pipeline.serve.options import OPTIONS, client_defaults, describe_options
+from pipeline.serve.options import OPTIONS, client_defaults
 from pipeline.serve.page_html import EMPTY_CAPTION, EMPTY_OBJECTS, PAGE_ASSETS
 from pipeline.serve.photo import Analysis
 from pipeline.serve.process import limit_malloc_arenas
 from pipeline.serve.service import Service
+from pipeline.serve.tools import endpoint_description, tool_docstring
 from pipeline.serve.zerogpu import DEFAULT_DURATION, gpu, on_zerogpu
 
 # The example photos are in a checkout and on the Space; installed from a wheel, the page goes without them.
@@ -427,19 +431,36 @@ def _wire_live(service: Service, page: _Parts, live: _Parts, time_limit: int) ->
     )
 
 
-#: The endpoints for scripts: (name, Endpoints method, input parameters, outputs, what it does, options). Option
-#: bounds are added to each description from the pipelines' declarations (pipeline.serve.options).
+#: The endpoints for scripts (each an MCP tool too): (name, its hidden inputs, its outputs). The descriptions, with
+#: the option bounds from the pipelines' declarations, are pipeline.serve.tools'.
 ENDPOINTS = [
-    ("caption", "caption", ["image", "captioner"], ["text"], "Caption one image -> the caption", ()),
-    ("segment", "segment", ["image", "segmenter", "threshold", "subtask"], ["data"], "Segment one image -> JSON: "
-     "instances (masks as COCO RLE), semantic and panoptic maps (16-bit PNG)", ("threshold", "subtask")),
-    ("analyze", "analyze", ["image", "captioner", "segmenter", "options"], ["data", "picture"], "Caption and "
-     "segment one image -> (the output contract as JSON, the annotated image); options", ANALYZE_OPTIONS),
-    ("describe", "describe", ["image", "captioner", "segmenter", "describe_options"], ["data"], "Alt text and what "
-     "is where -> {alt_text, description, caption, grounding, objects}; options", DESCRIBE_OPTIONS),
-    ("compare", "compare", ["image", "captioners", "compare_options"], ["data"], f"One image, 2 to {MAX_COMPARED} "
-     "captioners -> [{name, caption, milliseconds, error}]; options", COMPARE_OPTIONS),
-]  # fmt: skip
+    ("caption", ["image", "captioner"], ["text"]),
+    ("segment", ["image", "segmenter", "threshold", "subtask"], ["data"]),
+    ("analyze", ["image", "captioner", "segmenter", "options"], ["data", "picture"]),
+    ("describe", ["image", "captioner", "segmenter", "describe_options"], ["data"]),
+    ("compare", ["image", "captioners", "compare_options"], ["data"]),
+]
+
+
+OBJECT = {"type": "object", "additionalProperties": True}
+
+
+def json_input(value: Any, label: str, schema: dict[str, Any]) -> gr.JSON:
+    """A ``gr.JSON`` input that tells API clients its JSON Schema type. ``gr.JSON`` says ``{"type": {}}`` ("any
+    JSON"), which is no JSON Schema: an MCP server checks each call against the schema it lists, and every call of a
+    tool with such a parameter fails. Gradio reads an input's type from ``api_info_as_input``."""
+    component = gr.JSON(value, label=label)
+    component.api_info_as_input = lambda: {**schema, "description": f"JSON {schema['type']}"}
+    return component
+
+
+def tool_handler(service: Service, name: str, defaults: dict[str, str | None]) -> Callable:
+    """The endpoint's handler, named after it, with the docstring whose ``Args:`` gradio's MCP server reads."""
+    method = getattr(service.endpoints, name)
+    handler = for_clients(method)
+    menus = {kind: service.models.menus.names(kind) for kind in ("captioner", "segmenter")}
+    handler.__doc__ = tool_docstring(name, list(inspect.signature(method).parameters), menus, defaults)
+    return handler
 
 
 def _api_endpoints(service: Service, captioners, segmenters, captioner, segmenter) -> None:
@@ -455,30 +476,35 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
             "subtask": gr.Dropdown(
                 [subtask.none_means, *subtask.choices], value=subtask.client_default, label="subtask"
             ),
-            "options": gr.JSON(client_defaults(ANALYZE_OPTIONS), label="options"),
-            "describe_options": gr.JSON(client_defaults(DESCRIBE_OPTIONS), label="options"),
-            "compare_options": gr.JSON(client_defaults(COMPARE_OPTIONS), label="options"),
-            "captioners": gr.JSON([captioner], label="captioners"),
+            "options": json_input(client_defaults(ANALYZE_OPTIONS), "options", OBJECT),
+            "describe_options": json_input(client_defaults(DESCRIBE_OPTIONS), "options", OBJECT),
+            "compare_options": json_input(client_defaults(COMPARE_OPTIONS), "options", OBJECT),
+            "captioners": json_input([captioner], "captioners", {"type": "array", "items": {"type": "string"}}),
             "text": gr.Textbox(label="caption"),
             "data": gr.JSON(label="result"),
             "picture": gr.Image(label="annotated image", type="filepath"),
             "frame": gr.Image(label="annotated frame", type="filepath"),
         }
         buttons = [gr.Button(visible=False) for _ in range(len(ENDPOINTS) + 1)]
-    for button, (name, method, inputs, outputs, text, bounded) in zip(buttons, ENDPOINTS):
-        bounds = f": {describe_options(bounded)}" if bounded else ""
+    defaults = {"captioner": captioner, "segmenter": segmenter}
+    for button, (name, inputs, outputs) in zip(buttons, ENDPOINTS):
         button.click(
-            for_clients(getattr(service.endpoints, method)),
+            tool_handler(service, name, defaults),
             [fields[f] for f in inputs],
             [fields[f] for f in outputs],
             api_name=name,
-            api_description=text + bounds,
+            api_description=endpoint_description(name),
             preprocess=False,
             concurrency_id="heavy",
         )
 
     def live_frame(frame, captioner, segmenter, threshold, request: gr.Request):
         return live_frame_api(service, frame, captioner, segmenter, threshold, request)
+
+    # Off the MCP list: a frame loop is the live view's, not an assistant's. Gradio's MCP server lists a handler as a
+    # tool when its _mcp_type is "tool" or unset (gr.mcp.tool, resource and prompt set it), so any other value keeps
+    # it off the list of tools, resources and prompts while gradio_client still calls it.
+    live_frame._mcp_type = "none"
 
     buttons[-1].click(
         live_frame,
@@ -498,8 +524,8 @@ def launch_options(args: argparse.Namespace | None = None) -> dict[str, Any]:
     """``demo.launch`` keyword arguments: Gradio 6 takes the theme, css and page script here, not in ``Blocks``."""
     options: dict[str, Any] = {"theme": THEME, "css": CSS, "js": PAGE_JS, "max_file_size": "25mb"}
     options["footer_links"] = ["api"]
-    if args is not None:
-        options.update(server_name=args.host, server_port=args.port)
+    if args is not None:  # MCP at /gradio_api/mcp/ unless --no-mcp (APP_MCP=0)
+        options.update(server_name=args.host, server_port=args.port, mcp_server=args.mcp)
     return options
 
 

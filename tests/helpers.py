@@ -192,8 +192,8 @@ def serve(
 ):
     """Build and launch the app on the test models on 127.0.0.1; returns ``(demo, url)``. Call ``demo.close()``.
 
-    ``options`` go to :class:`pipeline.serve.service.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``) or to
-    ``app.build_demo`` (``default_threshold``).
+    ``options`` go to :class:`pipeline.serve.service.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``), to
+    ``app.build_demo`` (``default_threshold``) or to ``launch`` (``mcp_server``).
     """
     import app
     from pipeline.serve.cache import ModelCache
@@ -201,13 +201,15 @@ def serve(
     from pipeline.serve.service import Service
 
     allow_hub = options.pop("allow_hub", False)
+    mcp_server = options.pop("mcp_server", False)
     service_options = {key: options.pop(key) for key in ("live_sessions", "max_pixels") if key in options}
     service = Service(
         ModelCache(device="cpu"), ModelMenus(captioners, segmenters, allow_hub=allow_hub), **service_options
     )
     models = {"captioner": captioners[0], "segmenter": segmenters[0]}
     demo = app.build_demo(service, models, **{"default_threshold": 0.3, **options})
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.launch_options())
+    launch = {**app.launch_options(), "mcp_server": mcp_server}
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch)
     return demo, url
 
 

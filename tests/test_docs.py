@@ -312,6 +312,18 @@ def run_client_script(space: Workspace, command: Command) -> None:
         assert space.run([sys.executable, str(script)]).strip(), "the script printed nothing"
 
 
+def run_mcp_client_script(space: Workspace, command: Command) -> None:
+    """An MCP client script against the app started here (its MCP server on by default), the document's local URL
+    replaced by the app's; it must list the tools and print the tool's answer."""
+    with local_app(space) as address:
+        text = command.text.replace("http://127.0.0.1:7860/", address)
+        assert address in text, "the script does not name the local app"
+        script = space.root / f"snippet-{command.line}.py"
+        script.write_text(text)
+        printed = space.run([sys.executable, str(script)])
+        assert "'describe'" in printed and "alt_text" in printed, printed
+
+
 def load_test_local_app(space: Workspace, command: Command) -> None:
     """The load test as written, against the app started here (the document's address replaced), with its counts
     made small: a check that the command works, not a load."""
@@ -422,6 +434,7 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
         not_run("uploads to a Hugging Face account; test_space.py runs the upload code against a recording hub"),
     ),
     (r"^from gradio_client import", run_client_script),
+    (r"^from mcp\.client\.streamable_http import", run_mcp_client_script),
     (r"^(import|from) ", run_python),
 ]
 

@@ -37,6 +37,8 @@ FLAGS = [
     ("--max-models", "APP_MAX_MODELS", int, 4, "models kept loaded at once; least recently used are evicted beyond "
      "it or when memory is short"),
     ("--live-sessions", "APP_LIVE_SESSIONS", int, 2, "webcam streams served at the same time"),
+    ("--mcp", "APP_MCP", "flag", True, "serve the script endpoints as MCP tools for assistants at /gradio_api/mcp/ "
+     "(--no-mcp or APP_MCP=0 turns it off)"),
 ]  # fmt: skip
 
 
