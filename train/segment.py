@@ -311,12 +311,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             extra={"step": progress["step"], "metrics": metrics},
         )
 
-    base = "random weights (from scratch)" if args.init == "scratch" else "torchvision's COCO weights"
+    base = "random weights (trained from scratch)" if args.init == "scratch" else "torchvision's COCO weights"
     architecture = f"{args.model} ({args.backbone})" if args.model == "maskrcnn_fpn" else args.model
     categories = ", ".join(train_set.categories[1:])
     card = {
         "kind": "segmenter",
-        "base_model": f"torchvision {architecture}, started from {base}",
+        "base_model": f"torchvision {architecture} with {base}",
         "dataset": dataset_name(Path(args.train_annotations).parent),
         "evaluated_on": f"{len(val_set) if val_set else 0} validation images (COCO metrics, pycocotools)",
         "data": [
