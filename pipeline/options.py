@@ -127,7 +127,11 @@ class Option:
             return None
         checked = _CHECKS[self.kind](self, value, bounded)
         if checked is _REFUSED:
-            shown = f"a text of {len(value)} characters" if self.kind == "text" and isinstance(value, str) else value
+            shown = value
+            if self.kind == "text" and isinstance(value, str):
+                shown = f"a text of {len(value)} characters"
+            elif isinstance(value, int) and value.bit_length() > 64:  # its digits could be thousands long
+                shown = f"an integer of {len(str(abs(value))) if value.bit_length() < 4000 else 'over 1000'} digits"
             raise OptionError(f"{self.name} must be {self.accepted(bounded=bounded)}, got {shown!r}")
         return checked
 
@@ -140,14 +144,17 @@ def _number(value: float) -> str:
 
 
 def _check_number(option: Option, value: Any, bounded: bool) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return _REFUSED
-    if option.kind == "int":
-        if not float(value).is_integer():
+    if isinstance(value, float):
+        if not math.isfinite(value) or (option.kind == "int" and not value.is_integer()):
             return _REFUSED
-        value = int(value)
-    else:
-        value = float(value)
+        value = int(value) if option.kind == "int" else value
+    elif option.kind == "float":  # an int of any size (a client's JSON may hold one): float() can overflow
+        try:
+            value = float(value)
+        except OverflowError:
+            return _REFUSED
     low, high = option.bounds(bounded=bounded)
     if (low is not None and value < low) or (high is not None and value > high):
         return _REFUSED

@@ -38,6 +38,8 @@ def test_the_table_is_the_public_declarations_and_nothing_else():
         ),
         ("prompt", "x" * 201, "prompt must be a text of at most 200 characters, got 'a text of 201 characters'"),
         ("detail", None, "detail must be one of 'short', 'long', got None"),
+        ("num_beams", 10**400, "num_beams must be an integer from 1 to 8, got 'an integer of 401 digits'"),
+        ("threshold", -(10**400), "threshold must be a number from 0 to 1, got 'an integer of 401 digits'"),
     ],
 )
 def test_a_value_outside_the_table_names_the_option_the_value_and_the_range(name, value, message):
