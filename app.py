@@ -105,6 +105,7 @@ def analyze_ui(service, payload, captioner, segmenter, threshold, opacity, views
     return (*page_views(service, analysis, threshold, opacity, views), analysis)
 
 
+@for_clients
 def rerender_ui(service, threshold, opacity, views, last):
     if last is not None and last.floor > threshold:
         gr.Info("The threshold is below the last run's: press Analyze to find fainter objects.")
@@ -120,7 +121,9 @@ def live_frame_api(service, frame, captioner, segmenter, threshold, request: gr.
 def live_ui(service, frame, captioner, segmenter, threshold, request: gr.Request):
     if frame is None:
         return None, "", "Waiting for the camera…"
-    picture, caption, stats = service.live.frame(request.session_hash, frame, captioner, segmenter, threshold)
+    picture, caption, stats = service.live.frame(
+        request.session_hash, frame, captioner, segmenter, threshold, instances=False
+    )
     line = (
         f"**{stats['fps']:.1f} frames/s** · {stats['frames_processed']} processed · "
         f"{stats['frames_dropped']} stale dropped · objects: {stats.get('objects', '…')}"
@@ -555,6 +558,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.offline:
             os.environ["HF_HUB_OFFLINE"] = "1"
         _cli = args
+        _service.close()  # the page built at import is replaced: its threads stop
         _service, _defaults = build_service(args, runner=run_on_gpu if on_zerogpu() else None)
         demo = build_demo(_service, _defaults)
     wanted = [(kind, _defaults[kind]) for kind in ("captioner", "segmenter") if _defaults.get(kind)]

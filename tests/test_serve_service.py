@@ -76,6 +76,10 @@ def test_a_kept_analysis_holds_a_display_picture_and_compact_masks(service, tmp_
     assert page["grounded"] == grounded_caption_html(shown["caption"], shown["grounding"], shown["instances"],
                                                      analysis.size)  # fmt: skip
     assert page["objects_list"].count("<li ") == len(shown["instances"])
+    with pytest.raises(RequestError, match="opacity must be a number from 0 to 1, got 1000000000.0"):
+        service.photos.page(analysis, threshold=0.5, opacity=1e9, views=["objects"])  # a redraw is bounded too
+    with pytest.raises(RequestError, match="threshold must be a number from 0 to 1, got None"):
+        service.photos.page(None, threshold=None, opacity=0.5, views=["objects"])
     empty = service.photos.page(None, threshold=0.5, opacity=0.5, views=["objects"])
     assert empty["grounded"] == EMPTY_CAPTION and empty["objects_list"] == EMPTY_OBJECTS and not empty["description"]
     assert max(Image.open(page["pictures"]["objects"]).size) == DISPLAY_SIDE
@@ -195,6 +199,9 @@ def test_live_frames_carry_their_instances_and_a_new_threshold_keeps_the_stream(
     assert later["frames_processed"] == 2  # the same stream: the caption and frames/s go on
     assert all(found["score"] >= cut for found in later["instances"])
     assert len(later["instances"]) < len(stats["instances"])
+    # The live tab shows the picture: its frames skip the instances' work at the size sent.
+    _, _, shown = service.live.frame("session-2", {"path": str(path)}, TEST_CAPTIONER, CIRCLES, cut, instances=False)
+    assert "instances" not in shown and shown["frames_processed"] == 3 and shown["objects"]
 
 
 @pytest.mark.parametrize(

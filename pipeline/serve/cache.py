@@ -120,14 +120,14 @@ class ModelCache:
                 pipeline = self.loaders[kind](name, device=self.device, **options)
             except Exception as error:
                 self._status[(kind, name)] = public_message(error)
-                raise
-            finally:
                 with self._lock:
                     self._loading.pop(key, None)
+                raise
             self._status[(kind, name)] = "ready"
-            with self._lock:
+            with self._lock:  # held in one block with the lock's removal: a caller arriving now finds the model
                 self._models[key] = (pipeline, model_bytes(pipeline))
                 self._models.move_to_end(key)
+                self._loading.pop(key, None)
             self._make_room(keep=key)
             return pipeline
 

@@ -19,8 +19,7 @@ from ..jsonform import encode_mask
 from ..masks import crop_of
 from ..render import describe_objects, draw_instances
 from ..speed import segmenter_view
-from ..stream import LiveStream, scale_to_fit
-from .endpoints import DISPLAY_SIDE
+from ..stream import LIVE_MAX_SIDE, LiveStream, scale_to_fit
 from .files import OutputFiles
 from .intake import RequestError, checked_options
 from .models import ModelRunner
@@ -49,12 +48,13 @@ class LiveSessions:
         )
 
     def frame(
-        self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any
+        self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any, *, instances: bool = True
     ) -> tuple[str, str, dict[str, Any]]:
         """``/live_frame`` and the live tab: one frame of a session's stream -> (annotated picture's path, the
         running caption, stats with the frame's ``instances``). The newest frame wins: one sent while another is
         processed replaces any waiting. Other models start a new stream; another threshold applies to the next
-        frame of the same one."""
+        frame of the same one. ``instances=False`` leaves the instances out of the stats (the live tab shows the
+        picture, and their masks at the size sent are work on every frame)."""
         menus = self.models.menus
         captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
         threshold = checked_options({"threshold": threshold}, ("threshold",))["threshold"]
@@ -66,10 +66,12 @@ class LiveSessions:
         except RuntimeError as error:
             raise RequestError(f"The model failed on this frame: {error}", title="Model failed") from None
         if shown.image is None:  # nothing processed yet in this session (this frame was replaced at once)
-            return self.files.image(scale_to_fit(picture, DISPLAY_SIDE), "frame"), "", shown.summary()
+            return self.files.image(scale_to_fit(picture, LIVE_MAX_SIDE), "frame"), "", shown.summary()
         found = shown.result["instances"]
         annotated = draw_instances(shown.image, found, opacity=0.5)
-        stats = {**shown.summary(), "objects": describe_objects(found), "instances": sent_size(found, picture.size)}
+        stats = {**shown.summary(), "objects": describe_objects(found)}
+        if instances:
+            stats["instances"] = sent_size(found, picture.size)
         return self.files.image(annotated, "frame"), shown.caption, stats
 
     def close(self) -> None:

@@ -136,6 +136,8 @@ class PhotoPage:
         ``objects_list`` (HTML, one item per object), ``pictures`` (``{view: path}`` for ``objects``, ``semantic``,
         ``panoptic`` as asked), ``table`` (rows), ``timings`` (Markdown) and ``download`` (the JSON file's path). No
         model runs (:mod:`pipeline.serve.page_html` writes the HTML)."""
+        settings = checked_options({"threshold": threshold, "opacity": opacity}, ("threshold", "opacity"))
+        threshold, opacity = settings["threshold"], settings["opacity"]
         if analysis is None:
             return {
                 "caption": "", "description": "", "grounded": EMPTY_CAPTION, "objects": "",
