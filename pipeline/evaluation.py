@@ -113,7 +113,8 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     jar = Path(ptbtokenizer.__file__).parent / ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR
     with tempfile.TemporaryDirectory(prefix="ptb-") as folder:
         source = Path(folder) / "captions.txt"
-        source.write_bytes("\n".join(text.replace("\n", " ") for text in texts).encode())
+        # One line per text: every kind of line break (\r, \u2028, ...) becomes a space, as pycocoevalcap does "\n".
+        source.write_bytes("\n".join(" ".join(text.split()) for text in texts).encode())
         done = subprocess.run(
             ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase",
              str(source)],
