@@ -125,6 +125,9 @@ def test_ready_to_push_names_the_repository_under_the_tokens_user(tmp_path, monk
     args.hub_model_id = "team/captioner"
     assert hub.ready_to_push(args, api=api) == "team/captioner"
     assert [name for name, _, _ in api.calls] == ["whoami", "whoami"]
+    args.hub_model_id, args.output_dir = None, str(tmp_path / "my model")  # a folder name that is no repository
+    with pytest.raises(SystemExit, match="'my model' \\(from --output_dir\\) is not a valid Hub repository name"):
+        hub.ready_to_push(args, api=api)
 
 
 def test_push_sends_the_model_and_card_but_not_the_resumable_states(tmp_path):

@@ -24,8 +24,9 @@ Malformed rows (no caption, a bad caption number, a name that is not an image fi
 Validation images come from ``--val_dir`` / ``--val_captions_file``, a list of names (``--val_list``, e.g. Flickr8k's
 ``Flickr_8k.devImages.txt``), or a ``--val_fraction`` of the images. Each epoch generates one caption per validation
 image and scores it against all that image's references (:func:`pipeline.evaluation.caption_metrics`: BLEU-1..4,
-METEOR, ROUGE-L, CIDEr and the gender rates, on the main process). METEOR needs Java: without it the script stops
-before training with a message saying what to install; ``--no_meteor`` leaves METEOR out.
+METEOR, ROUGE-L, CIDEr and the gender rates, on the main process, on the PTB tokenizer's words as COCO's
+evaluation does). The tokenizer and METEOR run on Java: without it the script stops before training with a message
+saying what to install; ``--no_meteor`` leaves METEOR out.
 The final model and processor go to ``--output_dir`` with ``save_pretrained``, which ``pipeline.load_captioner
 (<output_dir>)`` and the app load; ``metrics.json``, ``history.json`` and ``history.png`` sit beside them, resumable
 states in ``<output_dir>/checkpoints/step_<N>``.

@@ -3,9 +3,10 @@
 The metrics are the training scripts' own (:mod:`pipeline.evaluation`): for a captioner BLEU-1..4, METEOR, ROUGE-L and
 CIDEr against all reference captions of each image, and the gender misclassification rates (among images whose
 references agree on a gender: the share of captions naming the other one, and the share naming none); COCOeval box
-and mask AP, AP50, AP75 for a segmenter. METEOR needs Java (``apt-get install default-jre-headless``; ``--no_meteor``
-leaves it out). The model runs through the
-app's pipelines (``pipeline.load_captioner`` / ``pipeline.load_segmenter``), so what is measured is what is served.
+and mask AP, AP50, AP75 for a segmenter. Caption scores are computed as COCO's evaluation does, on the words of the
+PTB tokenizer, which runs on Java as METEOR does (``apt-get install default-jre-headless``; ``--no_meteor`` leaves
+METEOR out, the tokenizer still needs Java). The model runs through the app's pipelines
+(``pipeline.load_captioner`` / ``pipeline.load_segmenter``), so what is measured is what is served.
 
 A data set folder holds an images folder and a caption file (``captions.txt``, ``Flickr8k.token.txt`` or
 ``results.csv``) for captioners, ``images/`` and ``instances.json`` (COCO) for segmenters; a split written by

@@ -85,6 +85,11 @@ def ready_to_push(args: Any, *, api: Any = None) -> str:
             "or drop --push_to_hub"
         ) from None
     name = args.hub_model_id or Path(args.output_dir).resolve().name
+    if not _REPO_ID.match(name):  # a folder name is no repository name: say so now, not after training
+        raise SystemExit(
+            f"error: --push_to_hub: {name!r} (from --output_dir) is not a valid Hub repository name; give one with "
+            "--hub_model_id NAME or USER/NAME (letters, digits, '-', '_', '.')"
+        )
     return name if "/" in name else f"{user}/{name}"
 
 
