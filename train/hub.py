@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-#: What a push leaves out of the output folder: the resumable states (optimizer included: gigabytes) and plots.
+#: What a push leaves out of the output folder: the resumable states (optimizer included: gigabytes); the model,
+#: its card, the metrics, the history and its plot (and a tracker's logs, which the Hub shows) go.
 NOT_PUSHED = ["checkpoints/*", "checkpoints/**", "*.lock"]
 _REPO_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _OFF = ("1", "ON", "YES", "TRUE")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ..images import max_pixels_from_env
 from .endpoints import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
-from .options import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, OPTIONS, describe_options
+from .options import MAX_IMAGE_BYTES, OPTIONS, describe_options
 
 #: Per endpoint: (what it does and returns, its bounded options: in its ``options`` object, or ``segment``'s own
 #: parameters).
@@ -49,10 +50,14 @@ TOOLS: dict[str, tuple[str, Sequence[str]]] = {
         COMPARE_OPTIONS,
     ),
 }
-IMAGE = (
-    "the picture: an http(s) URL of a JPEG, PNG or WebP image, or an uploaded file (a data: URL); at most "
-    f"{MAX_IMAGE_BYTES // 2**20} MB and {MAX_IMAGE_PIXELS / 1e6:g} megapixels"
-)
+
+
+def image_parameter() -> str:
+    """What an image parameter takes, with this server's limits (``PIPELINE_MAX_PIXELS`` may lower the pixels')."""
+    return (
+        "the picture: an http(s) URL of a JPEG, PNG or WebP image, or an uploaded file (a data: URL); at most "
+        f"{MAX_IMAGE_BYTES // 2**20} MB and {max_pixels_from_env() / 1e6:g} megapixels"
+    )
 
 
 def endpoint_description(name: str) -> str:
@@ -102,7 +107,7 @@ def _parameter(
     parameter: str, name: str, menus: Mapping[str, Sequence[str]], defaults: Mapping[str, str | None]
 ) -> str:
     if parameter == "image":
-        return IMAGE
+        return image_parameter()
     if parameter in ("captioner", "segmenter"):
         return f"one of this server's {parameter}s {list(menus[parameter])} (default {defaults.get(parameter)!r})"
     if parameter == "captioners":
