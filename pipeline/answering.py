@@ -71,6 +71,11 @@ def _places(places: Sequence[Mapping[str, Any]]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
 
 
+def _there_are(label: str, places: Sequence[Mapping[str, Any]]) -> str:
+    """Several objects of one label, counted and placed: "There are 2 cups: one on the left and one in the centre."."""
+    return f"There are {count_phrase(label, len(places))}: {_places(places)}."
+
+
 def answer_from_objects(
     question: str,
     instances: Sequence[Mapping[str, Any]],
@@ -110,7 +115,7 @@ def answer_from_objects(
         elif count == 1:
             sentence = f"There is {count_phrase(label, 1)}, {_places(places)}."
         else:
-            sentence = f"There are {count_phrase(label, count)}: {_places(places)}."
+            sentence = _there_are(label, places)
     elif kind == "presence":
         answer = "yes" if count else "no"
         if count:
@@ -124,5 +129,5 @@ def answer_from_objects(
         elif count == 1:
             sentence = f"The {noun(label)} is {_places(places)}."
         else:
-            sentence = f"There are {count_phrase(label, count)}: {_places(places)}."
+            sentence = _there_are(label, places)
     return {"question": question, "answer": answer, "sentence": sentence, "source": "objects", "instances": found}
