@@ -35,6 +35,7 @@ from pipeline.serve.config import build_service, parse_args, setup_notes
 from pipeline.serve.endpoints import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
 from pipeline.serve.intake import RequestError
 from pipeline.serve.options import OPTIONS, client_defaults
+from pipeline.serve.overlay import outlines_svg
 from pipeline.serve.page_html import EMPTY_CAPTION, EMPTY_OBJECTS, PAGE_ASSETS
 from pipeline.serve.photo import Analysis
 from pipeline.serve.process import limit_malloc_arenas
@@ -48,7 +49,11 @@ PAGE_DIR = PAGE_ASSETS  # the page's stylesheet and scripts, shipped with the pa
 CSS = (PAGE_DIR / "page.css").read_text()
 READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
 # Run once on load: the accessibility fixes and highlights, speech, the camera choice (each one arrow function).
-PAGE_SCRIPTS = ("a11y.js", "speech.js", "camera.js")
+PAGE_SCRIPTS = ("a11y.js", "speech.js", "camera.js", "live_overlay.js")
+#: The live tab's outlines before the first frame: an empty drawing.
+EMPTY_OUTLINES = outlines_svg([], (4, 3))
+#: The least time between two frames the browser sends (s): 25 a second at most.
+LIVE_STREAM_EVERY = 0.04
 PAGE_JS = "() => {\n" + "".join(f"({(PAGE_DIR / name).read_text()})();\n" for name in PAGE_SCRIPTS) + "}"
 SPEECH_JS = "() => {{ window.pageSpeech && window.pageSpeech.{}(); return []; }}"  # .format("stop" or "repeat")
 GREEDY, BEAM = "Greedy (fastest)", "Beam search (4 beams, better wording)"
@@ -120,15 +125,14 @@ def live_frame_api(service, frame, captioner, segmenter, threshold, request: gr.
 @for_clients
 def live_ui(service, frame, captioner, segmenter, threshold, request: gr.Request):
     if frame is None:
-        return None, "", "Waiting for the camera…"
-    picture, caption, stats = service.live.frame(
-        request.session_hash, frame, captioner, segmenter, threshold, instances=False
-    )
+        return EMPTY_OUTLINES, "", "Waiting for the camera…"
+    outlines, caption, stats = service.live.overlay(request.session_hash, frame, captioner, segmenter, threshold)
     line = (
         f"**{stats['fps']:.1f} frames/s** · {stats['frames_processed']} processed · "
-        f"{stats['frames_dropped']} stale dropped · objects: {stats.get('objects', '…')}"
+        f"{stats['frames_dropped']} stale dropped · {stats.get('key_frames', 0)} key frames · "
+        f"objects: {stats.get('objects', '…')}"
     )
-    return picture, caption or "(the first caption is on its way…)", line
+    return outlines, caption or "(the first caption is on its way…)", line
 
 
 @for_clients
@@ -282,9 +286,9 @@ def _live_tab() -> _Parts:
     parts = _Parts()
     with gr.Tab("Live camera", id="live", visible=not on_zerogpu()):
         gr.Markdown(
-            "Start the camera: each processed frame comes back with its objects outlined, and the caption is "
-            "refreshed every few seconds or when the scene changes. Frames the server cannot keep up with are "
-            "skipped, never queued."
+            "Start the camera: the objects are outlined on the camera's picture several times a second, and the "
+            "caption is refreshed every few seconds or when the scene changes. Frames the server cannot keep up "
+            "with are skipped, never queued."
         )
         # On a phone the sentence and its speech come first, above the pictures, reachable without scrolling.
         parts["caption"] = gr.Textbox(
@@ -314,9 +318,8 @@ def _live_tab() -> _Parts:
                 height=320,
                 webcam_options=REAR_CAMERA,
             )
-            parts["frame"] = gr.Image(
-                label="Live objects", type="filepath", elem_id="live-out", interactive=False, height=320
-            )
+        # The outlines of each frame, as SVG that serve/page/live_overlay.js lays over the camera's own preview.
+        parts["outlines"] = gr.HTML(EMPTY_OUTLINES, elem_id="live-outlines", padding=False)
         # A screen reader hears each new caption once (serve/page/a11y.js mirrors the box), not every frame.
         gr.HTML('<p id="live-announcer" class="visually-hidden" aria-live="polite"></p>', elem_id="live-region")
         parts["stats"] = gr.Markdown("Waiting for the camera…", elem_id="live-stats")
@@ -424,9 +427,11 @@ def _wire_live(service: Service, page: _Parts, live: _Parts, time_limit: int) ->
     live.camera.stream(
         stream,
         [live.camera, page.captioner, page.segmenter, page.threshold],
-        [live.frame, live.caption, live.stats],
+        [live.outlines, live.caption, live.stats],
         api_visibility="private",
-        stream_every=0.5,
+        # The browser sends the next frame once the last is answered, at most this often: the server's pace sets the
+        # rate (gradio's default, 0.5 s, capped it at 2 frames/s).
+        stream_every=LIVE_STREAM_EVERY,
         time_limit=time_limit,
         concurrency_id="live",
         concurrency_limit=service.models.live_sessions,

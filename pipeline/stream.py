@@ -1,12 +1,15 @@
-"""Live frames: the newest frame wins, the caption follows on a cadence or a scene change, frames/s is measured.
+"""Live frames: the newest frame wins, outlines on every frame from key frames, the caption follows, frames/s.
 
 A webcam sends frames faster than a CPU can segment them. :class:`LiveStream` keeps one session's state:
 
 - **latest frame wins**: while a frame is being processed, at most one frame waits; a newer arrival replaces it and
   the replaced caller gets the last processed result back at once (``dropped=True``). A frame older than
   ``max_age_s`` (by its capture time) is dropped the same way. Nothing queues up, so the picture never lags.
-- **segmentation on every processed frame**, at a reduced size: the frame is scaled to ``max_side`` pixels and
-  the segmenter runs with the ``live`` speed profile (:func:`pipeline.speed.segmenter_view`, weights shared).
+- **outlines on every frame from key frames** (:class:`pipeline.tracking.KeyFrames`): a key frame is segmented in
+  the background, scaled to ``max_side`` pixels, with the ``live`` speed profile
+  (:func:`pipeline.speed.segmenter_view`, weights shared), while every frame is answered at once with the key
+  frame's masks carried to it by optical flow; a new key frame follows every ``key_every_s``, at once on a scene
+  change or a new threshold. ``carry=False`` segments every frame instead (slower, for comparison).
 - **caption on a cadence**: it is refreshed in a background thread when ``caption_every_s`` has passed or the scene
   changed (mean absolute difference of 32x32 grey thumbnails above ``scene_change``), never blocking frames.
 - **frames/s** of processed frames over a sliding window (:class:`FpsMeter`).
@@ -36,6 +39,7 @@ from PIL import Image
 
 from .images import ImageInput, load_image
 from .kernels import limit_intraop_threads
+from .tracking import KeyFrames
 
 #: Live frames are scaled so that their longer side is at most this many pixels before anything else.
 LIVE_MAX_SIDE = 480
@@ -92,13 +96,15 @@ class LiveFrame:
 
     Attributes:
         image: the frame as processed (scaled to fit ``max_side``); for a dropped frame, the last processed one.
-        result: ``{"instances", "semantic", "panoptic"}`` of that frame (the segmenter's output), or None.
+        result: ``{"instances": [...]}`` on that frame (a key frame's, or carried to it), or None.
         caption: the running caption ("" until the first one is ready).
         fps: processed frames per second.
         dropped: True when this frame was not processed (a newer one replaced it, or it was too old).
         frames_processed, frames_dropped: counts since the session started.
         caption_age_s: seconds since the caption's frame was taken (None before the first caption).
-        segment_ms: milliseconds the segmenter took on this frame (0 for a dropped frame).
+        segment_ms: milliseconds the last key frame took to segment.
+        key_frames: key frames segmented so far; carried: frames since the outlines shown were segmented (0 on
+            the key frame itself).
     """
 
     image: Image.Image | None
@@ -110,6 +116,8 @@ class LiveFrame:
     frames_dropped: int
     caption_age_s: float | None
     segment_ms: float = 0.0
+    key_frames: int = 0
+    carried: int = 0
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers for an API answer or a status line."""
@@ -120,15 +128,18 @@ class LiveFrame:
             "frames_dropped": self.frames_dropped,
             "caption_age_s": None if self.caption_age_s is None else round(self.caption_age_s, 2),
             "segment_ms": round(self.segment_ms, 1),
+            "key_frames": self.key_frames,
+            "carried": self.carried,
         }
 
 
 class LiveStream:
-    """One live session: drops stale frames, segments the rest, keeps a caption running, measures frames/s.
+    """One live session: drops stale frames, outlines the rest, keeps a caption running, measures frames/s.
 
     Args:
-        segmenter (Callable[[PIL.Image.Image], dict]): called as ``segmenter(image, threshold=...)``; usually a
-            :class:`SegmentationPipeline`; for speed give it ``pipeline.speed.segmenter_view(segmenter, "live")``.
+        segmenter (Callable[[PIL.Image.Image], dict]): called as ``segmenter(image, threshold=..., subtask=
+            "instance")``; usually a :class:`SegmentationPipeline`; for speed give it
+            ``pipeline.speed.segmenter_view(segmenter, "live")``.
         captioner (Callable[[PIL.Image.Image], dict] | None, default None): returns ``{"caption": str}``; None for
             no caption.
         threshold (float, default 0.5): segmenter score threshold.
@@ -144,8 +155,11 @@ class LiveStream:
             :func:`pipeline.kernels.limit_intraop_threads`).
         first_caption_wait_s (float, default 15.0): the session's first frame waits up to this long for the first
             caption, so that a client's first answer has both (later frames never wait for a caption).
-        workers (Executor | None, default None): where the segmenter runs (a server's few model threads); None runs
-            it in the calling thread. Waiting and dropping stay in the calling thread either way.
+        workers (Executor | None, default None): where key frames are segmented (a server's few model threads);
+            None makes a one-thread pool. Waiting, dropping and carrying stay in the calling thread.
+        key_every_s (float, default 0.5): the least time between two key frames' starts (see
+            :class:`~pipeline.tracking.KeyFrames`).
+        carry (bool, default True): carry masks between key frames; False segments every frame, in ``workers``.
 
     The caption's age counts from when its frame was taken (``captured_at``), not from when it was captioned.
     """
@@ -165,6 +179,8 @@ class LiveStream:
         caption_threads: int | None = None,
         first_caption_wait_s: float = 15.0,
         workers: Executor | None = None,
+        key_every_s: float = 0.5,
+        carry: bool = True,
     ):
         self.segmenter = segmenter
         self.captioner = captioner
@@ -178,7 +194,9 @@ class LiveStream:
         self._own_executor = executor is None
         self.caption_threads = caption_threads or max(1, torch.get_num_threads() // 2)
         self.first_caption_wait_s = first_caption_wait_s
-        self.workers = workers
+        self.keys = KeyFrames(
+            segmenter, every_s=key_every_s, scene_change=scene_change, workers=workers, clock=clock, carry=carry
+        )
         self._meter = FpsMeter()
         self._lock = threading.Lock()  # guards the fields below
         self._busy = False
@@ -193,6 +211,7 @@ class LiveStream:
         self.frames_processed = 0
         self.frames_dropped = 0
         self.last_used = clock()
+        self.settings: Any = None  # what a server made it with (model names), to tell when they change
 
     def process(self, frame: ImageInput, *, captured_at: float | None = None) -> LiveFrame:
         """Process one frame, or drop it if it is stale; see the module docstring.
@@ -228,16 +247,22 @@ class LiveStream:
                 self._busy = False
                 self._wake.notify_all()
 
+    def use(self, segmenter: Callable[..., dict[str, Any]], captioner: Callable[..., dict[str, Any]] | None) -> None:
+        """Go on with other models: the next frame starts a key frame with ``segmenter`` (the outlines shown are
+        carried until it is done), and a caption with ``captioner``; frames/s and the counts go on."""
+        with self._lock:
+            if segmenter is not self.segmenter:
+                self.segmenter = segmenter
+                self.keys.use(segmenter)
+            if captioner is not self.captioner:
+                self.captioner = captioner
+                self._caption_thumb = None  # a new caption at the next frame, as on a scene change
+
     def _run(self, frame: ImageInput, taken_at: float) -> LiveFrame:
         start = self.clock()
         image = scale_to_fit(load_image(frame), self.max_side)
         self._maybe_caption(image, taken_at)  # first, so that a refresh overlaps this frame's segmentation
-        tick = self.clock()
-        if self.workers is None:
-            result = self.segmenter(image, threshold=self.threshold)
-        else:
-            result = self.workers.submit(self.segmenter, image, threshold=self.threshold).result()
-        segment_ms = (self.clock() - tick) * 1000.0
+        result = {"instances": self.keys.frame(image, self.threshold)}
         if self._caption_taken_at is None and self._caption_job is not None:
             self._wait_for_first_caption()
         self._collect_if_done()
@@ -256,7 +281,9 @@ class LiveStream:
                 frames_processed=self.frames_processed,
                 frames_dropped=self.frames_dropped,
                 caption_age_s=self._caption_age(now),
-                segment_ms=segment_ms,
+                segment_ms=self.keys.key_ms,
+                key_frames=self.keys.key_frames,
+                carried=self.keys.carried,
             )
             return self._last
 
@@ -338,10 +365,14 @@ class LiveStream:
             frames_processed=self.frames_processed,
             frames_dropped=self.frames_dropped,
             caption_age_s=self._caption_age(now),
+            segment_ms=self.keys.key_ms,
+            key_frames=self.keys.key_frames,
+            carried=last.carried if last else 0,
         )
 
     def close(self) -> None:
-        """Stop the caption thread if this session made one."""
+        """Stop the caption and key-frame threads if this session made them."""
+        self.keys.close()
         if self._own_executor and self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -150,24 +150,45 @@ def test_a_bad_file_shows_a_message_and_the_next_upload_works(browser, url, tmp_
     page.context.close()
 
 
-def test_live_tab_streams_frames_from_the_camera(browser, url):
+def overlay_figures(page) -> dict:
+    """What the page's live overlay script saw: outline drawings shown, and the drawing's and the video's boxes."""
+    return page.evaluate(
+        "() => { const o = window.liveOverlay; const svg = document.querySelector('#live-in .live-overlay svg');"
+        " const video = document.querySelector('#live-in video'); const box = (e) => { if (!e) return null;"
+        " const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; };"
+        " return { updates: o.updates, times: o.times.slice(), drawing: box(svg), video: box(video),"
+        " polygons: svg ? svg.querySelectorAll('polygon').length : 0 }; }"
+    )
+
+
+def test_live_tab_outlines_the_camera_several_times_a_second(browser, url):
     page = open_page(browser, url)
     page.get_by_role("tab", name="Live camera").click()
     page.locator("#live-in button", has_text="Click to Access Webcam").click()
     page.locator("#live-in button", has_text="Record").click()
-    page.wait_for_function(
-        "() => { const m = document.querySelector('#live-stats').innerText.match(/(\\d+) processed/);"
-        " return m && Number(m[1]) >= 5; }",
-        timeout=120_000,
-    )
-    stats = page.inner_text("#live-stats")
-    assert re.search(r"\d+\.\d frames/s", stats) and "circle" in stats
-    assert page.locator("#live-out img").count() == 1
+    page.wait_for_function("() => window.liveOverlay && window.liveOverlay.updates >= 5", timeout=120_000)
     page.wait_for_function("() => document.querySelector('#live-caption textarea').value.length > 0", timeout=30_000)
+    stats = page.inner_text("#live-stats")
+    assert re.search(r"\d+\.\d frames/s", stats) and "circle" in stats and "key frames" in stats
+    # The outlines are drawn over the camera's own preview, on its box, no picture sent back.
+    figures = overlay_figures(page)
+    assert figures["polygons"] >= 1
+    assert figures["drawing"] == pytest.approx(figures["video"], abs=1.5), figures
+    assert page.locator("#live-out").count() == 0
+    # Several drawings a second, and the page's frames/s says what the browser saw (within 25%).
+    time.sleep(6.0)
+    figures = overlay_figures(page)
+    times = [t for t in figures["times"] if t >= figures["times"][-1] - 5000]
+    seen = (len(times) - 1) / ((times[-1] - times[0]) / 1000)
+    said = float(re.search(r"([\d.]+) frames/s", page.inner_text("#live-stats")).group(1))
+    assert seen >= 3.0, f"the outlines were redrawn {seen:.1f} times a second"
+    assert abs(said - seen) <= 0.25 * seen, (said, seen)
     page.screenshot(path=str(SCREENSHOTS / "live-desktop.png"))
     page.set_viewport_size({"width": 390, "height": 844})
     time.sleep(1.0)
     assert page_width(page) <= 390
+    figures = overlay_figures(page)
+    assert figures["drawing"] == pytest.approx(figures["video"], abs=1.5), figures
     page.screenshot(path=str(SCREENSHOTS / "live-phone-390.png"), full_page=True)
     page.locator("#live-in button", has_text="Stop").click()
     page.context.close()

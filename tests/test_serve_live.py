@@ -20,12 +20,12 @@ def test_session_registry_bounds_sessions_and_forgets_idle_ones():
 
     def factory(settings):
         made.append(settings)
-        return LiveStream(lambda image, threshold=0.5: {"instances": []}, clock=clock)
+        return LiveStream(lambda image, threshold=0.5, **options: {"instances": []}, clock=clock)
 
     registry = SessionRegistry(factory, max_sessions=2, idle_s=10.0, clock=clock)
     first = registry.get("a", settings=("m1",))
     assert registry.get("a", settings=("m1",)) is first
-    assert registry.get("a", settings=("m2",)) is not first  # new models: a new stream replaces the old
+    assert registry.get("a", settings=("m2",)) is first  # new models: the caller applies them, the stream goes on
     assert len(registry) == 1
     registry.get("b")
     registry.get("c")
@@ -33,4 +33,4 @@ def test_session_registry_bounds_sessions_and_forgets_idle_ones():
     clock.now = 100.0
     registry.get("d")
     assert len(registry) == 1
-    assert made == [("m1",), ("m2",), None, None, None]
+    assert made == [("m1",), None, None, None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from helpers import EXAMPLES, TEST_CAPTIONER, draw_shapes
@@ -180,7 +182,7 @@ def test_thin_and_tiny_photos_get_an_answer(service, tmp_path, size):
 def test_the_first_live_frame_brings_its_caption(service, photo):
     picture, caption, stats = service.live.frame("session-1", photo, TEST_CAPTIONER, CIRCLES, 0.3)
     assert caption and stats["frames_processed"] == 1 and stats["fps"] > 0
-    assert Image.open(picture).size[0] <= 480
+    assert picture.size[0] <= 480 and stats["key_frames"] == 1
 
 
 def test_live_frames_carry_their_instances_and_a_new_threshold_keeps_the_stream(service, tmp_path):
@@ -199,9 +201,20 @@ def test_live_frames_carry_their_instances_and_a_new_threshold_keeps_the_stream(
     assert later["frames_processed"] == 2  # the same stream: the caption and frames/s go on
     assert all(found["score"] >= cut for found in later["instances"])
     assert len(later["instances"]) < len(stats["instances"])
-    # The live tab shows the picture: its frames skip the instances' work at the size sent.
-    _, _, shown = service.live.frame("session-2", {"path": str(path)}, TEST_CAPTIONER, CIRCLES, cut, instances=False)
+    # The live tab draws outlines over the camera's own preview: SVG at the size segmented, no picture, no RLE.
+    svg, _, shown = service.live.overlay("session-2", {"path": str(path)}, TEST_CAPTIONER, CIRCLES, cut)
     assert "instances" not in shown and shown["frames_processed"] == 3 and shown["objects"]
+    assert 'viewBox="0 0 480 360"' in svg and svg.count("<g ") == len(later["instances"])
+    # Other models go on in the same stream: the count goes on and the next key frame uses them.
+    _, _, other = service.live.frame("session-2", {"path": str(path)}, TEST_CAPTIONER, "test-squares", 0.0)
+    assert other["frames_processed"] == 4  # answered at once, the outlines carried until the new key frame is done
+    for _ in range(100):
+        _, _, other = service.live.frame("session-2", {"path": str(path)}, TEST_CAPTIONER, "test-squares", 0.0)
+        if other["key_frames"] >= 2:
+            break
+        time.sleep(0.05)
+    assert other["key_frames"] >= 2
+    assert other["instances"] and {found["label"] for found in other["instances"]} <= {"square"}
 
 
 @pytest.mark.parametrize(

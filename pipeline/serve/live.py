@@ -1,5 +1,6 @@
 """The live tab's and ``/live_frame``'s work, gradio-free: one :class:`~pipeline.stream.LiveStream` per client
-session, kept in a bounded registry, its frames answered with the annotated picture, the running caption and stats.
+session, kept in a bounded registry, its frames answered with their outlines (SVG for the page, an annotated picture
+and COCO RLE masks for ``/live_frame``), the running caption and stats; nothing per frame is written to disk.
 
 Sessions (one per browser tab or client) live in a :class:`SessionRegistry` with a size bound and an idle timeout,
 so that memory stays flat however long the server runs.
@@ -20,9 +21,9 @@ from ..masks import crop_of
 from ..render import describe_objects, draw_instances
 from ..speed import segmenter_view
 from ..stream import LIVE_MAX_SIDE, LiveStream, scale_to_fit
-from .files import OutputFiles
 from .intake import RequestError, checked_options
 from .models import ModelRunner
+from .overlay import outlines_svg
 
 
 class LiveSessions:
@@ -31,48 +32,69 @@ class LiveSessions:
     Args:
         models (ModelRunner): the menus, cache and threads (``live_threads`` segment, ``live_caption_thread``
             captions).
-        files (OutputFiles): where the annotated frames are written.
     """
 
-    def __init__(self, models: ModelRunner, files: OutputFiles):
-        self.models, self.files = models, files
+    def __init__(self, models: ModelRunner):
+        self.models = models
         self.registry = SessionRegistry(self._stream, max_sessions=max(4, 2 * models.live_sessions))
 
     def _stream(self, settings: tuple[str, str]) -> LiveStream:
-        captioner, segmenter = settings
-        return LiveStream(
-            segmenter_view(self.models.model("segmenter", segmenter), "live"),
-            self.models.model("captioner", captioner),
+        stream = LiveStream(
+            *self._models(settings),
             executor=self.models.live_caption_thread,
             workers=self.models.live_threads,
         )
+        stream.settings = settings
+        return stream
 
-    def frame(
-        self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any, *, instances: bool = True
-    ) -> tuple[str, str, dict[str, Any]]:
-        """``/live_frame`` and the live tab: one frame of a session's stream -> (annotated picture's path, the
-        running caption, stats with the frame's ``instances``). The newest frame wins: one sent while another is
-        processed replaces any waiting. Other models start a new stream; another threshold applies to the next
-        frame of the same one. ``instances=False`` leaves the instances out of the stats (the live tab shows the
-        picture, and their masks at the size sent are work on every frame)."""
+    def _models(self, settings: tuple[str, str]) -> tuple[Any, Any]:
+        captioner, segmenter = settings
+        live_segmenter = segmenter_view(self.models.model("segmenter", segmenter), "live")
+        return live_segmenter, self.models.model("captioner", captioner)
+
+    def _process(self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any):
+        """One frame through its session's stream -> (the :class:`~pipeline.stream.LiveFrame`, the picture sent)."""
         menus = self.models.menus
         captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
         threshold = checked_options({"threshold": threshold}, ("threshold",))["threshold"]
         picture = frame if isinstance(frame, Image.Image) else self.models.image(frame)
         session = self.registry.get(key, settings=(captioner, segmenter))
-        session.threshold = threshold  # the next frame segments with it: the caption and frames/s go on
+        if session.settings != (captioner, segmenter):  # other models: the stream goes on with them
+            session.use(*self._models((captioner, segmenter)))
+            session.settings = (captioner, segmenter)
+        session.threshold = threshold  # the next frame uses it: the stream, its caption and frames/s go on
         try:
-            shown = session.process(picture)
+            return session.process(picture), picture
         except RuntimeError as error:
             raise RequestError(f"The model failed on this frame: {error}", title="Model failed") from None
+
+    def frame(
+        self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any
+    ) -> tuple[Image.Image, str, dict[str, Any]]:
+        """``/live_frame``: one frame of a session's stream -> (the annotated frame, the running caption, stats with
+        the frame's ``instances`` at the size sent). The newest frame wins: one sent while another is processed
+        replaces any waiting. Other models start a new stream; another threshold applies to the next frame of the
+        same one. The picture stays in memory (Gradio encodes it for the client)."""
+        shown, picture = self._process(key, frame, captioner, segmenter, threshold)
         if shown.image is None:  # nothing processed yet in this session (this frame was replaced at once)
-            return self.files.image(scale_to_fit(picture, LIVE_MAX_SIDE), "frame"), "", shown.summary()
+            return scale_to_fit(picture, LIVE_MAX_SIDE), "", shown.summary()
         found = shown.result["instances"]
         annotated = draw_instances(shown.image, found, opacity=0.5)
         stats = {**shown.summary(), "objects": describe_objects(found)}
-        if instances:
-            stats["instances"] = sent_size(found, picture.size)
-        return self.files.image(annotated, "frame"), shown.caption, stats
+        stats["instances"] = sent_size(found, picture.size)
+        return annotated, shown.caption, stats
+
+    def overlay(
+        self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any
+    ) -> tuple[str, str, dict[str, Any]]:
+        """The live tab: one frame -> (its outlines as SVG for the page to lay over the camera's own preview, the
+        running caption, stats). No picture is made: the person already sees the camera."""
+        shown, picture = self._process(key, frame, captioner, segmenter, threshold)
+        if shown.image is None:
+            return outlines_svg([], scale_to_fit(picture, LIVE_MAX_SIDE).size), "", shown.summary()
+        found = shown.result["instances"]
+        svg = outlines_svg(found, shown.image.size, frame=shown.frames_processed)
+        return svg, shown.caption, {**shown.summary(), "objects": describe_objects(found)}
 
     def close(self) -> None:
         self.registry.close()
@@ -119,7 +141,8 @@ class SessionRegistry:
         self._lock = threading.Lock()
 
     def get(self, key: Any, *, settings: Any = None) -> LiveStream:
-        """The session of ``key``; a new one when there is none or its ``settings`` (e.g. model names) changed.
+        """The session of ``key``; a new one, made by the factory from ``settings`` (e.g. model names), when there
+        is none. A session keeps going when its settings change: the caller applies them to it.
 
         A new session is made outside the registry's lock (the factory may load models for seconds), so that other
         sessions' frames are not held up meanwhile.
@@ -128,24 +151,22 @@ class SessionRegistry:
         with self._lock:
             for stale in [k for k, s in self._sessions.items() if now - s.last_used > self.idle_s]:
                 self._sessions.pop(stale).close()
-            session = self._sessions.get((key, settings))
+            session = self._sessions.get(key)
             if session is not None:
-                self._sessions.move_to_end((key, settings))
+                self._sessions.move_to_end(key)
                 session.last_used = now
                 return session
         made = self.factory(settings)
         with self._lock:
-            session = self._sessions.get((key, settings))
+            session = self._sessions.get(key)
             if session is not None:  # another request of this session made one meanwhile: keep that one
                 made.close()
             else:
-                for other in [k for k in self._sessions if k[0] == key]:
-                    self._sessions.pop(other).close()
-                session = self._sessions[(key, settings)] = made
+                session = self._sessions[key] = made
                 while len(self._sessions) > self.max_sessions:
                     _, oldest = self._sessions.popitem(last=False)
                     oldest.close()
-            self._sessions.move_to_end((key, settings))
+            self._sessions.move_to_end(key)
             session.last_used = now
             return session
 

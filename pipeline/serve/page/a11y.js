@@ -10,7 +10,6 @@
     annotated: "The photo with its objects outlined",
     semantic: "Semantic map: each label in its colour",
     panoptic: "Panoptic view: each object and region in its colour",
-    "live-out": "The camera frame with its objects outlined",
   };
 
   function nameControls() {
