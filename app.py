@@ -429,6 +429,8 @@ def _wire_live(service: Service, page: _Parts, live: _Parts, time_limit: int) ->
         [live.camera, page.captioner, page.segmenter, page.threshold],
         [live.outlines, live.caption, live.stats],
         api_visibility="private",
+        # The frame as the browser sent it (a data: URL), decoded in memory with the app's byte and pixel limits.
+        preprocess=False,
         # The browser sends the next frame once the last is answered, at most this often: the server's pace sets the
         # rate (gradio's default, 0.5 s, capped it at 2 frames/s).
         stream_every=LIVE_STREAM_EVERY,
@@ -491,7 +493,7 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
             "text": gr.Textbox(label="caption"),
             "data": gr.JSON(label="result"),
             "picture": gr.Image(label="annotated image", type="filepath"),
-            "frame": gr.Image(label="annotated frame", type="filepath"),
+            "frame": gr.Image(label="annotated frame", type="filepath", format="jpeg"),  # a frame: quick to encode
         }
         buttons = [gr.Button(visible=False) for _ in range(len(ENDPOINTS) + 1)]
     defaults = {"captioner": captioner, "segmenter": segmenter}
@@ -523,8 +525,9 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
         concurrency_id="live_api",
         concurrency_limit=service.models.live_sessions,
         api_description="The live view's work on one frame -> (annotated frame, running caption, stats: fps, dropped "
-        "frames and the frame's instances, masks as COCO RLE at the size sent); call it in a loop, another threshold "
-        "applies to the next frame. threshold: " + threshold.describe(bounded=True),
+        "frames, key frames, and the frame's instances, masks as COCO RLE at the size sent); call it in a loop: "
+        "between key frames the outlines are carried by optical flow, and another threshold or model applies to the "
+        "next frame. threshold: " + threshold.describe(bounded=True),
     )
 
 

@@ -100,3 +100,33 @@ def test_bench_quality_limit_scores_like_train_evaluate(tmp_path, tiny_blip_dir,
     assert quality["images"] == 3 and direct["segm_AP"] > 0.5
     assert quality["profiles"]["full"]["segm_AP"] == pytest.approx(direct["segm_AP"])
     assert quality["profiles"]["full"]["bbox_AP"] == pytest.approx(direct["bbox_AP"])
+
+
+_LIVE_SPEC = importlib.util.spec_from_file_location("live_bench", ROOT / "space" / "benchmark" / "live.py")
+live_bench = importlib.util.module_from_spec(_LIVE_SPEC)
+_LIVE_SPEC.loader.exec_module(live_bench)
+
+
+def test_live_bench_rejects_bad_flags():
+    for argv in (["--paths", "neon"], ["--seconds", "0"], ["--detections", "0"]):
+        with pytest.raises(SystemExit):
+            live_bench.parse_args(argv)
+    assert live_bench.parse_args([]).paths == ["native", "avx2"]
+
+
+@pytest.mark.slow
+def test_live_bench_measures_both_cpu_paths_in_one_run(tmp_path, capsys):
+    """Tiny models, short streams: each CPU path in its own process (the AVX2 one really runs AVX2 kernels), every
+    figure of the table present and plausible, live.json written."""
+    argv = ["--tiny", "--seconds", "1.5", "--no-browser", "--out", str(tmp_path)]
+    assert live_bench.main(argv) == 0
+    reports = json.loads((tmp_path / "live.json").read_text())
+    assert [report["path"] for report in reports] == ["native", "avx2"]
+    assert reports[1]["torch_cpu_capability"] == "AVX2"
+    for report in reports:
+        assert report["tab"]["updates_per_s"] > 1 and report["tab"]["key_frames"] >= 1
+        assert len(report["two_sessions"]) == 2 and all(each["updates_per_s"] > 0 for each in report["two_sessions"])
+        assert report["live_frame"]["calls_per_s"] > 0
+        assert 0 < report["iou"]["live"] <= 1 and report["iou"]["every_frame"] > 0.8  # the shapes segmenter
+    printed = capsys.readouterr().out
+    assert "| native (" in printed and "| avx2 (AVX2)" in printed and "not measured" in printed

@@ -12,7 +12,7 @@ import re
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from helpers import EXAMPLES, RESULT_TIMEOUT_MS, SCREENSHOTS, open_page, upload, wait_for_caption, wait_for_picture
+from helpers import EXAMPLES, RESULT_TIMEOUT_MS, SCREENSHOTS, open_page, upload, wait_for_caption
 
 pytestmark = pytest.mark.browser
 

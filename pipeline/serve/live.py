@@ -8,16 +8,19 @@ so that memory stays flat however long the server runs.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import cv2
+import numpy as np
 from PIL import Image
 
 from ..jsonform import encode_mask
-from ..masks import crop_of
+from ..masks import MaskCrop, crop_of
 from ..render import describe_objects, draw_instances
 from ..speed import segmenter_view
 from ..stream import LIVE_MAX_SIDE, LiveStream, scale_to_fit
@@ -102,16 +105,26 @@ class LiveSessions:
 
 def sent_size(instances: list[dict[str, Any]], size: tuple[int, int]) -> list[dict[str, Any]]:
     """A live frame's instances, found on the frame scaled to fit the live view's side, in the size the client sent
-    (``(width, height)``): boxes scaled, masks resized and as COCO RLE, areas counted again, as ``/segment`` gives
-    them."""
+    (``(width, height)``): boxes scaled, masks resized (only over their own window) and as COCO RLE, areas counted
+    again, as ``/segment`` gives them."""
+    width, height = size
     scaled = []
     for instance in instances:
-        mask = crop_of(instance["mask"]).to("pil")
-        sx, sy = size[0] / mask.width, size[1] / mask.height
-        mask = mask.resize(size, Image.Resampling.NEAREST) if mask.size != tuple(size) else mask
+        crop = crop_of(instance["mask"])
+        sx, sy = width / crop.width, height / crop.height
+        if crop.array.size and (crop.width, crop.height) != (width, height):
+            rows, cols = crop.array.shape
+            left, top = math.floor(crop.left * sx), math.floor(crop.top * sy)
+            right = min(width, max(left + 1, math.ceil((crop.left + cols) * sx)))
+            bottom = min(height, max(top + 1, math.ceil((crop.top + rows) * sy)))
+            window = cv2.resize(
+                crop.array.astype(np.uint8), (right - left, bottom - top), interpolation=cv2.INTER_NEAREST
+            )
+            crop = MaskCrop(window > 0, left, top, height, width)
+        elif not crop.array.size:
+            crop = MaskCrop(crop.array, 0, 0, height, width)
         box = [round(float(v) * (sx if i % 2 == 0 else sy), 2) for i, v in enumerate(instance["box"])]
-        area = int(sum(mask.histogram()[1:]))
-        scaled.append({**instance, "box": box, "mask": encode_mask(mask), "area": area})
+        scaled.append({**instance, "box": box, "mask": encode_mask(crop), "area": crop.area})
     return scaled
 
 

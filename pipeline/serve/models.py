@@ -53,7 +53,11 @@ class ModelRunner:
         self.photo_threads = ThreadPoolExecutor(
             max_workers=2, thread_name_prefix="photo", initializer=lower_thread_priority
         )
-        self.live_threads = ThreadPoolExecutor(max_workers=live_sessions, thread_name_prefix="live")
+        # Key frames run a little below the frames and the caption (nice 5): a frame's answer takes milliseconds and
+        # must not wait behind a second of segmentation, and the caption's age is what a listener notices.
+        self.live_threads = ThreadPoolExecutor(
+            max_workers=live_sessions, thread_name_prefix="live", initializer=lower_thread_priority, initargs=(5,)
+        )
         self.live_caption_thread = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="live-caption",
