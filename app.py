@@ -127,12 +127,16 @@ def live_ui(service, frame, captioner, segmenter, threshold, request: gr.Request
     if frame is None:
         return EMPTY_OUTLINES, "", "Waiting for the camera…"
     outlines, caption, stats = service.live.overlay(request.session_hash, frame, captioner, segmenter, threshold)
-    line = (
-        f"**{stats['fps']:.1f} frames/s** · {stats['frames_processed']} processed · "
-        f"{stats['frames_dropped']} stale dropped · {stats.get('key_frames', 0)} key frames · "
-        f"objects: {stats.get('objects', '…')}"
-    )
-    return outlines, caption or "(the first caption is on its way…)", line
+    # Only what changed: the caption when there is a new one, the figures twice a second, the outlines every frame.
+    line = gr.skip()
+    if stats is not None:
+        line = (
+            f"**{stats['fps']:.1f} frames/s** · {stats['frames_processed']} processed · "
+            f"{stats['frames_dropped']} stale dropped · {stats.get('key_frames', 0)} key frames · "
+            f"objects: {stats.get('objects', '…')}"
+        )
+    text = gr.skip() if caption is None else caption or "(the first caption is on its way…)"
+    return outlines, text, line
 
 
 @for_clients

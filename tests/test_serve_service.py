@@ -205,9 +205,12 @@ def test_live_frames_carry_their_instances_and_a_new_threshold_keeps_the_stream(
     svg, _, shown = service.live.overlay("session-2", {"path": str(path)}, TEST_CAPTIONER, CIRCLES, cut)
     assert "instances" not in shown and shown["frames_processed"] == 3 and shown["objects"]
     assert 'viewBox="0 0 480 360"' in svg and svg.count("<g ") == len(later["instances"])
+    # The page gets only what changed: the next frame at once brings its outlines, not the same caption or figures.
+    again, caption, figures = service.live.overlay("session-2", {"path": str(path)}, TEST_CAPTIONER, CIRCLES, cut)
+    assert 'data-frame="4"' in again and caption is None and figures is None
     # Other models go on in the same stream: the count goes on and the next key frame uses them.
     _, _, other = service.live.frame("session-2", {"path": str(path)}, TEST_CAPTIONER, "test-squares", 0.0)
-    assert other["frames_processed"] == 4  # answered at once, the outlines carried until the new key frame is done
+    assert other["frames_processed"] == 5  # answered at once, the outlines carried until the new key frame is done
     for _ in range(100):
         _, _, other = service.live.frame("session-2", {"path": str(path)}, TEST_CAPTIONER, "test-squares", 0.0)
         if other["key_frames"] >= 2:

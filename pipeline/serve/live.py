@@ -28,6 +28,9 @@ from .intake import RequestError, checked_options
 from .models import ModelRunner
 from .overlay import outlines_svg
 
+#: The live tab's figures (frames/s, counts, objects) are sent at most this often (s); the outlines every frame.
+STATS_EVERY_S = 0.5
+
 
 class LiveSessions:
     """Live streams by client session over one :class:`ModelRunner`.
@@ -56,7 +59,8 @@ class LiveSessions:
         return live_segmenter, self.models.model("captioner", captioner)
 
     def _process(self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any):
-        """One frame through its session's stream -> (the :class:`~pipeline.stream.LiveFrame`, the picture sent)."""
+        """One frame through its session's stream -> (the session, its :class:`~pipeline.stream.LiveFrame`, the
+        picture sent)."""
         menus = self.models.menus
         captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
         threshold = checked_options({"threshold": threshold}, ("threshold",))["threshold"]
@@ -67,7 +71,7 @@ class LiveSessions:
             session.settings = (captioner, segmenter)
         session.threshold = threshold  # the next frame uses it: the stream, its caption and frames/s go on
         try:
-            return session.process(picture), picture
+            return session, session.process(picture), picture
         except RuntimeError as error:
             raise RequestError(f"The model failed on this frame: {error}", title="Model failed") from None
 
@@ -78,7 +82,7 @@ class LiveSessions:
         the frame's ``instances`` at the size sent). The newest frame wins: one sent while another is processed
         replaces any waiting. Other models start a new stream; another threshold applies to the next frame of the
         same one. The picture stays in memory (Gradio encodes it for the client)."""
-        shown, picture = self._process(key, frame, captioner, segmenter, threshold)
+        _, shown, picture = self._process(key, frame, captioner, segmenter, threshold)
         if shown.image is None:  # nothing processed yet in this session (this frame was replaced at once)
             return scale_to_fit(picture, LIVE_MAX_SIDE), "", shown.summary()
         found = shown.result["instances"]
@@ -89,15 +93,24 @@ class LiveSessions:
 
     def overlay(
         self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any
-    ) -> tuple[str, str, dict[str, Any]]:
+    ) -> tuple[str, str | None, dict[str, Any] | None]:
         """The live tab: one frame -> (its outlines as SVG for the page to lay over the camera's own preview, the
-        running caption, stats). No picture is made: the person already sees the camera."""
-        shown, picture = self._process(key, frame, captioner, segmenter, threshold)
+        running caption, stats). No picture is made: the person already sees the camera. The caption is None when
+        the page already shows it, the stats None when the page had them less than ``STATS_EVERY_S`` ago: the page
+        redraws only the outlines then (its text boxes, their speech and live regions stay as they are)."""
+        session, shown, picture = self._process(key, frame, captioner, segmenter, threshold)
         if shown.image is None:
-            return outlines_svg([], scale_to_fit(picture, LIVE_MAX_SIDE).size), "", shown.summary()
+            return outlines_svg([], scale_to_fit(picture, LIVE_MAX_SIDE).size), None, None
         found = shown.result["instances"]
         svg = outlines_svg(found, shown.image.size, frame=shown.frames_processed)
-        return svg, shown.caption, {**shown.summary(), "objects": describe_objects(found)}
+        caption = None if shown.caption == getattr(session, "page_caption", None) else shown.caption
+        session.page_caption = shown.caption
+        now = time.monotonic()
+        stats = None
+        if now - getattr(session, "page_stats_at", -STATS_EVERY_S) >= STATS_EVERY_S:
+            session.page_stats_at = now
+            stats = {**shown.summary(), "objects": describe_objects(found)}
+        return svg, caption, stats
 
     def close(self) -> None:
         self.registry.close()
