@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -218,6 +219,39 @@ def test_live_frames_carry_their_instances_and_a_new_threshold_keeps_the_stream(
         time.sleep(0.05)
     assert other["key_frames"] >= 2
     assert other["instances"] and {found["label"] for found in other["instances"]} <= {"square"}
+
+
+def test_two_live_sessions_at_once_keep_their_own_streams(service, tmp_path):
+    """Two clients stream at the same time: each keeps its own frames, key frames and models, and neither waits for
+    the other's key frames (the server's live threads run one session's key frame each)."""
+    pictures = []
+    for seed in (4, 5):
+        path = tmp_path / f"camera-{seed}.png"
+        draw_shapes(320, 240, seed=seed).save(path)
+        pictures.append({"path": str(path)})
+    models = [CIRCLES, SQUARES]
+    answers: dict[int, list[dict]] = {0: [], 1: []}
+    errors: list[BaseException] = []
+
+    def client(index: int) -> None:
+        try:
+            for _ in range(12):
+                _, _, stats = service.live.frame(f"two-{index}", pictures[index], TEST_CAPTIONER, models[index], 0.0)
+                answers[index].append(stats)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors and all(not thread.is_alive() for thread in threads)
+    for index, label in ((0, "circle"), (1, "square")):
+        counts = [stats["frames_processed"] + stats["frames_dropped"] for stats in answers[index]]
+        assert counts == list(range(1, 13)), counts  # its own stream, counted from its first frame
+        assert answers[index][-1]["key_frames"] >= 1 and answers[index][-1]["fps"] > 0
+        assert {found["label"] for found in answers[index][-1]["instances"]} <= {label}
 
 
 @pytest.mark.parametrize(
