@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -509,6 +509,7 @@ def evaluate_captioner(
     *,
     max_images: int | None = None,
     meteor: bool = True,
+    checks: Sequence[Callable[[dict[str, list[str]], dict[str, str]], dict[str, float]]] = (),
     **call_options: Any,
 ) -> dict[str, float]:
     """The :func:`caption_metrics` of a :class:`~pipeline.captioning.CaptionPipeline` on a data set folder.
@@ -519,11 +520,14 @@ def evaluate_captioner(
         max_images (int | None, default None): evaluate on the first N images (sorted by name) only.
         meteor (bool, default True): score METEOR too (its Java scorer starts before the captioning, see
             :func:`start_meteor`).
+        checks (sequence of callables, default ()): more measures, each called as ``check(references,
+            candidates)`` (picture name -> its references, -> its caption) and returning figures to add, e.g.
+            ``train.shape_words.shape_accuracy``.
         **call_options: captioner call options, e.g. ``num_beams=3``.
 
     Returns:
-        dict with the :func:`caption_metrics`, ``"images"`` (how many were captioned) and ``"seconds_per_image"``
-        (the captioning's wall time over them, images read and decoded included).
+        dict with the :func:`caption_metrics`, ``"images"`` (how many were captioned), ``"seconds_per_image"``
+        (the captioning's wall time over them, images read and decoded included) and the ``checks``' figures.
     """
     if meteor:
         start_meteor()
@@ -534,7 +538,10 @@ def evaluate_captioner(
     results = captioner([str(images_dir / name) for name in names], **call_options)
     seconds = time.perf_counter() - tick
     candidates = {name: result["caption"] for name, result in zip(names, results)}
-    scores = caption_metrics({name: references[name] for name in names}, candidates, meteor=meteor)
+    chosen = {name: references[name] for name in names}
+    scores = caption_metrics(chosen, candidates, meteor=meteor)
+    for check in checks:
+        scores.update(check(chosen, candidates))
     return {**scores, "images": float(len(names)), "seconds_per_image": seconds / max(1, len(names))}
 
 

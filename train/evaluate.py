@@ -15,7 +15,7 @@ every caption score, the gender rates and seconds per image, printed in Markdown
 ``--markdown``. Examples::
 
     python -m train.shapes --output_dir data/shapes-heldout --seed 1 --train 0 --val 0 --test 300
-    python -m train.evaluate captioner shapes data/shapes-heldout/test --json captions.json
+    python -m train.evaluate captioner shapes data/shapes-heldout/test --shapes --json captions.json
     python -m train.evaluate captioner blip-base,git-base,shapes data/shapes-heldout/test --markdown table.md
     python -m train.evaluate segmenter shapes data/shapes-heldout/test --json metrics.json
     python -m train.evaluate segmenter maskrcnn-v2 coco/val2017-folder --device cuda
@@ -62,6 +62,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no_meteor", action="store_true", help="captioner: leave METEOR out (the PTB tokenizer still needs Java)"
     )
+    parser.add_argument(
+        "--shapes",
+        action="store_true",
+        help="captioner on a shapes data set: also the shares of pictures whose caption names the right kinds with "
+        "the right counts, and the right colours (train.shape_words)",
+    )
     parser.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file")
     parser.add_argument("--markdown", help="captioners: also write the comparison table to this Markdown file")
     args = parser.parse_args(argv)
@@ -72,6 +78,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def checks(args: argparse.Namespace) -> tuple:
+    """The measures added to the caption scores: the shapes world's kinds, counts and colours with ``--shapes``."""
+    from train.shape_words import shape_accuracy
+
+    return (shape_accuracy,) if args.shapes else ()
+
+
 def compare(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, float]]:
     """Every captioner of ``names`` on the same images: ``{name: figures}``, printed (and written) as one table."""
     from pipeline import load_captioner
@@ -80,7 +93,12 @@ def compare(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, f
     for name in names:
         model = load_captioner(name, device=args.device, batch_size=args.batch_size)
         rows[name] = evaluate_captioner(
-            model, args.data_dir, max_images=args.max_images, meteor=not args.no_meteor, num_beams=args.num_beams
+            model,
+            args.data_dir,
+            max_images=args.max_images,
+            meteor=not args.no_meteor,
+            checks=checks(args),
+            num_beams=args.num_beams,
         )
         del model  # one captioner in memory at a time
     table = comparison_table(rows)
@@ -110,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 args.data_dir,
                 max_images=args.max_images,
                 meteor=not args.no_meteor,
+                checks=checks(args),
                 num_beams=args.num_beams,
             )
         except JavaUnavailableError as error:
@@ -119,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         model = load_segmenter(args.model, device=args.device, batch_size=args.batch_size)
         metrics = evaluate_segmenter(model, args.data_dir, max_images=args.max_images, threshold=args.threshold)
     for name, value in metrics.items():
-        print(f"{name:>17}  {int(value)}" if name in ("images", "gender_images") else f"{name:>17}  {value:.4f}")
+        whole = name in ("images", "gender_images", "pictures")
+        print(f"{name:>18}  {int(value)}" if whole else f"{name:>18}  {value:.4f}")
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
