@@ -112,15 +112,18 @@ def camera(seconds: float, size: tuple[int, int] = (640, 480)) -> Callable[[floa
 
 def browser_pace(loop: Callable[[Any], dict[str, Any]], seconds: float) -> dict[str, Any]:
     """Send the camera's newest frame, wait for the answer, send the next no sooner than ``STREAM_EVERY`` after the
-    last: the way Gradio's webcam streams. Returns updates/s, caption ages and the last stats."""
+    last: the way Gradio's webcam streams. ``loop`` returns the frame's stats, or None when it sent none. Returns
+    updates/s, caption ages (as the stats said them) and the last stats' key frames."""
     frame_at = camera(seconds)
     start, answers, ages, stats = time.perf_counter(), 0, [], {}
     while (elapsed := time.perf_counter() - start) < seconds:
         sent = time.perf_counter()
-        stats = loop(frame_at(elapsed)[1])
+        answer = loop(frame_at(elapsed)[1])
         answers += 1
-        if stats.get("caption_age_s") is not None:
-            ages.append(stats["caption_age_s"])
+        if answer is not None:  # the tab sends its figures twice a second, its outlines every frame
+            stats = answer
+            if stats.get("caption_age_s") is not None:
+                ages.append(stats["caption_age_s"])
         time.sleep(max(0.0, STREAM_EVERY - (time.perf_counter() - sent)))
     took = time.perf_counter() - start
     return {
