@@ -168,6 +168,8 @@ class KeyFrames:
             self.key_frames, self.carried = self.key_frames + 1, 0
             return self._shown
         grey = self.carrier.grey(image)
+        if self._grey is not None and self._grey.shape != grey.shape:  # another camera: nothing carries over
+            self._grey, self._shown, self._job, self._pending, self._key_started = None, None, None, [], None
         flow = None if self._grey is None else self.carrier.flow(self._grey, grey, image.size)
         self._grey = grey
         if flow is not None:

@@ -93,6 +93,10 @@ def test_key_frames_in_the_background_and_their_late_masks_land_where_the_object
     gate.clear()
     clock.now = 1.2  # due: a key frame starts on this frame (x = 28) and is held while three more frames come
     keys.frame(square_at(28), 0.5)
+    for _ in range(500):  # the key frame's thread picks it up
+        if finder.calls == 2:
+            break
+        time.sleep(0.01)
     for x in (32, 36, 40):
         shown = keys.frame(square_at(x), 0.5)
         assert finder.calls == 2 and keys.key_frames == 1  # answered at once, with the old key frame's masks
@@ -179,3 +183,14 @@ def test_outlines_on_moving_shapes_keep_a_mean_iou_of_at_least_0_85_in_real_time
     live.close()
     assert shown >= 30 and answer.key_frames >= 3
     assert mean_iou(scores) >= 0.85, f"mean IoU {mean_iou(scores):.3f} over {shown} frames"
+
+
+def test_another_camera_size_starts_over_with_a_key_frame_of_its_own():
+    finder = SquareFinder()
+    keys = KeyFrames(finder, every_s=100.0)
+    keys.frame(square_at(20), 0.5)
+    wide = Image.new("RGB", (200, 120), (90, 90, 90))
+    wide.paste(square_at(40), (0, 0))
+    shown = keys.frame(wide, 0.5)  # the first frame of the new size waits for its own key frame
+    assert finder.calls == 2 and shown and shown[0]["mask"].width == 200
+    keys.close()
