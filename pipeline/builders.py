@@ -316,3 +316,38 @@ def build_git(
     model = GitForCausalLM(config)
     model.generation_config.update(**special_ids)
     return model, GitProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def build_segformer(
+    labels: Sequence[str],
+    *,
+    stuff_labels: Sequence[str] | None = None,
+    image_size: int = 512,
+    **widths: Any,
+) -> tuple[torch.nn.Module, Any]:
+    """A randomly initialised SegFormer for semantic segmentation and its image processor.
+
+    Args:
+        labels (Sequence[str]): the class names, index by index.
+        stuff_labels (Sequence[str] | None, default None): the names that are stuff, saved in the config (see
+            :func:`pipeline.stuff.stuff_labels`); None leaves the choice to the label names.
+        image_size (int, default 512): the processor's square input size.
+        **widths: ``SegformerConfig`` settings (``hidden_sizes``, ``depths``, ``decoder_hidden_size``, ...); none
+            gives SegFormer-b0's architecture.
+
+    Returns:
+        tuple ``(SegformerForSemanticSegmentation, SegformerImageProcessor)``.
+
+    >>> model, processor = build_segformer(["sky", "grass"], hidden_sizes=[8, 16, 24, 32], decoder_hidden_size=16)
+    >>> model.config.id2label[1], processor.size.height
+    ('grass', 512)
+    """
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    config = SegformerConfig(
+        id2label=dict(enumerate(labels)), label2id={name: index for index, name in enumerate(labels)}, **widths
+    )
+    if stuff_labels is not None:
+        config.stuff_labels = list(stuff_labels)
+    processor = SegformerImageProcessor(size={"height": image_size, "width": image_size})
+    return SegformerForSemanticSegmentation(config), processor

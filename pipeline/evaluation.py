@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 from .caption_files import find_caption_data, read_captions
@@ -612,3 +614,87 @@ def evaluate_segmenter(
         )
     # Only the images predicted are scored: a cut (max_images) reaches the ground truth too.
     return {**coco_instance_metrics(coco, detections, image_ids=image_ids), "images": float(len(image_ids))}
+
+
+def shapes_panoptic_truth(data_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, tuple[int, bool]]]:
+    """The ground-truth panoptic segmentation of a data set folder with stuff annotations (``train/shapes.py
+    --stuff``): each object of ``instances.json`` a thing segment, each stuff class of ``annotations/*.png`` (the
+    classes ``labels.json`` lists as stuff, outside the objects) one stuff segment; other pixels are VOID.
+
+    Returns:
+        tuple ``(images, categories)``: per image ``{"file", "map", "segments"}`` (segment ids, 0 = VOID;
+        ``{"id", "category_id", "area", "iscrowd"}``), and ``{name: (category_id, isthing)}``, stuff ids being
+        :data:`pipeline.stuff.STUFF_ID_OFFSET` plus the class index.
+    """
+    from .stuff import STUFF_ID_OFFSET
+
+    root = Path(data_dir)
+    for needed in ("instances.json", "labels.json", "annotations", "images"):
+        if not (root / needed).exists():
+            raise ValueError(f"data set folder {str(data_dir)!r} needs {needed} (train/shapes.py --stuff writes it)")
+    coco = json.loads((root / "instances.json").read_text())
+    table = json.loads((root / "labels.json").read_text())
+    stuff = {name: STUFF_ID_OFFSET + table["labels"].index(name) for name in table["stuff"]}
+    categories = {c["name"]: (int(c["id"]), True) for c in coco["categories"]}
+    categories.update({name: (category_id, False) for name, category_id in stuff.items()})
+    objects: dict[int, list[dict[str, Any]]] = {}
+    for annotation in coco["annotations"]:
+        objects.setdefault(annotation["image_id"], []).append(annotation)
+    images = []
+    for image in sorted(coco["images"], key=lambda image: image["id"]):
+        labels = np.asarray(Image.open(root / "annotations" / f"{Path(image['file_name']).stem}.png"), dtype=np.int64)
+        segment_map, segments = np.zeros(labels.shape, dtype=np.int32), []
+        for annotation in objects.get(image["id"], []):
+            pixels = mask_utils.decode(annotation["segmentation"]).astype(bool) & (segment_map == 0)
+            segments.append({"id": len(segments) + 1, "category_id": int(annotation["category_id"]), "iscrowd": 0})
+            segment_map[pixels] = len(segments)
+        for category_id in stuff.values():
+            pixels = (labels == category_id - STUFF_ID_OFFSET + 1) & (segment_map == 0)
+            if pixels.any():
+                segments.append({"id": len(segments) + 1, "category_id": category_id, "iscrowd": 0})
+                segment_map[pixels] = len(segments)
+        for segment in segments:
+            segment["area"] = int(np.count_nonzero(segment_map == segment["id"]))
+        images.append({"file": str(root / "images" / image["file_name"]), "map": segment_map, "segments": segments})
+    return images, categories
+
+
+def evaluate_panoptic(
+    segmenter: Any, stuff: Any, data_dir: str | Path, *, max_images: int | None = None, threshold: float = 0.5
+) -> dict[str, float]:
+    """PQ, SQ and RQ (all, things, stuff) of the fused panoptic view, segmenter plus stuff model, on a data set
+    folder with stuff annotations (:func:`shapes_panoptic_truth`). Predicted labels match categories by name; a
+    predicted segment of another label is left unlabeled.
+
+    Args:
+        segmenter (SegmentationPipeline): the things.
+        stuff (StuffPipeline | None): the stuff; None scores the segmenter's view alone (stuff then only misses).
+        data_dir (str | Path): e.g. a ``train/shapes.py --stuff`` test split.
+        max_images (int | None, default None): the first N images only.
+        threshold (float, default 0.5): the segmenter's score threshold (the panoptic view's, as served).
+
+    Returns:
+        dict: :func:`panoptic_quality`'s figures and ``"images"``.
+    """
+    from .panoptic import add_stuff
+
+    truth, categories = shapes_panoptic_truth(data_dir)
+    truth = truth[:max_images] if max_images else truth
+    paths = [image["file"] for image in truth]
+    results = segmenter(paths, threshold=threshold, subtask="panoptic")
+    if stuff is not None:
+        results = [add_stuff(result, regions) for result, regions in zip(results, stuff(paths))]
+
+    def pairs():
+        for image, result in zip(truth, results):
+            pred_map = np.asarray(result["panoptic"]["map"])
+            known = [
+                {"id": s["id"], "category_id": categories[s["label"]][0]}
+                for s in result["panoptic"]["segments"]
+                if s["label"] in categories
+            ]
+            pred_map = np.where(np.isin(pred_map, [s["id"] for s in known]), pred_map, 0)
+            yield image["map"], image["segments"], pred_map, known
+
+    scores = panoptic_quality(pairs(), {category_id: isthing for category_id, isthing in categories.values()})
+    return {**scores, "images": float(len(truth))}

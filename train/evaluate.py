@@ -2,23 +2,26 @@
 
 The metrics are the training scripts' own (:mod:`pipeline.evaluation`): for a captioner BLEU-1..4, METEOR, ROUGE-L and
 CIDEr against all reference captions of each image, and the gender misclassification rates (among images whose
-references agree on a gender: the share of captions naming the other one, and the share naming none); COCOeval box
-and mask AP, AP50, AP75 for a segmenter. Caption scores are computed as COCO's evaluation does, on the words of the
-PTB tokenizer, which runs on Java as METEOR does (``apt-get install default-jre-headless``; ``--no_meteor`` leaves
-METEOR out, the tokenizer still needs Java). The model runs through the app's pipelines
-(``pipeline.load_captioner`` / ``pipeline.load_segmenter``), so what is measured is what is served.
+references agree on a gender: the share of captions naming the other one, and the share naming none); COCOeval box and
+mask AP, AP50, AP75 for a segmenter; for a stuff model, PQ, SQ and RQ of the fused panoptic view (``--segmenter``'s
+things, the stuff model's stuff), over all categories, the things and the stuff apart. Caption scores are computed as
+COCO's evaluation does, on the words of the PTB tokenizer, which runs on Java as METEOR does (``apt-get install
+default-jre-headless``; ``--no_meteor`` leaves METEOR out, the tokenizer still needs Java). The model runs through the
+app's pipelines (``pipeline.load_captioner`` / ``pipeline.load_segmenter``), so what is measured is what is served.
 
 A data set folder holds an images folder and a caption file (``captions.txt``, ``Flickr8k.token.txt`` or
-``results.csv``) for captioners, ``images/`` and ``instances.json`` (COCO) for segmenters; a split written by
-``train/shapes.py`` has both. Several captioners, comma-separated, are compared on the same images: one table of
-every caption score, the gender rates and seconds per image, printed in Markdown and written with ``--json`` and
-``--markdown``. Examples::
+``results.csv``) for captioners, ``images/`` and ``instances.json`` (COCO) for segmenters, and also ``annotations/``
+and ``labels.json`` for stuff models; a split written by ``train/shapes.py`` has them all (``--stuff`` for the last
+two). Several captioners, comma-separated, are compared on the same images: one table of every caption score, the
+gender rates and seconds per image, printed in Markdown and written with ``--json`` and ``--markdown``. Examples::
 
     python -m train.shapes --output_dir data/shapes-heldout --seed 1 --train 0 --val 0 --test 300
     python -m train.evaluate captioner shapes data/shapes-heldout/test --shapes --json captions.json
     python -m train.evaluate captioner blip-base,git-base,shapes data/shapes-heldout/test --markdown table.md
     python -m train.evaluate segmenter shapes data/shapes-heldout/test --json metrics.json
     python -m train.evaluate segmenter maskrcnn-v2 coco/val2017-folder --device cuda
+    python -m train.shapes --output_dir data/shapes-stuff-heldout --stuff --seed 1 --train 0 --val 0 --test 100
+    python -m train.evaluate stuff shapes data/shapes-stuff-heldout/test --segmenter shapes --threshold 0.5
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pipeline.evaluation import (
     JavaUnavailableError,
     comparison_table,
     evaluate_captioner,
+    evaluate_panoptic,
     evaluate_segmenter,
     require_java,
     start_meteor,
@@ -58,7 +62,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--max_images", type=int, default=None, help="evaluate on the first N images only")
     parser.add_argument("--num_beams", type=int, default=1, help="captioner beam width (default 1, greedy)")
-    parser.add_argument("--threshold", type=float, default=0.0, help="segmenter score threshold (default 0)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="segmenter score threshold (default 0; 0.5 for a stuff model's panoptic view, as served)",
+    )
+    parser.add_argument("--segmenter", default="shapes", help="stuff: the segmenter of the things (default shapes)")
     parser.add_argument(
         "--no_meteor", action="store_true", help="captioner: leave METEOR out (the PTB tokenizer still needs Java)"
     )
@@ -111,7 +121,7 @@ def compare(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, f
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from pipeline import load_captioner, load_segmenter
+    from pipeline import load_captioner, load_segmenter, load_stuff
 
     args = parse_args(argv)
     if args.kind == "captioner":
@@ -134,11 +144,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         except JavaUnavailableError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+    elif args.kind == "stuff":
+        segmenter = load_segmenter(args.segmenter, device=args.device, batch_size=args.batch_size)
+        stuff = load_stuff(args.model, device=args.device, batch_size=args.batch_size)
+        threshold = 0.5 if args.threshold is None else args.threshold
+        metrics = evaluate_panoptic(segmenter, stuff, args.data_dir, max_images=args.max_images, threshold=threshold)
     else:
         model = load_segmenter(args.model, device=args.device, batch_size=args.batch_size)
-        metrics = evaluate_segmenter(model, args.data_dir, max_images=args.max_images, threshold=args.threshold)
+        threshold = args.threshold or 0.0
+        metrics = evaluate_segmenter(model, args.data_dir, max_images=args.max_images, threshold=threshold)
     for name, value in metrics.items():
-        whole = name in ("images", "gender_images", "pictures")
+        whole = name in ("images", "gender_images", "pictures") or name.startswith("categories")
         print(f"{name:>18}  {int(value)}" if whole else f"{name:>18}  {value:.4f}")
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(metrics, indent=1) + "\n")

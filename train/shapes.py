@@ -5,9 +5,19 @@ Each image (``image_size`` square, PNG) shows 1 to ``max_objects`` shapes (circl
 shape drawn later hides part of an earlier one, and every shape keeps at least ``min_visible`` of its area in view.
 Shape centres are at least ``min_gap`` pixels apart horizontally, so "to the left of" is always well defined.
 
+With ``--stuff`` (:func:`draw_sample` ``stuff=True``) the background is stuff instead: one to three regions of
+:data:`STUFF` (``sky``: a light-blue vertical gradient; ``grass``: green with darker speckles; ``water``: blue with
+lighter horizontal streaks; ``sand``: pale yellow-brown with fine grain; ``wall``: flat light grey or beige with faint
+brick lines), split by boundaries that are straight or wavy, across or (less often) down the picture. Each split then
+also holds ADE20K-style semantic annotations (``<split>/annotations/000000.png``: 0 unlabeled, 1..5 the stuff of
+:data:`STUFF`, 6 a shape, 7 a plain background: :data:`PLAIN_SHARE` of the pictures keep the plain one) and
+``labels.json`` (their names), what ``train/stuff.py`` reads. A picture without
+``--stuff`` is drawn exactly as before (the random draws are the same), so the committed models' data is unchanged.
+
 A split folder holds what the training scripts read::
 
     <out>/<split>/images/000000.png ...
+    <out>/<split>/annotations/000000.png ...   with --stuff: the semantic labels of each pixel
     <out>/<split>/instances.json     COCO instances (compressed RLE masks, areas, boxes, iscrowd 0)
     <out>/<split>/captions.txt       Flickr8k layout ("image,caption"), five phrasings per image
 
@@ -18,6 +28,7 @@ machine and a split of another seed shares no image with it.
 Command (the ``shapes`` models are trained on the default splits; their held-out test split uses ``--seed 1``)::
 
     python -m train.shapes --output_dir data/shapes --seed 0 --train 3000 --val 200 --test 300
+    python -m train.shapes --output_dir data/shapes-stuff --stuff --seed 0 --train 600 --val 60 --test 60
 
 >>> sample = draw_sample(np.random.default_rng(0))
 >>> sample.image.size, len(sample.objects) >= 1
@@ -48,6 +59,17 @@ COLORS = {
 SPLITS = ("train", "val", "test")
 CAPTION_LAYOUTS = {"captions": "captions.txt", "token": "Flickr8k.token.txt", "results": "results.csv"}
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
+#: The stuff a ``--stuff`` background is made of; annotation value ``i + 1`` is ``STUFF[i]``.
+STUFF = ("sky", "grass", "water", "sand", "wall")
+#: The annotation value of a pixel of a shape (a thing: the stuff model learns to leave it out).
+SHAPE_LABEL = len(STUFF) + 1
+#: The annotation value of a plain background (a share of a ``--stuff`` split keeps the old backgrounds, so that the
+#: stuff model learns to find no stuff there).
+PLAIN_LABEL = len(STUFF) + 2
+#: The share of a ``--stuff`` split's pictures drawn on a plain background.
+PLAIN_SHARE = 0.2
+#: The semantic classes of a ``--stuff`` split, index = annotation value - 1 (``labels.json``).
+STUFF_CLASSES = (*STUFF, "shape", "plain")
 
 
 @dataclass
@@ -66,6 +88,9 @@ class Sample:
 
     image: Image.Image
     objects: list[ShapeObject]
+    #: With stuff backgrounds: uint8[H, W], 1..5 the stuff of :data:`STUFF` (under the shapes too; 0 on a plain
+    #: background, :data:`PLAIN_SHARE` of them), else None.
+    stuff: np.ndarray | None = None
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -83,6 +108,62 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     else:
         pixels = base + rng.normal(0, rng.uniform(8, 25), size=(size, size, 1))
     return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def _stuff_texture(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
+    """A whole picture of one stuff's texture (float RGB); the regions cut their part out of it."""
+    rows = np.arange(size, dtype=np.float64)[:, None, None]
+    if kind == "sky":
+        top = np.array([105, 160, 225]) + rng.uniform(-12, 12, size=3)
+        bottom = np.array([185, 215, 245]) + rng.uniform(-10, 10, size=3)
+        ramp = rows / max(1, size - 1)
+        return np.broadcast_to(top * (1 - ramp) + bottom * ramp, (size, size, 3)) + rng.normal(0, 2, (size, size, 1))
+    if kind == "grass":
+        pixels = np.array([70, 150, 55]) + rng.uniform(-15, 15, size=3) + rng.normal(0, 6, (size, size, 1))
+        speckles = rng.random((size, size)) < 0.18
+        pixels[speckles] *= rng.uniform(0.45, 0.7)
+        return pixels
+    if kind == "water":
+        pixels = np.array([35, 85, 165]) + rng.uniform(-12, 12, size=3) + rng.normal(0, 4, (size, size, 1))
+        for _ in range(size // 4):  # short light streaks along the rows
+            row, start = rng.integers(size), rng.integers(size)
+            pixels[row, start : start + int(rng.integers(6, 24))] += rng.uniform(35, 70)
+        return pixels
+    if kind == "sand":
+        return np.array([210, 188, 140]) + rng.uniform(-12, 12, size=3) + rng.normal(0, 9, (size, size, 3))
+    base = np.array([200, 200, 200]) if rng.integers(2) else np.array([222, 206, 178])
+    pixels = np.broadcast_to(base + rng.uniform(-10, 10, size=3), (size, size, 3)).copy()
+    brick, line = int(rng.integers(8, 13)), rng.uniform(14, 24)
+    offset = int(rng.integers(brick))
+    pixels[(np.arange(size) + offset) % brick == 0] -= line
+    for top in range(-offset, size, brick):  # vertical joints, shifted by half a brick every other course
+        shift = brick if (top // brick) % 2 else 0
+        pixels[max(0, top) : max(0, top + brick), shift :: 2 * brick] -= line
+    return pixels
+
+
+def _stuff_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One to three stuff regions split by straight or wavy boundaries: (uint8 RGB pixels, uint8 labels 1..5)."""
+    count = int(rng.integers(1, 4))
+    kinds = [int(k) for k in rng.choice(len(STUFF), size=count, replace=False)]
+    cuts = np.sort(rng.uniform(0.25, 0.75, size=count - 1)) if count > 1 else np.array([])
+    if count == 3:
+        cuts = np.array([rng.uniform(0.2, 0.4), rng.uniform(0.6, 0.8)])
+    across = rng.random() < 0.75  # boundaries run across the picture (a horizon) more often than down it
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    position, along = (rows, cols) if across else (cols, rows)
+    labels = np.full((size, size), kinds[0] + 1, dtype=np.uint8)
+    for cut, kind in zip(cuts, kinds[1:]):
+        boundary = cut * size
+        if rng.random() < 0.6:  # not always straight
+            amplitude, period = rng.uniform(2, size * 0.08), rng.uniform(size * 0.3, size * 1.2)
+            boundary = boundary + amplitude * np.sin(2 * np.pi * along / period + rng.uniform(0, 2 * np.pi))
+        labels[position >= boundary] = kind + 1
+    pixels = np.zeros((size, size, 3), dtype=np.float64)
+    for kind in kinds:
+        region = labels == kind + 1
+        pixels[region] = _stuff_texture(rng, STUFF[kind], size)[region]
+    return np.clip(pixels, 0, 255).astype(np.uint8), labels
 
 
 def _shape_mask(category: str, center: tuple[float, float], radius: float, size: int) -> np.ndarray:
@@ -108,6 +189,7 @@ def draw_sample(
     max_objects: int = 3,
     min_gap: int = 14,
     min_visible: float = 0.6,
+    stuff: bool = False,
 ) -> Sample:
     """Draw one picture with 1 to ``max_objects`` shapes.
 
@@ -117,6 +199,8 @@ def draw_sample(
         max_objects (int, default 3): most shapes in a picture, 1 to 4.
         min_gap (int, default 14): least horizontal distance between two shape centres, in pixels.
         min_visible (float, default 0.6): least fraction of a shape left in view by the shapes drawn over it.
+        stuff (bool, default False): a background of stuff regions (:func:`_stuff_background`) instead of a plain
+            one; the sample's ``stuff`` then holds their labels.
 
     Returns:
         Sample: the RGB image and its shapes sorted by centre x (left to right).
@@ -125,7 +209,12 @@ def draw_sample(
         raise ValueError(f"max_objects must be between 1 and 4, got {max_objects!r}")
     if image_size < 64:
         raise ValueError(f"image_size must be at least 64 pixels, got {image_size!r}")
-    pixels = _background(rng, image_size)
+    stuff_labels = None
+    if stuff and rng.random() >= PLAIN_SHARE:
+        pixels, stuff_labels = _stuff_background(rng, image_size)
+    else:
+        pixels = _background(rng, image_size)
+        stuff_labels = np.zeros((image_size, image_size), dtype=np.uint8) if stuff else None
     count = int(rng.integers(1, max_objects + 1))
     for _ in range(100):  # rejection sampling of a layout; a few tries at most in practice
         radii = rng.uniform(0.09, 0.2, size=count) * image_size
@@ -152,7 +241,7 @@ def draw_sample(
         pixels[full_mask] = tint.astype(np.uint8)
         objects.append(ShapeObject(category, color, mask, float(center_x)))
     objects.sort(key=lambda shape: shape.center_x)
-    return Sample(Image.fromarray(pixels), objects)
+    return Sample(Image.fromarray(pixels), objects, stuff_labels)
 
 
 def describe(objects: Sequence[ShapeObject]) -> list[str]:
@@ -224,6 +313,7 @@ def write_split(
     image_size: int = 128,
     max_objects: int = 3,
     caption_layout: str = "captions",
+    stuff: bool = False,
 ) -> Path:
     """Generate one split folder (images, ``instances.json``, captions) and return its path.
 
@@ -234,6 +324,7 @@ def write_split(
         seed (int, default 0): the data set seed.
         image_size, max_objects: see :func:`draw_sample`.
         caption_layout (str, default "captions"): see :func:`write_captions`.
+        stuff (bool, default False): stuff backgrounds, with ``annotations/`` and ``labels.json`` (module docstring).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -241,6 +332,9 @@ def write_split(
         raise ValueError(f"count must be a positive number of images, got {count!r}")
     root = Path(output_dir) / split
     (root / "images").mkdir(parents=True, exist_ok=True)
+    if stuff:
+        (root / "annotations").mkdir(exist_ok=True)
+        (root / "labels.json").write_text(json.dumps({"labels": list(STUFF_CLASSES), "stuff": list(STUFF)}))
     coco: dict = {
         "info": {"description": f"synthetic shapes, split {split}, seed {seed}"},
         "images": [],
@@ -250,9 +344,14 @@ def write_split(
     captions: dict[str, list[str]] = {}
     for index in range(count):
         rng = np.random.default_rng([seed, SPLITS.index(split), index])
-        sample = draw_sample(rng, image_size=image_size, max_objects=max_objects)
+        sample = draw_sample(rng, image_size=image_size, max_objects=max_objects, stuff=stuff)
         file_name = f"{index:06d}.png"
         sample.image.save(root / "images" / file_name)
+        if sample.stuff is not None:
+            semantic = np.where(sample.stuff == 0, PLAIN_LABEL, sample.stuff).astype(np.uint8)
+            for shape in sample.objects:
+                semantic[shape.mask] = SHAPE_LABEL
+            Image.fromarray(semantic).save(root / "annotations" / file_name)
         coco["images"].append({"id": index + 1, "file_name": file_name, "width": image_size, "height": image_size})
         for shape in sample.objects:
             rle = mask_utils.encode(np.asfortranarray(shape.mask.astype(np.uint8)))
@@ -292,6 +391,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test", type=int, default=300, help="test images (default 300; 0 skips the split)")
     parser.add_argument("--image_size", type=int, default=128, help="image width and height in pixels (default 128)")
     parser.add_argument("--max_objects", type=int, default=3, help="most shapes per image, 1-4 (default 3)")
+    parser.add_argument("--stuff", action="store_true", help="stuff backgrounds with semantic annotations")
     parser.add_argument(
         "--caption_layout", default="captions", choices=tuple(CAPTION_LAYOUTS), help="caption file layout"
     )
@@ -313,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 image_size=args.image_size,
                 max_objects=args.max_objects,
                 caption_layout=args.caption_layout,
+                stuff=args.stuff,
             )
             print(f"wrote {getattr(args, split)} images to {root}")
 
