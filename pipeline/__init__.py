@@ -18,6 +18,7 @@ from .catalog import (
     list_models,
     load_captioner,
     load_segmenter,
+    load_stuff,
     register_model,
     registered_models,
 )
@@ -28,11 +29,12 @@ from .describe import describe_scene, ground_caption, locate_objects
 from .hub import ModelUnavailableError
 from .images import DEFAULT_MAX_PIXELS, load_image
 from .jsonform import decode_mask, encode_mask, from_json, to_json
-from .panoptic import fuse_panoptic, semantic_from_instances, with_threshold
+from .panoptic import add_stuff, fuse_panoptic, semantic_from_instances, with_threshold
 from .render import draw_instances, draw_panoptic, draw_semantic
 from .segmentation import SUBTASKS, SegmentationPipeline
 from .serve.cache import ModelCache
 from .stream import LiveStream
+from .stuff import StuffPipeline
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -45,6 +47,8 @@ __all__ = [
     "ModelUnavailableError",
     "Pipeline",
     "SegmentationPipeline",
+    "StuffPipeline",
+    "add_stuff",
     "availability",
     "best_available",
     "compare_captioners",
@@ -63,6 +67,7 @@ __all__ = [
     "load_image",
     "load_pipeline",
     "load_segmenter",
+    "load_stuff",
     "locate_objects",
     "register_model",
     "registered_models",

@@ -4,13 +4,15 @@ Captioners load with transformers from a hub id (``Salesforce/blip-image-caption
 ``save_pretrained`` directory, of any caption family (:mod:`pipeline.captioning`: BLIP, GIT, ViT-GPT2 and other
 ``VisionEncoderDecoderModel`` or ``AutoModelForImageTextToText`` models). Segmenters load from a torchvision
 weights enum (COCO weights, label names from ``weights.meta["categories"]``) or from a fine-tuned checkpoint
-directory (:mod:`pipeline.checkpoints`). Where the weights come from, and the fast failure when they are not here, is
+directory (:mod:`pipeline.checkpoints`). Stuff models (sky, grass, water, ...) are any transformers
+``AutoModelForSemanticSegmentation`` from a hub id or a local directory (:mod:`pipeline.stuff`); ``"none"`` means no
+stuff model. Where the weights come from, and the fast failure when they are not here, is
 :mod:`pipeline.hub`.
 
 Any name that is not in the catalog is taken as a local directory or, for captioners, a hub id: the library trusts
 its caller. A served app accepts only the names in its menus (:mod:`pipeline.serve.menus`). Operators add their own
 fine-tuned models with :func:`register_model` or the ``PIPELINE_FINETUNED_CAPTIONER`` and
-``PIPELINE_FINETUNED_SEGMENTER`` environment variables (registered as ``finetuned``).
+``PIPELINE_FINETUNED_SEGMENTER`` and ``PIPELINE_FINETUNED_STUFF`` environment variables (registered as ``finetuned``).
 """
 
 from __future__ import annotations
@@ -36,16 +38,25 @@ from .hub import (
     torchvision_checkpoint,
 )
 from .segmentation import SegmentationPipeline
-from .speed import SpeedProfile, apply_captioner_profile, apply_segmenter_profile
+from .speed import SpeedProfile, apply_captioner_profile, apply_segmenter_profile, get_profile
+from .stuff import StuffPipeline
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-KINDS = ("captioner", "segmenter")
+KINDS = ("captioner", "segmenter", "stuff")
+#: The kinds whose models a hub id names (segmenters load from torchvision or a checkpoint directory only).
+HUB_KINDS = ("captioner", "stuff")
+#: The stuff choice that turns stuff off: the views then hold the segmenter's things only.
+NO_STUFF = "none"
 #: Held while a model is built and its weights read: transformers 5 builds a model on the "meta" device through
 #: process-wide patches, so two models built at once in two threads get each other's meta tensors ("Tensor.item()
 #: cannot be called on meta tensors", or weights silently left random). One build at a time, whatever the thread.
 MODEL_BUILD_LOCK = threading.RLock()
 #: The models a server starts on when it is not told otherwise: the first of each kind that loads here.
-PREFERRED = {"captioner": ("blip-base", "shapes"), "segmenter": ("maskrcnn-v2", "shapes")}
+PREFERRED = {
+    "captioner": ("blip-base", "shapes"),
+    "segmenter": ("maskrcnn-v2", "shapes"),
+    "stuff": ("segformer-b0-ade", "shapes"),
+}
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,7 @@ class ModelSpec:
 
     Attributes:
         name: the catalog name shown in the UI and accepted by the API and CLI.
-        kind: ``"captioner"`` or ``"segmenter"``.
+        kind: ``"captioner"``, ``"segmenter"`` or ``"stuff"``.
         source: a hub id, a local directory, or ``torchvision:<builder>`` for torchvision's COCO weights.
         description: one line for people choosing: quality and speed.
     """
@@ -116,6 +127,20 @@ _BUILTIN = [
         str(WEIGHTS_DIR / "shapes-segmenter"),
         "small Mask R-CNN trained on the synthetic shapes data set: offline demo, finds circles, squares, triangles",
     ),
+    ModelSpec(
+        "segformer-b0-ade",
+        "stuff",
+        "nvidia/segformer-b0-finetuned-ade-512-512",
+        "SegFormer-b0 (ADE20K, 150 classes of which 52 are stuff: sky, grass, water, sea, sand, road, wall, ...; "
+        "3.7M parameters, 37.4 mIoU by its authors; NVIDIA's research licence): the stuff around the objects",
+    ),
+    ModelSpec(
+        "shapes",
+        "stuff",
+        str(WEIGHTS_DIR / "shapes-stuff"),
+        "tiny SegFormer trained on the shapes data set's stuff backgrounds: offline demo, finds sky, grass, water, "
+        "sand, wall",
+    ),
 ]
 _REGISTRY: dict[tuple[str, str], ModelSpec] = {(spec.kind, spec.name): spec for spec in _BUILTIN}
 
@@ -130,8 +155,8 @@ def register_model(name: str, kind: str, source: str, description: str = "") -> 
 
     Args:
         name (str): the catalog name.
-        kind (str): ``"captioner"`` or ``"segmenter"``.
-        source (str): hub id or local directory (captioners), local checkpoint directory (segmenters).
+        kind (str): ``"captioner"``, ``"segmenter"`` or ``"stuff"``.
+        source (str): hub id or local directory (captioners, stuff), local checkpoint directory (segmenters).
         description (str, default ""): one line for the UI.
     """
     _check_kind(kind)
@@ -168,6 +193,7 @@ def _register_from_environment() -> None:
     for kind, variable in (
         ("captioner", "PIPELINE_FINETUNED_CAPTIONER"),
         ("segmenter", "PIPELINE_FINETUNED_SEGMENTER"),
+        ("stuff", "PIPELINE_FINETUNED_STUFF"),
     ):
         if os.environ.get(variable):
             register_model("finetuned", kind, os.environ[variable], f"fine-tuned {kind} set by {variable}")
@@ -187,10 +213,10 @@ def get_spec(name_or_path: str, kind: str) -> ModelSpec:
     _check_kind(kind)
     if (kind, name_or_path) in _REGISTRY:
         return _REGISTRY[(kind, name_or_path)]
-    if Path(name_or_path).is_dir() or (kind == "captioner" and looks_like_hub_id(name_or_path)):
+    if Path(name_or_path).is_dir() or (kind in HUB_KINDS and looks_like_hub_id(name_or_path)):
         return ModelSpec(str(name_or_path), kind, str(name_or_path), f"{kind} from {name_or_path}")
     names = [spec.name for spec in list_models(kind)]
-    accepted = "a local directory or a hub id" if kind == "captioner" else "a local checkpoint directory"
+    accepted = "a local directory or a hub id" if kind in HUB_KINDS else "a local checkpoint directory"
     raise ValueError(f"unknown {kind} {name_or_path!r}: choose one of {names}, or give {accepted}")
 
 
@@ -201,6 +227,8 @@ def availability(name_or_path: str, kind: str) -> tuple[bool, str]:
         tuple ``(available, reason)``; ``reason`` is empty when available, and names no path of this machine (it is
         shown in the app's page).
     """
+    if kind == "stuff" and name_or_path == NO_STUFF:
+        return True, ""
     try:
         spec = get_spec(name_or_path, kind)
     except ValueError as error:
@@ -338,3 +366,61 @@ def _load_torchvision_segmenter(spec: ModelSpec, model_kwargs: dict) -> tuple[to
     weights = require_torchvision_weights(f"segmenter {spec.name!r}", builder)
     model = getattr(detection, builder)(weights=weights, weights_backbone=None, **model_kwargs)
     return model, list(weights.meta["categories"])
+
+
+# -- stuff models ------------------------------------------------------------------------------------------------
+
+
+def load_stuff(
+    name_or_path: str = "segformer-b0-ade",
+    *,
+    device: str = "auto",
+    profile: str | SpeedProfile = "full",
+    **kwargs: Any,
+) -> StuffPipeline:
+    """Load a stuff model (any transformers ``AutoModelForSemanticSegmentation``) by catalog name, directory or hub
+    id.
+
+    Args:
+        name_or_path (str, default "segformer-b0-ade"): see :func:`list_models` (``"stuff"``).
+        device (str, default "auto"): ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        profile (str | SpeedProfile, default "full"): accepted for symmetry with the other loaders; a semantic model
+            runs the same in both profiles (its input size is its processor's).
+        **kwargs: :class:`~pipeline.stuff.StuffPipeline` options (``batch_size``, ``max_pixels``).
+
+    Returns:
+        StuffPipeline
+
+    Raises:
+        ValueError: an unknown name, ``"none"``, or a model that names no stuff class.
+        ModelUnavailableError: the model is not on this machine and cannot be downloaded now.
+
+    >>> load_stuff("shapes", device="cpu").categories
+    ['grass', 'sand', 'sky', 'wall', 'water']
+    """
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+    get_profile(profile)  # a wrong name fails here as in the other loaders
+    if name_or_path == NO_STUFF:
+        raise ValueError(f"stuff model {NO_STUFF!r} means no stuff model: pass None instead of loading it")
+    spec = get_spec(name_or_path, "stuff")
+    label = f"stuff model {spec.name!r}"
+    local = Path(spec.source).is_dir()
+    if not local and Path(spec.source).is_absolute():
+        raise ModelUnavailableError(
+            f"{label}: its directory {spec.source} does not exist; train it with train/stuff.py (train/README.md), "
+            "or pass another stuff model",
+            public=f"{label} is not installed on this server; choose another stuff model or none",
+        )
+    options: dict[str, Any] = {} if local else {"local_files_only": prepare_hub_download(label, spec.source)}
+    try:
+        with MODEL_BUILD_LOCK:
+            # float32 whatever the weights are stored in (the shapes model is saved as float16, which CPUs run slowly)
+            model = AutoModelForSemanticSegmentation.from_pretrained(spec.source, dtype=torch.float32, **options)
+            processor = AutoImageProcessor.from_pretrained(spec.source, **options)
+    except OSError as error:
+        raise ModelUnavailableError(
+            f"{label} could not be loaded from {spec.source}: {error}",
+            public=f"{label} could not be loaded on this server; choose another stuff model or none",
+        ) from None
+    return StuffPipeline(model, processor, name=spec.name, device=device, **kwargs)

@@ -1,4 +1,5 @@
-"""Caption and segmentation of one image: the two pipelines run concurrently on one decoded image.
+"""Caption and segmentation of one image: the two pipelines run concurrently on one decoded image, and an optional
+stuff model (sky, grass, water, ...) fills the views around the things (:func:`pipeline.panoptic.add_stuff`).
 
 The one place where the two halves run together (:func:`run_halves`) and where the output contract is put together
 (:func:`build_result`): the library's :class:`ImageAnalysisPipeline`, the app's session (:mod:`pipeline.serve`)
@@ -19,6 +20,7 @@ from .captioning import CAPTION_OPTIONS, CaptionPipeline
 from .describe import DESCRIBE_OPTIONS, check_options, describe
 from .images import ImageInput, load_image
 from .options import by_name
+from .panoptic import add_stuff
 from .segmentation import SEGMENT_OPTIONS, SegmentationPipeline
 from .speed import SpeedProfile
 
@@ -32,6 +34,8 @@ class ImageAnalysisPipeline:
     Args:
         captioner (CaptionPipeline): the captioning half.
         segmenter (SegmentationPipeline): the segmentation half.
+        stuff (StuffPipeline | None, default None): a stuff model whose regions fill the views around the things
+            (run in the segmentation half, after the segmenter); None: things only.
         concurrent (bool, default True): run the two halves at the same time.
         max_pixels (int | None, default None): image intake limit, see :func:`pipeline.images.load_image`.
 
@@ -43,12 +47,14 @@ class ImageAnalysisPipeline:
     Returns (per image):
         dict with
         - ``"caption"``: str;
-        - ``"instances"``, ``"semantic"``, ``"panoptic"``: as :class:`SegmentationPipeline` returns them;
+        - ``"instances"``, ``"semantic"``, ``"panoptic"``: as :class:`SegmentationPipeline` returns them, the views
+          with the stuff regions too when a stuff model is given (segments with ``isthing`` False);
         - ``"description"``: str, the caption then what is where (:func:`pipeline.describe.describe_scene`);
         - ``"grounding"``: list of ``{"word", "start", "end", "label", "instances"}``, the caption's words that
           name a label (:func:`pipeline.describe.ground_caption`);
-        - ``"models"``: ``{"captioner": name, "segmenter": name}``;
-        - ``"timings_ms"``: ``{"caption", "segment", "total"}`` in milliseconds.
+        - ``"models"``: ``{"captioner": name, "segmenter": name, "stuff": name or None}``;
+        - ``"timings_ms"``: ``{"decode", "caption", "segment", "stuff", "total"}`` in milliseconds (``segment``
+          includes ``stuff``).
 
     >>> pipe = load_pipeline(captioner="shapes", segmenter="shapes", device="cpu")
     >>> result = pipe("space/examples/shapes.png")
@@ -64,11 +70,13 @@ class ImageAnalysisPipeline:
         captioner: CaptionPipeline,
         segmenter: SegmentationPipeline,
         *,
+        stuff: Any | None = None,
         concurrent: bool = True,
         max_pixels: int | None = None,
     ):
         self.captioner = captioner
         self.segmenter = segmenter
+        self.stuff = stuff
         self.concurrent = concurrent
         self.max_pixels = max_pixels
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="analysis") if concurrent else None
@@ -88,22 +96,29 @@ class ImageAnalysisPipeline:
         loaded = [load_image(image, max_pixels=self.max_pixels) for image in ([images] if single else images)]
         decode_ms = (time.perf_counter() - start) * 1000.0
         halves = run_halves(
-            loaded, self.captioner, self.segmenter, caption_kwargs, segment_kwargs, executor=self._executor
-        )
+            loaded, self.captioner, self.segmenter, caption_kwargs, segment_kwargs, executor=self._executor,
+            stuff=self.stuff,
+        )  # fmt: skip
         total_ms = (time.perf_counter() - start) * 1000.0
         share = len(loaded)  # a batch's time is shared evenly among its images
         timings = {
             "decode": decode_ms / share,
             "caption": halves.caption_ms / share,
             "segment": halves.segment_ms / share,
+            "stuff": halves.stuff_ms / share,
             "total": total_ms / share,
         }
-        models = {"captioner": self.captioner.name, "segmenter": self.segmenter.name}
+        models = {
+            "captioner": self.captioner.name,
+            "segmenter": self.segmenter.name,
+            "stuff": self.stuff.name if self.stuff is not None else None,
+        }
         labels = getattr(self.segmenter, "categories", None)  # what the segmenter could have found
+        stuff_labels = getattr(self.stuff, "categories", None)
         results = [
             build_result(
                 caption["caption"], segmentation, image.size, models=models, timings_ms=timings, labels=labels,
-                **describe_kwargs,
+                stuff_labels=stuff_labels, **describe_kwargs,
             )
             for caption, segmentation, image in zip(halves.captions, halves.segments, loaded)
         ]  # fmt: skip
@@ -117,12 +132,14 @@ class ImageAnalysisPipeline:
 
 @dataclass
 class Halves:
-    """What :func:`run_halves` returns: each half's outputs (None when it did not run) and milliseconds."""
+    """What :func:`run_halves` returns: each half's outputs (None when it did not run) and milliseconds
+    (``segment_ms`` includes ``stuff_ms``, the stuff model's share of the segmentation half)."""
 
     captions: list[dict[str, Any]] | None
     caption_ms: float
     segments: list[dict[str, Any]] | None
     segment_ms: float
+    stuff_ms: float = 0.0
 
 
 def run_halves(
@@ -133,11 +150,15 @@ def run_halves(
     segment_options: dict[str, Any] | None = None,
     *,
     executor: Executor | None = None,
+    stuff: Any | None = None,
 ) -> Halves:
     """Caption and segment the same decoded images: at the same time in ``executor``'s threads when one is given
     (PyTorch releases the GIL inside its kernels, so the two overlap), else one after the other. A half that is
     None does not run (a caller reusing an earlier caption or segmentation). The one place the two run together.
+    A ``stuff`` model runs in the segmentation half, after the segmenter, and its regions are fused into the views
+    (:func:`~pipeline.panoptic.add_stuff`); a segmentation without views (subtask ``"instance"``) skips it.
     """
+    stuff_ms = 0.0
 
     def timed(pipeline: Any, options: dict[str, Any] | None) -> tuple[Any, float]:
         if pipeline is None:
@@ -146,14 +167,24 @@ def run_halves(
         output = pipeline(images, **(options or {}))
         return output, (time.perf_counter() - tick) * 1000.0
 
+    def segment() -> tuple[Any, float]:
+        nonlocal stuff_ms
+        tick = time.perf_counter()
+        segments, _ = timed(segmenter, segment_options)
+        if segments is not None and stuff is not None and (segment_options or {}).get("subtask") != "instance":
+            stuff_tick = time.perf_counter()
+            segments = [add_stuff(result, regions) for result, regions in zip(segments, stuff(images))]
+            stuff_ms = (time.perf_counter() - stuff_tick) * 1000.0
+        return segments, (time.perf_counter() - tick) * 1000.0 if segmenter is not None else 0.0
+
     if executor is not None and captioner is not None and segmenter is not None:
         caption_job = executor.submit(timed, captioner, caption_options)
-        segment_job = executor.submit(timed, segmenter, segment_options)
+        segment_job = executor.submit(segment)
         (captions, caption_ms), (segments, segment_ms) = caption_job.result(), segment_job.result()
     else:
         captions, caption_ms = timed(captioner, caption_options)
-        segments, segment_ms = timed(segmenter, segment_options)
-    return Halves(captions, caption_ms, segments, segment_ms)
+        segments, segment_ms = segment()
+    return Halves(captions, caption_ms, segments, segment_ms, stuff_ms)
 
 
 def build_result(
@@ -164,6 +195,7 @@ def build_result(
     models: dict[str, str],
     timings_ms: dict[str, float],
     labels: Sequence[str] | None = None,
+    stuff_labels: Sequence[str] | None = None,
     **describe_options: Any,
 ) -> dict[str, Any]:
     """One image's output contract from its two halves: the one place it is put together.
@@ -175,13 +207,18 @@ def build_result(
         models (dict): ``{"captioner": name, "segmenter": name}``.
         timings_ms (dict): milliseconds by step.
         labels (Sequence[str] | None): what the segmenter could have found (for the grounding).
+        stuff_labels (Sequence[str] | None): what the stuff model could have found (its stuff words are grounded
+            too); None when no stuff model ran.
         **describe_options: ``detail``, ``max_objects`` (:func:`pipeline.describe.describe_scene`).
 
     Returns:
         dict: ``caption``, ``instances``, ``semantic``/``panoptic`` (those computed), ``description``,
         ``grounding``, ``models``, ``timings_ms``.
     """
-    words = describe(caption, segmentation["instances"], image_size, labels=labels, **describe_options)
+    words = describe(
+        caption, segmentation["instances"], image_size, labels=labels, panoptic=segmentation.get("panoptic"),
+        stuff_labels=stuff_labels, **describe_options,
+    )  # fmt: skip
     return {"caption": caption, **segmentation, **words, "models": dict(models), "timings_ms": dict(timings_ms)}
 
 
@@ -195,8 +232,9 @@ def load_pipeline(
     max_pixels: int | None = None,
     segmenter_model_kwargs: dict | None = None,
     profile: str | SpeedProfile = "full",
+    stuff: str | None = None,
 ) -> ImageAnalysisPipeline:
-    """Load a captioner and a segmenter from the catalog and combine them.
+    """Load a captioner and a segmenter (and optionally a stuff model) from the catalog and combine them.
 
     Args:
         captioner (str, default "blip-base"): catalog name, local directory or hub id.
@@ -208,6 +246,8 @@ def load_pipeline(
         segmenter_model_kwargs (dict | None, default None): Mask R-CNN inference settings (``min_size``, ...).
         profile (str | SpeedProfile, default "full"): ``"full"`` (outputs of the models' own settings) or ``"fast"``
             (faster on CPU at a small cost in quality), see :mod:`pipeline.speed` and space/benchmark/README.md.
+        stuff (str | None, default None): a stuff model (catalog name, directory or hub id: sky, grass, water, ...
+            around the objects, :func:`pipeline.catalog.load_stuff`); None or ``"none"``: things only.
 
     Returns:
         ImageAnalysisPipeline
@@ -215,8 +255,11 @@ def load_pipeline(
     >>> load_pipeline(captioner="shapes", segmenter="shapes", device="cpu").segmenter.name
     'shapes'
     """
-    from .catalog import load_captioner, load_segmenter
+    from .catalog import NO_STUFF, load_captioner, load_segmenter, load_stuff
 
+    stuff_model = None
+    if stuff is not None and stuff != NO_STUFF:
+        stuff_model = load_stuff(stuff, device=device, batch_size=batch_size, max_pixels=max_pixels, profile=profile)
     return ImageAnalysisPipeline(
         load_captioner(captioner, device=device, batch_size=batch_size, max_pixels=max_pixels, profile=profile),
         load_segmenter(
@@ -227,6 +270,7 @@ def load_pipeline(
             model_kwargs=segmenter_model_kwargs,
             profile=profile,
         ),
+        stuff=stuff_model,
         concurrent=concurrent,
         max_pixels=max_pixels,
     )

@@ -20,9 +20,16 @@ numbers as digits, no symbols). The rules, each a constant below:
   closing sentence (at most :data:`REST_LABELS` labels, the most numerous first, then "and 5 other objects"), so
   that a crowd does not turn into a minute of speech.
 
+*Stuff* (with a stuff model, the panoptic view's segments with ``isthing`` False) closes the long description:
+"Sky at the top, grass at the bottom." names the largest regions (at most :data:`STUFF_NAMED`, each covering at
+least :data:`STUFF_SHARE`, fewer when ``max_objects`` is smaller) in reading order, each where its centre of mass
+falls (:func:`locate_stuff`).
+
 **The grounded caption** (:func:`ground_caption`) finds the caption's words that name a label: the segmenter's own
 label names, the synonyms of :data:`SYNONYMS` (man, woman, child ... -> person; bike -> bicycle; ...) and the
-plural of each, a multi-word label ("hot dog", "teddy bear") matched as one word, the longest match first.
+plural of each, a multi-word label ("hot dog", "teddy bear") matched as one word, the longest match first. With a
+stuff model its labels count too, with :data:`STUFF_SYNONYMS` ("sea", "beach", "street" -> water, sand, road),
+linked to their panoptic segments.
 
 >>> box = {"label": "dog", "label_id": 18, "score": 0.9, "box": [10.0, 30.0, 40.0, 70.0], "area": 900}
 >>> describe_scene("a dog on the grass", [box], (160, 100))
@@ -37,6 +44,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from .captioning import caption_sentence
 from .options import Option, by_name
@@ -173,6 +182,22 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "hair drier": ("hair dryer", "hairdryer", "blow dryer"),
     "toothbrush": ("tooth brush",),
 }  # fmt: skip
+#: Caption words that name a stuff label (a stuff model's: ADE20K's, the shapes world's), by label; a label's own
+#: name wins over another's synonym (an ADE20K model has "sea" and "field" of its own).
+STUFF_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "water": ("sea", "ocean", "lake", "river", "waves"),
+    "sea": ("ocean", "waves"),
+    "sand": ("beach",),
+    "road": ("street",),
+    "grass": ("lawn", "field", "meadow"),
+    "sidewalk": ("pavement",),
+    "earth": ("ground", "dirt"),
+    "mountain": ("hills",),
+}  # fmt: skip
+#: The description names at most this many stuff regions, the largest, each covering at least :data:`STUFF_SHARE`.
+STUFF_NAMED = 3
+#: A stuff region smaller than this share of the picture is not named in the description.
+STUFF_SHARE = 0.05
 #: Labels that are also colours: "an orange cat" names no orange. Such a word is taken as the label only where
 #: no noun can follow it (the caption ends, punctuation, a preposition, a verb in -ing).
 COLOUR_LABELS = frozenset({"orange"})
@@ -334,6 +359,76 @@ def locate_objects(instances: Sequence[Mapping[str, Any]], image_size: Sequence[
     return [place for _, place in sorted(located, key=lambda pair: pair[0])]
 
 
+def _segment_map(panoptic: Mapping[str, Any]) -> np.ndarray:
+    segment_map = panoptic["map"]
+    if isinstance(segment_map, Mapping):  # the JSON form
+        from .jsonform import decode_map
+
+        segment_map = decode_map(segment_map)
+    return np.asarray(segment_map)
+
+
+def locate_stuff(panoptic: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Each stuff segment of a panoptic view (``isthing`` False) with where it lies, in reading order.
+
+    Args:
+        panoptic (dict | None): the contract's panoptic view (``map`` as an array or its JSON form, ``segments``);
+            None for none.
+
+    Returns:
+        list[dict]: one per stuff segment, top third first and left to right within a third (by centre of mass),
+        with ``"id"`` (the segment's), ``"label"``, ``"column"``, ``"row"``, ``"position"`` (e.g. ``"at the top"``)
+        and ``"share"`` (its area over the picture's).
+
+    >>> sky_map = np.array([[1, 1, 1], [0, 0, 0], [2, 2, 2]])
+    >>> segments = [{"id": 1, "label": "sky", "isthing": False}, {"id": 2, "label": "grass", "isthing": False}]
+    >>> [(place["label"], place["position"]) for place in locate_stuff({"map": sky_map, "segments": segments})]
+    [('sky', 'at the top'), ('grass', 'at the bottom')]
+    """
+    stuff = [segment for segment in (panoptic or {}).get("segments", []) if not segment.get("isthing", True)]
+    if not stuff:
+        return []
+    segment_map = _segment_map(panoptic)
+    height, width = segment_map.shape
+    flat = segment_map.ravel()
+    length = int(flat.max()) + 1
+    counts = np.bincount(flat, minlength=length)
+    rows = np.bincount(flat, weights=np.repeat(np.arange(height, dtype=np.float64), width), minlength=length)
+    cols = np.bincount(flat, weights=np.tile(np.arange(width, dtype=np.float64), height), minlength=length)
+    located = []
+    for segment in stuff:
+        index = int(segment["id"])
+        if index >= length or counts[index] == 0:
+            continue
+        center_x = cols[index] / counts[index] + 0.5  # pixel centres
+        center_y = rows[index] / counts[index] + 0.5
+        column, row = _third(center_x, width, COLUMNS), _third(center_y, height, ROWS)
+        place = {"id": index, "label": str(segment["label"]), "column": column, "row": row,
+                 "position": POSITIONS[column, row], "share": float(counts[index]) / flat.size}  # fmt: skip
+        located.append(((ROWS.index(row), center_x, center_y, index), place))
+    return [place for _, place in sorted(located, key=lambda pair: pair[0])]
+
+
+def stuff_sentence(places: Sequence[Mapping[str, Any]], max_regions: int | None = STUFF_NAMED) -> str:
+    """Where the main stuff regions are, as one sentence: "Sky at the top, grass at the bottom." ("" for none).
+
+    The largest regions of at least :data:`STUFF_SHARE` of the picture are named, at most ``max_regions`` (and
+    :data:`STUFF_NAMED`), in the reading order of ``places`` (:func:`locate_stuff`).
+
+    >>> stuff_sentence([{"label": "sky", "position": "at the top", "share": 0.4},
+    ...                 {"label": "grass", "position": "at the bottom", "share": 0.3}])
+    'Sky at the top, grass at the bottom.'
+    """
+    limit = STUFF_NAMED if max_regions is None else min(STUFF_NAMED, max_regions)
+    large = [place for place in places if place["share"] >= STUFF_SHARE]
+    kept = {id(place) for place in sorted(large, key=lambda place: -place["share"])[:limit]}
+    said = [f"{place['label']} {place['position']}" for place in large if id(place) in kept]
+    if not said:
+        return ""
+    text = ", ".join(said)
+    return text[0].upper() + text[1:] + "."
+
+
 def _join(items: Sequence[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``: how a list is said."""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" and {items[-1]}"
@@ -399,8 +494,10 @@ def describe_scene(
     detail: str = "long",
     max_objects: int | None = DEFAULT_MAX_OBJECTS,
     labels: Iterable[str] | None = None,
+    panoptic: Mapping[str, Any] | None = None,
 ) -> str:
-    """The scene in words for a screen reader: the caption, then what is where, how many and what is large.
+    """The scene in words for a screen reader: the caption, then what is where, how many and what is large, then
+    where the main stuff regions are.
 
     Args:
         caption (str): the caption as the captioner wrote it ("" for none).
@@ -418,6 +515,8 @@ def describe_scene(
             the short one). None names every object.
         labels (Iterable[str] | None, default None): the segmenter's label names, for the short form's test of
             what the caption names (see :func:`ground_caption`).
+        panoptic (dict | None, default None): the panoptic view; its stuff segments close the long form
+            (:func:`stuff_sentence`: "Sky at the top, grass at the bottom."). The short form leaves stuff out.
 
     Returns:
         str: sentences separated by single spaces; "No objects found." when there are none.
@@ -435,8 +534,11 @@ def describe_scene(
     named = [place for place in places if place["index"] in named_set]
     rest = [place for place in places if place["index"] not in named_set]
     sentences = [caption_sentence(caption)] if caption.strip() else []
+    stuff = stuff_sentence(locate_stuff(panoptic), max_objects) if detail == "long" and panoptic else ""
     if not instances:
-        return " ".join(sentences) if detail == "short" and sentences else " ".join([*sentences, "No objects found."])
+        if detail == "short" and sentences:
+            return " ".join(sentences)
+        return " ".join([*sentences, "No objects found.", *([stuff] if stuff else [])])
     if detail == "short":
         if not sentences or _counts_add_something(caption, instances, labels):
             items = _counts(named)
@@ -448,7 +550,7 @@ def describe_scene(
     sentences += [_group_sentence(label, members) for label, members in groups.items()]
     if rest:
         sentences.append(_rest_sentence(rest, set(groups)))
-    return " ".join(sentences)
+    return " ".join([*sentences, *([stuff] if stuff else [])])
 
 
 @lru_cache(maxsize=32)
@@ -466,7 +568,7 @@ def _vocabulary(labels: tuple[str, ...]) -> dict[tuple[str, ...], tuple[str, boo
 
     chosen = [label for label in dict.fromkeys(labels) if label.strip().lower() not in _SKIPPED_LABELS]
     for label in chosen:  # synonyms first, so that a label's own name wins over another label's synonym
-        for synonym in SYNONYMS.get(label.lower(), ()):
+        for synonym in SYNONYMS.get(label.lower(), STUFF_SYNONYMS.get(label.lower(), ())):
             add(synonym, label)
     for label in chosen:
         add(label, label)
@@ -541,7 +643,12 @@ def _counts_add_something(caption: str, instances: Sequence[Mapping[str, Any]], 
 
 
 def ground_caption(
-    caption: str, instances: Sequence[Mapping[str, Any]], labels: Iterable[str] | None = None
+    caption: str,
+    instances: Sequence[Mapping[str, Any]],
+    labels: Iterable[str] | None = None,
+    *,
+    panoptic: Mapping[str, Any] | None = None,
+    stuff_labels: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The caption's words that name an object, each with the instances of its label.
 
@@ -555,6 +662,11 @@ def ground_caption(
         instances (Sequence[dict]): the contract's instances; only ``label`` is read.
         labels (Iterable[str] | None, default None): the segmenter's label names (its ``categories``); the
             words it could have found. None: the 80 COCO labels. The instances' own labels are always added.
+        panoptic (dict | None, default None): the panoptic view, whose stuff segments (``isthing`` False) the
+            stuff words link to.
+        stuff_labels (Iterable[str] | None, default None): the stuff model's label names (its ``categories``): the
+            stuff words it could have found; None: no stuff words are looked for (no stuff model ran). The stuff
+            segments' own labels are always added.
 
     Returns:
         list[dict]: in caption order, one per word, with
@@ -562,7 +674,9 @@ def ground_caption(
         - ``"start"``, ``"end"``: int, character offsets into ``caption``;
         - ``"label"``: str, the label the word names;
         - ``"instances"``: list[int], the indices into ``instances`` of that label, empty when the segmenter found
-          none (a hint that the caption may be wrong).
+          none (a hint that the caption may be wrong);
+        - ``"segments"`` (stuff words only): list[int], the ids of the panoptic stuff segments of that label,
+          empty when the stuff model found none (the same hint); a stuff word's ``instances`` is empty.
 
     >>> found = [{"label": "bicycle"}, {"label": "person"}]
     >>> ground_caption("a man riding a bike", found)  # doctest: +NORMALIZE_WHITESPACE
@@ -570,20 +684,27 @@ def ground_caption(
      {'word': 'bike', 'start': 15, 'end': 19, 'label': 'bicycle', 'instances': [0]}]
     """
     names = _label_names(instances, labels)
-    return [
-        {
+    stuff_segments = [s for s in (panoptic or {}).get("segments", []) if not s.get("isthing", True)]
+    stuff_names: tuple[str, ...] = ()
+    if stuff_labels is not None or stuff_segments:
+        found = [str(segment["label"]) for segment in stuff_segments]
+        taken = {name.lower() for name in names}
+        stuff_names = tuple(n for n in dict.fromkeys([*(stuff_labels or ()), *found]) if n.lower() not in taken)
+    stuff_set = {name.lower() for name in stuff_names}
+    grounding = []
+    for mention in _mentions(caption, names + stuff_names):
+        label = mention["label"].lower()
+        entry = {
             "word": caption[mention["start"] : mention["end"]],
             "start": mention["start"],
             "end": mention["end"],
             "label": mention["label"],
-            "instances": [
-                index
-                for index, instance in enumerate(instances)
-                if str(instance["label"]).lower() == mention["label"].lower()
-            ],
+            "instances": [i for i, instance in enumerate(instances) if str(instance["label"]).lower() == label],
         }
-        for mention in _mentions(caption, names)
-    ]
+        if label in stuff_set:
+            entry["segments"] = [int(s["id"]) for s in stuff_segments if str(s["label"]).lower() == label]
+        grounding.append(entry)
+    return grounding
 
 
 def describe(
@@ -594,16 +715,20 @@ def describe(
     detail: str = "long",
     max_objects: int | None = DEFAULT_MAX_OBJECTS,
     labels: Iterable[str] | None = None,
+    panoptic: Mapping[str, Any] | None = None,
+    stuff_labels: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Both words of a result: ``{"description": describe_scene(...), "grounding": ground_caption(...)}``.
+    """Both words of a result: ``{"description": describe_scene(...), "grounding": ground_caption(...)}``; with a
+    ``panoptic`` view that holds stuff, and the stuff model's ``stuff_labels``, both say and link the stuff too.
 
     The pipeline calls this for every result; call it again after changing the instances (another threshold:
     :func:`pipeline.panoptic.with_threshold`), since grounding indices point into the instances list.
     """
     labels = list(labels) if labels is not None else None
+    stuff_labels = list(stuff_labels) if stuff_labels is not None else None
     return {
         "description": describe_scene(
-            caption, instances, image_size, detail=detail, max_objects=max_objects, labels=labels
+            caption, instances, image_size, detail=detail, max_objects=max_objects, labels=labels, panoptic=panoptic
         ),
-        "grounding": ground_caption(caption, instances, labels),
+        "grounding": ground_caption(caption, instances, labels, panoptic=panoptic, stuff_labels=stuff_labels),
     }

@@ -26,6 +26,9 @@ from .options import Option
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_OVERLAP_THRESHOLD = 0.5
 DEFAULT_STUFF_AREA_MIN = 64 * 64
+#: A stuff region is kept when its free part is at least this share of the picture, or :data:`DEFAULT_STUFF_AREA_MIN`
+#: pixels when that is less (panopticapi's 4096 px is about 1.3% of a COCO photo; 2% of a 128 px picture is 328 px).
+STUFF_SHARE_MIN = 0.02
 VIEWS = ("semantic", "panoptic")
 #: The score threshold: a segmenter's call option, and what a display re-threshold takes.
 THRESHOLD = Option("threshold", "float", DEFAULT_SCORE_THRESHOLD, "objects scoring below this are left out", low=0.0,
@@ -95,18 +98,56 @@ class ViewBuilder:
         )  # fmt: skip
         return True
 
-    def add_stuff(self, stuff_map: np.ndarray, names: Mapping[int, str], area_min: int) -> None:
-        """Fill what no instance took with stuff regions of at least ``area_min`` free pixels."""
+    def add_stuff(
+        self,
+        stuff_map: np.ndarray,
+        names: Mapping[int, str],
+        area_min: int,
+        scores: Mapping[int, float] | None = None,
+    ) -> None:
+        """Fill what no instance took with stuff regions of at least ``area_min`` free pixels: each region becomes
+        one panoptic segment (``isthing`` False, ``score`` the model's mean confidence from ``scores`` or None) and
+        paints its free pixels in the semantic map."""
+        scores = scores or {}
         for label_id in np.unique(stuff_map):
             if label_id == 0:
                 continue
+            label_id = int(label_id)
             region = stuff_map == label_id
-            if np.count_nonzero(region & (self.panoptic_map == 0)) >= area_min:
-                name = names.get(int(label_id), str(int(label_id)))
-                self._place((slice(None), slice(None)), region, int(label_id), name, None, isthing=False)
+            name = names.get(label_id, str(label_id))
+            if self.panoptic_map is not None:
+                if np.count_nonzero(region & (self.panoptic_map == 0)) < area_min:
+                    continue
+                everywhere = (slice(None), slice(None))
+                if not self._place(everywhere, region, label_id, name, scores.get(label_id), isthing=False):
+                    continue
+                region = self.panoptic_map == len(self.segments)
+            if self.semantic_map is not None:
+                fresh = region & (self.semantic_map == 0)
+                if self.panoptic_map is None and np.count_nonzero(fresh) < area_min:
+                    continue
+                self.semantic_map[fresh] = label_id
+                self.names[label_id] = name
+
+    @classmethod
+    def from_views(cls, views: Mapping[str, Any], **thresholds: float) -> ViewBuilder:
+        """A builder holding copies of a result's views (``semantic`` and/or ``panoptic``), to add stuff to."""
+        present = [view for view in VIEWS if view in views]
+        if not present:
+            raise ValueError(f"a result needs one of {VIEWS} to add stuff to, got {sorted(views)}")
+        height, width = np.asarray(views[present[0]]["map"]).shape
+        builder = cls(height, width, views=present, **thresholds)
+        if "semantic" in views:
+            builder.semantic_map = np.array(views["semantic"]["map"], dtype=np.int32)
+            builder.names = {int(k): v for k, v in views["semantic"]["labels"].items()}
+        if "panoptic" in views:
+            builder.panoptic_map = np.array(views["panoptic"]["map"], dtype=np.int32)
+            builder.segments = [dict(segment) for segment in views["panoptic"]["segments"]]
+        return builder
 
     def semantic(self) -> dict[str, Any]:
-        """``{"map": np.ndarray[H, W] int32, "labels": {id: name}}``, the labels of the ids present."""
+        """``{"map": np.ndarray[H, W] int32, "labels": {id: name}}``, the labels of the ids present (things and
+        stuff)."""
         present = sorted(int(v) for v in np.unique(self.semantic_map) if v != 0)
         return {"map": self.semantic_map, "labels": {label_id: self.names[label_id] for label_id in present}}
 
@@ -232,7 +273,9 @@ def with_threshold(
 
     The instances at or above ``threshold`` are kept, and the semantic map and the panoptic segments are rebuilt
     from them by :func:`views_from_instances`, what :class:`~pipeline.segmentation.SegmentationPipeline` itself runs,
-    so the views equal a fresh run's (tested). Other keys are carried over as they are.
+    so the views equal a fresh run's (tested). Stuff the views held (:func:`add_stuff`) is put back over the
+    pixels it had, after the kept things (a thing left out leaves its pixels unlabeled: the stuff model's answer
+    under it was not kept). Other keys are carried over as they are.
 
     Args:
         result (dict): one image's output with ``"instances"`` and at least one view (for the picture's size).
@@ -247,7 +290,10 @@ def with_threshold(
     views = views_from_instances(
         kept, _result_size(result), score_threshold=threshold, overlap_threshold=overlap_threshold
     )
-    return {**result, "instances": kept, **views}
+    stuff = stuff_of(result)
+    if stuff is not None:
+        views = add_stuff({"instances": kept, **views}, stuff, area_min=1)
+    return {**result, "instances": kept, **{view: views[view] for view in VIEWS}}
 
 
 def _result_size(result: Mapping[str, Any]) -> tuple[int, int]:
@@ -259,3 +305,72 @@ def _result_size(result: Mapping[str, Any]) -> tuple[int, int]:
         crop = crop_of(result["instances"][0]["mask"])
         return crop.width, crop.height
     raise ValueError("result has no instances and no map, so its image size is unknown")
+
+
+def stuff_area_min(height: int, width: int) -> int:
+    """The least free pixels a stuff region needs to be kept in a picture of this size (:data:`STUFF_SHARE_MIN`).
+
+    >>> stuff_area_min(128, 128), stuff_area_min(480, 640)
+    (328, 4096)
+    """
+    return min(DEFAULT_STUFF_AREA_MIN, max(1, int(np.ceil(STUFF_SHARE_MIN * height * width))))
+
+
+def add_stuff(result: Mapping[str, Any], stuff: Mapping[str, Any], *, area_min: int | None = None) -> dict[str, Any]:
+    """A segmenter's result with a stuff model's regions fused into its views, Panoptic-FPN style: the things
+    keep their pixels, and each stuff region fills the pixels still free when at least ``area_min`` of them are.
+
+    Args:
+        result (dict): the segmenter's output (``instances`` and the views it computed); not changed.
+        stuff (dict): :class:`~pipeline.stuff.StuffPipeline`'s ``{"map", "labels", "scores"}`` of the same picture.
+        area_min (int | None, default None): least free pixels of a kept region; None: :func:`stuff_area_min`.
+
+    Returns:
+        dict: a copy of ``result`` whose ``semantic`` map and ``panoptic`` segments also hold the stuff
+        (``isthing`` False, ``score`` the model's mean confidence over its region); a result without views (subtask
+        ``"instance"``) comes back as it is.
+
+    >>> things = views_from_instances([], (4, 2))
+    >>> sky = {"map": np.array([[1002] * 4, [0] * 4]), "labels": {1002: "sky"}, "scores": {1002: 0.9}}
+    >>> fused = add_stuff({"instances": [], **things}, sky, area_min=2)
+    >>> fused["panoptic"]["segments"], fused["semantic"]["labels"]
+    ([{'id': 1, 'label': 'sky', 'label_id': 1002, 'isthing': False, 'score': 0.9, 'area': 4}], {1002: 'sky'})
+    """
+    if not any(view in result for view in VIEWS):
+        return dict(result)
+    builder = ViewBuilder.from_views(result)
+    stuff_map = np.asarray(stuff["map"])
+    if stuff_map.shape != (builder.height, builder.width):
+        raise ValueError(f"stuff map is {list(stuff_map.shape)}, the views {[builder.height, builder.width]}")
+    if area_min is None:
+        area_min = stuff_area_min(builder.height, builder.width)
+    builder.add_stuff(stuff_map, stuff["labels"], area_min, stuff.get("scores"))
+    fused = dict(result)
+    if "semantic" in result:
+        fused["semantic"] = builder.semantic()
+    if "panoptic" in result:
+        fused["panoptic"] = builder.panoptic()
+    return fused
+
+
+def stuff_of(result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The stuff regions a result's views hold, as :func:`add_stuff` takes them (None when it holds none): the
+    panoptic view's stuff segments, else the semantic map's ids of :data:`~pipeline.stuff.STUFF_ID_OFFSET` and up."""
+    from .stuff import STUFF_ID_OFFSET
+
+    if "panoptic" in result:
+        segments = [segment for segment in result["panoptic"]["segments"] if not segment["isthing"]]
+        if not segments:
+            return None
+        segment_map = np.asarray(result["panoptic"]["map"])
+        stuff_map = np.zeros(segment_map.shape, dtype=np.int32)
+        for segment in segments:
+            stuff_map[segment_map == segment["id"]] = int(segment["label_id"])
+        labels = {int(s["label_id"]): s["label"] for s in segments}
+        return {"map": stuff_map, "labels": labels, "scores": {int(s["label_id"]): s["score"] for s in segments}}
+    if "semantic" in result:
+        semantic_map = np.asarray(result["semantic"]["map"])
+        stuff_map = np.where(semantic_map >= STUFF_ID_OFFSET, semantic_map, 0).astype(np.int32)
+        labels = {int(k): v for k, v in result["semantic"]["labels"].items() if int(k) >= STUFF_ID_OFFSET}
+        return {"map": stuff_map, "labels": labels, "scores": {}} if labels else None
+    return None

@@ -188,9 +188,11 @@ def install_wheel_of_checkout(directory: Path) -> Path:
 def serve(
     captioners: Sequence[str] = (TEST_CAPTIONER, "blip-base"),
     segmenters: Sequence[str] = (*TEST_SEGMENTERS, "maskrcnn-v2"),
+    stuff: Sequence[str] = (),
     **options: Any,
 ):
     """Build and launch the app on the test models on 127.0.0.1; returns ``(demo, url)``. Call ``demo.close()``.
+    ``stuff``: the stuff menu (besides "none"), its first the default; none by default.
 
     ``options`` go to :class:`pipeline.serve.service.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``), to
     ``app.build_demo`` (``default_threshold``) or to ``launch`` (``mcp_server``).
@@ -204,9 +206,11 @@ def serve(
     mcp_server = options.pop("mcp_server", False)
     service_options = {key: options.pop(key) for key in ("live_sessions", "max_pixels") if key in options}
     service = Service(
-        ModelCache(device="cpu"), ModelMenus(captioners, segmenters, allow_hub=allow_hub), **service_options
+        ModelCache(device="cpu"),
+        ModelMenus(captioners, segmenters, stuff=stuff, allow_hub=allow_hub),
+        **service_options,
     )
-    models = {"captioner": captioners[0], "segmenter": segmenters[0]}
+    models = {"captioner": captioners[0], "segmenter": segmenters[0], "stuff": stuff[0] if stuff else "none"}
     demo = app.build_demo(service, models, **{"default_threshold": 0.3, **options})
     launch = {**app.launch_options(), "mcp_server": mcp_server}
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch)
@@ -357,3 +361,29 @@ def check_model_card(directory: Path, kind: str, metrics: dict[str, float], *, s
     summary = card_summary(directory)
     assert summary.startswith("Fine-tuned from ") and f"on {dataset} ({steps} steps)" in summary
     assert "/" not in summary, f"a summary the app shows must hold no path: {summary!r}"
+
+
+#: A tiny stuff model's labels: ADE20K-like names, two of them things (which the stuff pipeline leaves out).
+TINY_STUFF_LABELS = ["wall", "person", "sky", "grass", "car"]
+#: SegFormer widths small enough to build and run in a fraction of a second.
+TINY_SEGFORMER = {"hidden_sizes": [8, 16, 24, 32], "num_attention_heads": [1, 1, 1, 1], "decoder_hidden_size": 16,
+                  "depths": [1, 1, 1, 1]}  # fmt: skip
+
+
+def save_tiny_segformer(
+    directory: str | Path, labels: Sequence[str] = TINY_STUFF_LABELS, *, seed: int = 0, favourite: int | None = None
+) -> str:
+    """A random-weight SegformerForSemanticSegmentation (64 px input) and its processor, saved with save_pretrained.
+
+    ``favourite``: a class index the classifier always picks (a large bias), so that every pixel gets that class.
+    """
+    from pipeline.builders import build_segformer
+
+    torch.manual_seed(seed)
+    model, processor = build_segformer(labels, image_size=64, **TINY_SEGFORMER)
+    if favourite is not None:
+        with torch.no_grad():
+            model.decode_head.classifier.bias[favourite] = 8.0
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)

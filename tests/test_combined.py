@@ -47,7 +47,7 @@ def test_contract_and_parts_equal_each_half(pipe):
     alone = pipe.segmenter(image, threshold=0.0)
     assert [obj["score"] for obj in result["instances"]] == [obj["score"] for obj in alone["instances"]]
     assert (result["panoptic"]["map"] == alone["panoptic"]["map"]).all()
-    assert result["models"] == {"captioner": pipe.captioner.name, "segmenter": pipe.segmenter.name}
+    assert result["models"] == {"captioner": pipe.captioner.name, "segmenter": pipe.segmenter.name, "stuff": None}
     json.dumps(to_json(result))
 
 
