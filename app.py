@@ -31,6 +31,7 @@ from typing import Any
 
 import gradio as gr
 
+from pipeline.catalog import NO_STUFF
 from pipeline.serve.config import build_service, parse_args, setup_notes
 from pipeline.serve.endpoints import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
 from pipeline.serve.intake import RequestError
@@ -96,7 +97,7 @@ def page_views(service: Service, analysis: Analysis | None, threshold, opacity, 
 
 
 @for_clients
-def analyze_ui(service, payload, captioner, segmenter, threshold, opacity, views, decoding, length, last):
+def analyze_ui(service, payload, captioner, segmenter, threshold, opacity, views, decoding, length, stuff, last):
     if payload is None:
         return (*page_views(service, None, threshold, opacity, views), None)
     analysis = service.photos.photo(
@@ -106,6 +107,7 @@ def analyze_ui(service, payload, captioner, segmenter, threshold, opacity, views
         caption_options=caption_options(decoding, length),
         threshold=threshold,
         last=last,
+        stuff=stuff,
     )
     return (*page_views(service, analysis, threshold, opacity, views), analysis)
 
@@ -172,8 +174,9 @@ def build_demo(
             gr.Markdown("**Note for the operator:** " + " ".join(notes), elem_id="setup-note")
         state = gr.State(None, time_to_live=1800)
         page = _photo_tab(
-            service, captioners, segmenters, default_captioner, default_segmenter, examples_dir, default_threshold
-        )
+            service, captioners, segmenters, default_captioner, default_segmenter, examples_dir, default_threshold,
+            stuff=models.get("stuff"),
+        )  # fmt: skip
         live = _live_tab()
         compare = _compare_tab(service, default_captioner)
         _wire_photo(service, page, state)
@@ -186,7 +189,7 @@ def build_demo(
             preprocess=False,
             concurrency_id="heavy",
         )
-        _api_endpoints(service, captioners, segmenters, default_captioner, default_segmenter)
+        _api_endpoints(service, captioners, segmenters, default_captioner, default_segmenter, models.get("stuff"))
     demo.queue(max_size=64, default_concurrency_limit=1)
     demo.service = service  # for start-up preloading and tests
     return demo
@@ -198,7 +201,7 @@ class _Parts(dict):
     __getattr__ = dict.__getitem__
 
 
-def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_dir, threshold) -> _Parts:
+def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_dir, threshold, stuff=None) -> _Parts:
     parts = _Parts()
     with gr.Tab("Photo", id="photo"), gr.Row(equal_height=False, elem_id="photo-row"):
         with gr.Column(scale=5, min_width=300):
@@ -239,10 +242,10 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
             parts["rate"] = gr.Slider(
                 0.5, 2, 1, step=0.05, label="Speech rate", elem_id="speech-rate", interactive=True
             )
-            for kind, chosen in (("captioner", captioner), ("segmenter", segmenter)):
-                parts[kind] = gr.Dropdown(
-                    service.photos.menu(kind), value=chosen, label=kind.capitalize(), elem_id=kind
-                )
+            kinds = (("captioner", captioner, "Captioner"), ("segmenter", segmenter, "Segmenter"),
+                     ("stuff", stuff or NO_STUFF, "Stuff (sky, grass, water, ...)"))  # fmt: skip
+            for kind, chosen, label in kinds:
+                parts[kind] = gr.Dropdown(service.photos.menu(kind), value=chosen, label=label, elem_id=kind)
                 parts[f"{kind}_note"] = gr.Markdown(service.photos.model_note(kind, chosen), elem_id=f"{kind}-note")
             with gr.Accordion("Settings", open=False, elem_id="settings"):
                 parts["threshold"] = gr.Slider(
@@ -370,7 +373,7 @@ def _compare_tab(service: Service, chosen: str | None) -> _Parts:
 
 
 def _wire_photo(service: Service, page: _Parts, state: gr.State) -> None:
-    settings = ("image", "captioner", "segmenter", "threshold", "opacity", "views", "decoding", "length")
+    settings = ("image", "captioner", "segmenter", "threshold", "opacity", "views", "decoding", "length", "stuff")
     inputs = [*(page[name] for name in settings), state]
     shown = ("caption", "grounded", "description", "objects", "objects_list", "annotated", "semantic", "panoptic")
     outputs = [page[name] for name in (*shown, "table", "timings", "json")]
@@ -388,22 +391,23 @@ def _wire_photo(service: Service, page: _Parts, state: gr.State) -> None:
         trigger(analyze, inputs, [*outputs, state], **run)
     timer = gr.Timer(2.0)
 
-    def refresh_notes(captioner, segmenter):
+    def refresh_notes(captioner, segmenter, stuff):
         return (
             service.photos.model_note("captioner", captioner),
             service.photos.model_note("segmenter", segmenter),
+            service.photos.model_note("stuff", stuff),
             gr.Timer(active=service.models.cache.loading()),
         )
 
     notes = {
         "fn": refresh_notes,
-        "inputs": [page.captioner, page.segmenter],
-        "outputs": [page.captioner_note, page.segmenter_note, timer],
+        "inputs": [page.captioner, page.segmenter, page.stuff],
+        "outputs": [page.captioner_note, page.segmenter_note, page.stuff_note, timer],
         "api_visibility": "private",
         "queue": False,
         "show_progress": "hidden",
     }
-    for kind in ("captioner", "segmenter"):
+    for kind in ("captioner", "segmenter", "stuff"):
         # The note says at once what was chosen, again when the analysis with it is done (it may have loaded it).
         page[kind].input(**notes).then(analyze, inputs, [*outputs, state], **run).then(**notes)
     for trigger in (page.threshold.release, page.opacity.release, page.views.input):
@@ -449,9 +453,9 @@ def _wire_live(service: Service, page: _Parts, live: _Parts, time_limit: int) ->
 #: the option bounds from the pipelines' declarations, are pipeline.serve.tools'.
 ENDPOINTS = [
     ("caption", ["image", "captioner"], ["text"]),
-    ("segment", ["image", "segmenter", "threshold", "subtask"], ["data"]),
-    ("analyze", ["image", "captioner", "segmenter", "options"], ["data", "picture"]),
-    ("describe", ["image", "captioner", "segmenter", "describe_options"], ["data"]),
+    ("segment", ["image", "segmenter", "threshold", "subtask", "stuff"], ["data"]),
+    ("analyze", ["image", "captioner", "segmenter", "options", "stuff"], ["data", "picture"]),
+    ("describe", ["image", "captioner", "segmenter", "describe_options", "stuff"], ["data"]),
     ("compare", ["image", "captioners", "compare_options"], ["data"]),
 ]
 
@@ -472,12 +476,12 @@ def tool_handler(service: Service, name: str, defaults: dict[str, str | None]) -
     """The endpoint's handler, named after it, with the docstring whose ``Args:`` gradio's MCP server reads."""
     method = getattr(service.endpoints, name)
     handler = for_clients(method)
-    menus = {kind: service.models.menus.names(kind) for kind in ("captioner", "segmenter")}
+    menus = {kind: service.models.menus.names(kind) for kind in ("captioner", "segmenter", "stuff")}
     handler.__doc__ = tool_docstring(name, list(inspect.signature(method).parameters), menus, defaults)
     return handler
 
 
-def _api_endpoints(service: Service, captioners, segmenters, captioner, segmenter) -> None:
+def _api_endpoints(service: Service, captioners, segmenters, captioner, segmenter, stuff=None) -> None:
     """Hidden inputs and outputs that give each endpoint its documented parameters, and the endpoints."""
     threshold, subtask = OPTIONS["threshold"], OPTIONS["subtask"]
     low, high = threshold.bounds(bounded=True)
@@ -486,6 +490,9 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
             "image": gr.Image(label="image", type="filepath"),
             "captioner": gr.Dropdown(captioners, value=captioner, label="captioner", allow_custom_value=True),
             "segmenter": gr.Dropdown(segmenters, value=segmenter, label="segmenter", allow_custom_value=True),
+            "stuff": gr.Dropdown(
+                service.models.menus.names("stuff"), value=stuff or NO_STUFF, label="stuff", allow_custom_value=True
+            ),
             "threshold": gr.Number(threshold.default, label="threshold", minimum=low, maximum=high),
             "subtask": gr.Dropdown(
                 [subtask.none_means, *subtask.choices], value=subtask.client_default, label="subtask"
@@ -500,7 +507,7 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
             "frame": gr.Image(label="annotated frame", type="filepath", format="jpeg"),  # a frame: quick to encode
         }
         buttons = [gr.Button(visible=False) for _ in range(len(ENDPOINTS) + 1)]
-    defaults = {"captioner": captioner, "segmenter": segmenter}
+    defaults = {"captioner": captioner, "segmenter": segmenter, "stuff": stuff or NO_STUFF}
     for button, (name, inputs, outputs) in zip(buttons, ENDPOINTS):
         button.click(
             tool_handler(service, name, defaults),
@@ -545,10 +552,12 @@ def launch_options(args: argparse.Namespace | None = None) -> dict[str, Any]:
 
 
 @gpu(duration=DEFAULT_DURATION)
-def run_on_gpu(captioner, segmenter, images, caption_options, segment_options):
+def run_on_gpu(captioner, segmenter, images, caption_options, segment_options, stuff=None):
     """ZeroGPU: the model run, inside ``spaces.GPU`` (a fork of the server with a GPU attached for this call; the
     models were placed on cuda at start-up, arguments and results are pickled across)."""
-    return demo.service.run_models(captioner, segmenter, images, caption_options, segment_options, concurrent=False)
+    return demo.service.run_models(
+        captioner, segmenter, images, caption_options, segment_options, concurrent=False, stuff=stuff
+    )
 
 
 # `python app.py --help` answers before any model is touched; imported (tests, `gradio app.py`, the
@@ -573,10 +582,11 @@ def main(argv: list[str] | None = None) -> None:
         _service.close()  # the page built at import is replaced: its threads stop
         _service, _defaults = build_service(args, runner=run_on_gpu if on_zerogpu() else None)
         demo = build_demo(_service, _defaults)
-    wanted = [(kind, _defaults[kind]) for kind in ("captioner", "segmenter") if _defaults.get(kind)]
+    kinds = ("captioner", "segmenter", "stuff")
+    wanted = [(kind, _defaults[kind]) for kind in kinds if _defaults.get(kind) not in (None, NO_STUFF)]
     if on_zerogpu():  # a model can only be placed on the GPU now: place every one that can be loaded, then serve
         menus = _service.models.menus
-        wanted += [(k, n) for k in ("captioner", "segmenter") for n in menus.names(k) if (k, n) not in wanted]
+        wanted += [(k, n) for k in kinds for n in menus.names(k) if (k, n) not in wanted and n != NO_STUFF]
         _service.models.cache.preload(wanted)
         demo.launch(**launch_options(args))
     elif args.no_preload:

@@ -43,8 +43,9 @@ def add_model_arguments(
             (:func:`pipeline.speed.default_profile` of ``--device``), resolved by the command.
 
     Returns:
-        argparse.ArgumentParser: the same parser (``--captioner``, ``--segmenter``, ``--device``, ``--profile``,
-        ``--threshold``, ``--max-new-tokens``, ``--num-beams``, ``--prompt``, ``--batch-size``, ``--max-pixels``).
+        argparse.ArgumentParser: the same parser (``--captioner``, ``--segmenter``, ``--stuff``, ``--device``,
+        ``--profile``, ``--threshold``, ``--max-new-tokens``, ``--num-beams``, ``--prompt``, ``--batch-size``,
+        ``--max-pixels``).
 
     >>> add_model_arguments(argparse.ArgumentParser()).parse_args([]).num_beams
     1
@@ -59,6 +60,13 @@ def add_model_arguments(
     )
     parser.add_argument(
         "--segmenter", default="maskrcnn-v2", help=f"{segmenters} or a checkpoint directory (default maskrcnn-v2)"
+    )
+    stuff = ", ".join(spec.name for spec in list_models("stuff"))
+    parser.add_argument(
+        "--stuff",
+        default="none",
+        help=f"stuff model for sky, grass, water, ... around the objects: {stuff}, a directory or a hub id, or "
+        "none (default none)",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
     default = "Default: fast on a CPU, full on a GPU, as the app" if profile is None else f"Default: {profile}"
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             max_pixels=args.max_pixels,
             profile=args.profile,
+            stuff=args.stuff,
         )
     except (ModelUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

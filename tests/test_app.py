@@ -72,7 +72,7 @@ def test_analyze_returns_the_output_contract_and_an_annotated_image(client, phot
     caption = load_captioner(app_models["captioner"], device="cpu")(image, max_new_tokens=8)["caption"]
     segments = load_segmenter(app_models["test-circles"], device="cpu")(image, threshold=0.3)
     assert result["caption"] == caption
-    assert result["models"] == {"captioner": TEST_CAPTIONER, "segmenter": "test-circles"}
+    assert result["models"] == {"captioner": TEST_CAPTIONER, "segmenter": "test-circles", "stuff": "none"}
     assert set(result["timings_ms"]) >= {"caption", "segment", "total"}
     assert [i["mask"] for i in result["instances"]] == [i["mask"] for i in to_json(segments)["instances"]]
     assert np.array_equal(from_json(result)["semantic"]["map"], segments["semantic"]["map"])

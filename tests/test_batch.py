@@ -77,7 +77,8 @@ def test_folder_run_writes_every_output(split, tmp_path):
         "instances": len(detections),
         "segments": summary["counts"]["segments"],
     }
-    assert summary["images_per_second"] > 0 and summary["models"] == {"captioner": "shapes", "segmenter": "shapes"}
+    assert summary["images_per_second"] > 0
+    assert summary["models"] == {"captioner": "shapes", "segmenter": "shapes", "stuff": "none"}
     assert summary["categories"] == [
         {"id": 1, "name": "circle"},
         {"id": 2, "name": "square"},

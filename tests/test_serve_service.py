@@ -96,7 +96,7 @@ def test_endpoints_give_what_the_models_give(service, models, tmp_path):
     direct = load_segmenter(models[SQUARES], device="cpu")(image, threshold=0.3)
     segments = service.endpoints.segment(payload, SQUARES, 0.3, "all")
     assert [obj["score"] for obj in segments["instances"]] == pytest.approx([o["score"] for o in direct["instances"]])
-    assert segments["models"] == {"segmenter": SQUARES} and "semantic" in segments
+    assert segments["models"] == {"segmenter": SQUARES, "stuff": "none"} and "semantic" in segments
     result, annotated = service.endpoints.analyze(
         payload, TEST_CAPTIONER, CIRCLES, {"threshold": 0.3, "max_new_tokens": 8, "repetition_penalty": 1.3}
     )

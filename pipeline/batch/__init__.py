@@ -49,6 +49,7 @@ def _model_settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
     return {
         "captioner": args.captioner,
         "segmenter": args.segmenter,
+        "stuff": args.stuff,
         "device": device,
         "batch_size": args.batch_size,
         "max_pixels": args.max_pixels,
@@ -146,6 +147,8 @@ def run_batch(args: argparse.Namespace) -> int:
     options = call_options(args)
     store = OutputStore(args.output, rank=state.process_index)
     run = {"captioner": args.captioner, "segmenter": args.segmenter, "profile": args.profile, "options": options}
+    if args.stuff != "none":  # a run without stuff matches the runs written before stuff models existed
+        run["stuff"] = args.stuff
     if state.is_main_process:
         store.prepare({**run, "categories": categories})
     state.wait_for_everyone()
@@ -169,7 +172,7 @@ def run_batch(args: argparse.Namespace) -> int:
             "elapsed_s": round(end - clock, 3),
             "analysis_s": round(analysing, 3),
             "images_per_second": round(len(todo) / analysing, 4) if todo and analysing > 0 else None,
-            "models": {"captioner": args.captioner, "segmenter": args.segmenter},
+            "models": {"captioner": args.captioner, "segmenter": args.segmenter, "stuff": args.stuff},
             "profile": args.profile,
             "options": options,
             "batch_size": args.batch_size,

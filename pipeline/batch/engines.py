@@ -39,6 +39,7 @@ def load_models(models: Mapping[str, Any]) -> Any:
         batch_size=models["batch_size"],
         max_pixels=models["max_pixels"],
         profile=models["profile"],
+        stuff=models.get("stuff"),
     )
 
 

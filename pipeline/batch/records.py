@@ -51,8 +51,10 @@ def result_record(
         tuple ``(record, png_bytes)``.
     """
 
-    def category(label: str, label_id: int) -> int | None:
-        return int(label_id) if category_of is None else category_of.get(label)
+    def category(label: str, label_id: int, isthing: bool = True) -> int | None:
+        if category_of is None or (not isthing and label not in category_of):
+            return int(label_id)  # stuff keeps its own id (1000 and up) unless the table names it
+        return category_of.get(label)
 
     instances = []
     for instance in to_json({"instances": result["instances"]})["instances"]:
@@ -72,7 +74,7 @@ def result_record(
     height, width = panoptic_map.shape
     segments, kept = [], np.zeros(panoptic_map.shape, dtype=bool)
     for segment in result["panoptic"]["segments"]:
-        category_id = category(segment["label"], segment["label_id"])
+        category_id = category(segment["label"], segment["label_id"], bool(segment.get("isthing", True)))
         if category_id is None:
             continue
         pixels = panoptic_map == segment["id"]
@@ -85,6 +87,7 @@ def result_record(
                 "category_id": category_id,
                 "label": segment["label"],
                 "score": segment["score"],
+                "isthing": bool(segment.get("isthing", True)),
                 "area": int(pixels.sum()),
                 "bbox": box,
                 "iscrowd": 0,

@@ -7,7 +7,8 @@ Layout of ``DIR``::
     panoptic/*.png      one COCO panoptic PNG per image (written before the part that names it)
     captions.jsonl      merged: one line per image (file, image_id, caption, objects, description, timings)
     instances.json      merged: COCO results format (image_id, category_id, segmentation RLE, bbox, score)
-    panoptic.json       merged: COCO panoptic format (images, annotations with segments_info, categories)
+    panoptic.json       merged: COCO panoptic format (images, annotations with segments_info, categories: the
+                        things with isthing 1, a stuff model's regions with isthing 0)
     errors.jsonl        merged: images that could not be read, with the reason
     summary.json        counts, images/s, models, profile, machine, categories
 
@@ -31,7 +32,7 @@ from typing import IO, Any
 #: The merged outputs, in DIR.
 OUTPUTS = ("captions.jsonl", "instances.json", "panoptic.json", "errors.jsonl", "summary.json")
 #: What a rerun into the same DIR must repeat exactly (other settings, such as the batch size, may change).
-RUN_KEYS = ("captioner", "segmenter", "profile", "options", "categories")
+RUN_KEYS = ("captioner", "segmenter", "stuff", "profile", "options", "categories")
 
 
 @contextlib.contextmanager
@@ -152,6 +153,7 @@ class OutputStore:
         """
         counts = {"images": 0, "errors": 0, "instances": 0, "segments": 0}
         found: dict[int, str] = {}
+        stuff: dict[int, str] = {}  # the stuff categories the segments use (isthing 0 in panoptic.json)
         panoptic_images = []
         with (
             atomic_file(self.directory / "captions.jsonl") as captions,
@@ -178,6 +180,9 @@ class OutputStore:
                     instances.write(json.dumps({key: detection[key] for key in keep}))
                     counts["instances"] += 1
                 counts["segments"] += len(record["segments"])
+                for segment in record["segments"]:
+                    if not segment.get("isthing", True):
+                        stuff.setdefault(segment["category_id"], segment["label"])
                 annotation = {
                     "image_id": record["image_id"],
                     "file_name": record["panoptic_png"],
@@ -193,7 +198,13 @@ class OutputStore:
             )
             images = json.dumps(panoptic_images)
             things = [{"id": c["id"], "name": c["name"], "isthing": 1, "supercategory": ""} for c in used]
-            panoptic.write(f'\n], "images": {images}, "categories": {json.dumps(things)}}}\n')
+            thing_ids = {c["id"] for c in used}
+            kinds = things + [
+                {"id": i, "name": n, "isthing": 0, "supercategory": "stuff"}
+                for i, n in sorted(stuff.items())
+                if i not in thing_ids
+            ]
+            panoptic.write(f'\n], "images": {images}, "categories": {json.dumps(kinds)}}}\n')
         full = {**summary, "counts": counts, "categories": used, "outputs": list(OUTPUTS)}
         with atomic_file(self.directory / "summary.json") as handle:
             json.dump(full, handle, indent=1)

@@ -10,7 +10,7 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 
-from ..catalog import availability, best_available, list_models, load_captioner, load_segmenter
+from ..catalog import NO_STUFF, availability, best_available, list_models, load_captioner, load_segmenter, load_stuff
 from ..env import env_flag, env_int
 from ..speed import PROFILES, default_profile
 from .cache import ModelCache
@@ -27,6 +27,8 @@ FLAGS = [
      "blip-base when it is on this machine, else shapes); a directory is offered under its folder name"),
     ("--segmenter", "APP_SEGMENTER", str, None, "default segmenter: a catalog name or checkpoint directory "
      "(default maskrcnn-v2 when it is on this machine, else shapes)"),
+    ("--stuff", "APP_STUFF", str, None, "default stuff model (sky, grass, water, ... around the objects): a catalog "
+     "name, directory or hub id, or none (default segformer-b0-ade when it is on this machine, else shapes)"),
     ("--device", "APP_DEVICE", str, default_device(), "cpu, cuda or auto (cuda on ZeroGPU)"),
     ("--profile", "APP_PROFILE", str, None, f"speed profile of the photo models, one of {sorted(PROFILES)} "
      "(default fast on CPU, full on a GPU or ZeroGPU)"),
@@ -71,11 +73,13 @@ def build_service(args: argparse.Namespace, *, runner: Callable | None = None) -
     gets a name of its own, never shown as a path)."""
     chosen: dict[str, str | None] = {}
     menus = {}
-    for kind, asked in (("captioner", args.captioner), ("segmenter", args.segmenter)):
+    for kind, asked in (("captioner", args.captioner), ("segmenter", args.segmenter), ("stuff", args.stuff)):
         names = [spec.name for spec in list_models(kind)]
         named = operator_model(kind, asked) if asked else None
         menus[kind] = [named, *names] if named and named not in names else names
         chosen[kind] = best_available(kind, menus[kind], named)
+        if kind == "stuff" and not availability(chosen[kind] or NO_STUFF, kind)[0]:
+            chosen[kind] = NO_STUFF  # no stuff model loads here: the views hold the objects only
         if named and chosen[kind] != named:
             chosen[f"asked_{kind}"] = named
     cache = ModelCache(
@@ -84,11 +88,12 @@ def build_service(args: argparse.Namespace, *, runner: Callable | None = None) -
         loaders={
             "captioner": functools.partial(load_captioner, profile=args.profile),
             "segmenter": functools.partial(load_segmenter, profile=args.profile),
+            "stuff": functools.partial(load_stuff, profile=args.profile),
         },
     )
     service = Service(
         cache,
-        ModelMenus(menus["captioner"], menus["segmenter"], allow_hub=args.allow_hub_models),
+        ModelMenus(menus["captioner"], menus["segmenter"], stuff=menus["stuff"], allow_hub=args.allow_hub_models),
         live_sessions=args.live_sessions,
         runner=runner,
     )
@@ -100,7 +105,7 @@ def setup_notes(chosen: dict[str, str]) -> list[str]:
     notes = [
         f"the {kind} `{chosen[f'asked_{kind}']}` that was asked for cannot be loaded here "
         f"({availability(chosen[f'asked_{kind}'], kind)[1]}); `{chosen[kind]}` is used instead."
-        for kind in ("captioner", "segmenter")
+        for kind in ("captioner", "segmenter", "stuff")
         if f"asked_{kind}" in chosen
     ]
     return notes + [

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from ..captioning import CAPTION_OPTIONS
+from ..catalog import NO_STUFF
 from ..combined import build_result
 from ..compare import compare_captioners
 from ..describe import DESCRIBE_OPTIONS as DESCRIPTION_OPTIONS
@@ -51,58 +52,75 @@ class Endpoints:
         picture = self.models.image(image)
         return self.models.run(captioner, None, picture, {}, None).captions[0]["caption"]
 
-    def segment(self, image: Any, segmenter: Any, threshold: Any, subtask: Any) -> dict[str, Any]:
-        """``/segment``: the JSON form of one image's instances and views."""
+    def segment(self, image: Any, segmenter: Any, threshold: Any, subtask: Any, stuff: Any = None) -> dict[str, Any]:
+        """``/segment``: the JSON form of one image's instances and views (with the stuff model's regions, unless
+        ``stuff`` is None or "none")."""
         segmenter = self.models.menus.check("segmenter", segmenter)
+        stuff = self._stuff(stuff)
         options = checked_options({"threshold": threshold, "subtask": subtask or "all"}, ("threshold", "subtask"))
         picture = self.models.image(image)
-        segments = self.models.run(None, segmenter, picture, None, {**options, "mask_format": "rle"}).segments[0]
-        return {**to_json(segments), "models": {"segmenter": segmenter}}
+        segment_options = {**options, "mask_format": "rle"}
+        segments = self.models.run(None, segmenter, picture, None, segment_options, stuff=stuff).segments[0]
+        return {**to_json(segments), "models": {"segmenter": segmenter, "stuff": stuff}}
 
-    def analyze(self, image: Any, captioner: Any, segmenter: Any, options: Any) -> tuple[dict[str, Any], str]:
+    def _stuff(self, stuff: Any) -> str:
+        """The client's stuff model: a menu name ("none" included); None (not sent) is "none"."""
+        return self.models.menus.check("stuff", NO_STUFF if stuff is None else stuff)
+
+    def analyze(
+        self, image: Any, captioner: Any, segmenter: Any, options: Any, stuff: Any = None
+    ) -> tuple[dict[str, Any], str]:
         """``/analyze``: the output contract as JSON (the photo's own size), and the path of the annotated picture
         (a display copy, its longer side at most :data:`DISPLAY_SIDE`)."""
         menus = self.models.menus
         captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
+        stuff = self._stuff(stuff)
         settings = checked_options(options, ANALYZE_OPTIONS)
         start = time.perf_counter()
         picture = self.models.image(image)
         caption_options = _declared_by(CAPTION_OPTIONS, settings)
         segment_options = {**_declared_by(SEGMENT_OPTIONS, settings), "mask_format": "rle"}
-        halves = self.models.run(captioner, segmenter, picture, caption_options, segment_options)
-        timings = {"caption": halves.caption_ms, "segment": halves.segment_ms}
+        halves = self.models.run(captioner, segmenter, picture, caption_options, segment_options, stuff=stuff)
+        timings = {"caption": halves.caption_ms, "segment": halves.segment_ms, "stuff": halves.stuff_ms}
         result = build_result(
             halves.captions[0]["caption"], halves.segments[0], picture.size,
-            models={"captioner": captioner, "segmenter": segmenter},
+            models={"captioner": captioner, "segmenter": segmenter, "stuff": stuff},
             timings_ms={**timings, "total": (time.perf_counter() - start) * 1000.0},
-            labels=self.models.labels(segmenter), **_declared_by(DESCRIPTION_OPTIONS, settings),
+            labels=self.models.labels(segmenter), stuff_labels=self.models.stuff_labels(stuff),
+            **_declared_by(DESCRIPTION_OPTIONS, settings),
         )  # fmt: skip
         picture = draw_instances(scale_to_fit(picture, DISPLAY_SIDE), result["instances"], opacity=settings["opacity"])
         return to_json(result), self.files.image(picture, "annotated", "png")
 
-    def describe(self, image: Any, captioner: Any, segmenter: Any, options: Any) -> dict[str, Any]:
-        """``/describe``: what an alt-text tool wants: the alt text, the description, the grounding, the objects."""
+    def describe(self, image: Any, captioner: Any, segmenter: Any, options: Any, stuff: Any = None) -> dict[str, Any]:
+        """``/describe``: what an alt-text tool wants: the alt text, the description, the grounding, the objects
+        (and, with a stuff model, where the main stuff regions are)."""
         menus = self.models.menus
         captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
+        stuff = self._stuff(stuff)
         settings = checked_options(options, DESCRIBE_OPTIONS)
         picture = self.models.image(image)
-        segment_options = {"threshold": settings["threshold"], "subtask": "instance", "mask_format": "rle"}
-        halves = self.models.run(captioner, segmenter, picture, {}, segment_options)
+        subtask = "panoptic" if stuff != NO_STUFF else "instance"  # stuff's places are read from the panoptic view
+        segment_options = {"threshold": settings["threshold"], "subtask": subtask, "mask_format": "rle"}
+        halves = self.models.run(captioner, segmenter, picture, {}, segment_options, stuff=stuff)
         instances = halves.segments[0]["instances"]
-        labels = self.models.labels(segmenter)
+        words = {
+            "labels": self.models.labels(segmenter),
+            "panoptic": halves.segments[0].get("panoptic"),
+            "stuff_labels": self.models.stuff_labels(stuff),
+        }
         caption = halves.captions[0]["caption"]
-        short = describe_words(caption, instances, picture.size, labels=labels, detail="short")
+        short = describe_words(caption, instances, picture.size, detail="short", **words)
         long = describe_words(
-            caption, instances, picture.size, labels=labels, detail=settings["detail"],
-            max_objects=settings["max_objects"],
-        )  # fmt: skip
+            caption, instances, picture.size, detail=settings["detail"], max_objects=settings["max_objects"], **words
+        )
         return {
             "alt_text": short["description"],
             "description": long["description"],
             "caption": caption,
             "grounding": long["grounding"],
             "objects": locate_objects(instances, picture.size),
-            "models": {"captioner": captioner, "segmenter": segmenter},
+            "models": {"captioner": captioner, "segmenter": segmenter, "stuff": stuff},
         }
 
     def compare(self, image: Any, captioners: Any, options: Any) -> list[dict[str, Any]]:

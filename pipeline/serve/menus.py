@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..catalog import KINDS, get_spec, list_models, looks_like_hub_id, register_model
+from ..catalog import KINDS, NO_STUFF, get_spec, list_models, looks_like_hub_id, register_model
 from .intake import RequestError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -23,13 +23,15 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-
 def operator_model(kind: str, name_or_source: str) -> str:
     """The menu name of a model the operator configured at start (``--captioner``, ``APP_SEGMENTER``, ...).
 
-    A catalog name stays as it is, and a hub id is its own name. A directory is registered in the catalog under its
-    folder name (``runs/blip-flickr8k`` -> ``blip-flickr8k``, a number added on a clash), so that the menus, the
-    page and the API never show where it lies on the server.
+    A catalog name (``"none"`` for stuff too) stays as it is, and a hub id is its own name. A directory is
+    registered in the catalog under its folder name (``runs/blip-flickr8k`` -> ``blip-flickr8k``, a number added on
+    a clash), so that the menus, the page and the API never show where it lies on the server.
 
     Raises:
         ValueError: neither a catalog name, nor a directory, nor (captioners) a hub id.
     """
+    if kind == "stuff" and name_or_source == NO_STUFF:
+        return NO_STUFF
     spec = get_spec(name_or_source, kind)  # an unknown name is the operator's mistake: fail at start-up
     if spec.name in {entry.name for entry in list_models(kind)} or not Path(spec.source).is_dir():
         return spec.name
@@ -48,12 +50,25 @@ class ModelMenus:
 
     Args:
         captioners, segmenters (Sequence[str]): the menu names (catalog names; see :func:`operator_model`).
+        stuff (Sequence[str], default ()): the stuff models' menu names; ``"none"`` (no stuff model) is always
+            offered, first.
         allow_hub (bool, default False): also accept any Hugging Face hub id as a captioner (the server then
             downloads what a client names: only for a server whose operator wants that, never on a public Space).
     """
 
-    def __init__(self, captioners: Sequence[str], segmenters: Sequence[str], *, allow_hub: bool = False):
-        self._names = {"captioner": list(dict.fromkeys(captioners)), "segmenter": list(dict.fromkeys(segmenters))}
+    def __init__(
+        self,
+        captioners: Sequence[str],
+        segmenters: Sequence[str],
+        *,
+        stuff: Sequence[str] = (),
+        allow_hub: bool = False,
+    ):
+        self._names = {
+            "captioner": list(dict.fromkeys(captioners)),
+            "segmenter": list(dict.fromkeys(segmenters)),
+            "stuff": list(dict.fromkeys([NO_STUFF, *stuff])),  # "none" is always a choice: things only
+        }
         self.allow_hub = allow_hub
 
     def names(self, kind: str) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..catalog import NO_STUFF
 from ..combined import Halves, run_halves
 from ..kernels import limit_intraop_threads
 from .cache import ModelCache, public_message
@@ -31,8 +32,9 @@ class ModelRunner:
         menus (ModelMenus): what clients may choose.
         live_sessions (int, default 2): webcam streams served at once (threads for their segmentation).
         runner (Callable | None, default None): runs a photo's models elsewhere (ZeroGPU: a ``spaces.GPU``
-            function), called as ``runner(captioner, segmenter, images, caption_options, segment_options)`` and
-            returning :meth:`run_models`' :class:`~pipeline.combined.Halves`; None runs here, in the photo threads.
+            function), called as ``runner(captioner, segmenter, images, caption_options, segment_options,
+            stuff=stuff)`` (``stuff`` only when one is asked for) and returning :meth:`run_models`'
+            :class:`~pipeline.combined.Halves`; None runs here, in the photo threads.
         max_pixels (int | None, default None): the image pixel limit; None reads ``PIPELINE_MAX_PIXELS``.
     """
 
@@ -77,6 +79,12 @@ class ModelRunner:
         """The segmenter's category names (what its grounding looks for)."""
         return getattr(self.cache.get("segmenter", segmenter), "categories", None)
 
+    def stuff_labels(self, stuff: str | None) -> list[str] | None:
+        """The stuff model's class names (what the grounding looks for besides the objects); None for no model."""
+        if not stuff or stuff == NO_STUFF:
+            return None
+        return getattr(self.cache.get("stuff", stuff), "categories", None)
+
     def image(self, payload: Any) -> Image.Image:
         """The client's image, within this server's limits (:func:`~pipeline.serve.intake.image_from_payload`)."""
         return image_from_payload(payload, max_pixels=self.max_pixels)
@@ -90,13 +98,18 @@ class ModelRunner:
         segment_options: dict[str, Any] | None = None,
         *,
         concurrent: bool = True,
+        stuff: str | None = None,
     ) -> Halves:
         """Run the named (already checked) models on decoded images, both at once unless ``concurrent`` is False
-        (a ZeroGPU worker is a fork of the server, without its threads); a None model is skipped."""
+        (a ZeroGPU worker is a fork of the server, without its threads); a None model is skipped, and the stuff
+        model (None or ``"none"``: none) runs with the segmenter."""
         captioning = self.cache.get("captioner", captioner) if captioner else None
         segmenting = self.cache.get("segmenter", segmenter) if segmenter else None
+        regions = self.cache.get("stuff", stuff) if stuff and stuff != NO_STUFF and segmenter else None
         executor = self.photo_threads if concurrent else None
-        return run_halves(images, captioning, segmenting, caption_options, segment_options, executor=executor)
+        return run_halves(
+            images, captioning, segmenting, caption_options, segment_options, executor=executor, stuff=regions
+        )
 
     def run(
         self,
@@ -105,20 +118,24 @@ class ModelRunner:
         image: Image.Image,
         caption_options: dict[str, Any] | None,
         segment_options: dict[str, Any] | None,
+        stuff: str | None = None,
     ) -> Halves:
         """One photo's run, in the photo threads (or the ``runner``); a model or option failure is a
-        :class:`RequestError` and the server keeps serving."""
-        for kind, name in (("captioner", captioner), ("segmenter", segmenter)):
+        :class:`RequestError` and the server keeps serving. ``stuff`` (a checked menu name; None or ``"none"``: no
+        stuff model) fills the segmentation's views around the things."""
+        stuff = stuff if stuff and stuff != NO_STUFF and segmenter else None
+        for kind, name in (("captioner", captioner), ("segmenter", segmenter), ("stuff", stuff)):
             if name:
                 self.model(kind, name)  # load (or fail with a message) before any GPU time is asked for
+        extra = {"stuff": stuff} if stuff else {}  # a runner written before stuff existed still works without it
         try:
             if self.runner is not None:
-                return self.runner(captioner, segmenter, [image], caption_options, segment_options)
+                return self.runner(captioner, segmenter, [image], caption_options, segment_options, **extra)
             if captioner and segmenter:
-                return self.run_models(captioner, segmenter, [image], caption_options, segment_options)
+                return self.run_models(captioner, segmenter, [image], caption_options, segment_options, **extra)
             # One half: still in a photo thread, at the photo priority.
             return self.photo_threads.submit(
-                self.run_models, captioner, segmenter, [image], caption_options, segment_options
+                self.run_models, captioner, segmenter, [image], caption_options, segment_options, **extra
             ).result()
         except (ValueError, TypeError) as error:  # an option a model refuses (e.g. a prompt it takes none of)
             raise RequestError(str(error)) from None

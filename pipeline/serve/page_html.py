@@ -79,7 +79,8 @@ def grounded_caption_html(
     Args:
         caption (str): the caption exactly as the grounding's offsets index it.
         grounding (Sequence[dict]): :func:`pipeline.describe.ground_caption`'s words (``word``, ``start``, ``end``,
-            ``label``, ``instances``), in caption order.
+            ``label``, ``instances``, and ``segments`` for a stuff word), in caption order. A stuff word found as a
+            region is marked ``grounded-stuff``; one not found gets the same hint as an object word.
         instances (Sequence[dict]): the instances the grounding indexes; only ``box`` is read.
         image_size (tuple[int, int]): ``(width, height)`` of the picture the boxes are in, in pixels.
 
@@ -97,7 +98,12 @@ def grounded_caption_html(
             raise ValueError(f"grounding offsets must be in order inside the caption, got {start}..{end}")
         pieces.append(html.escape(caption[position:start]))
         word, found = html.escape(caption[start:end]), list(mention["instances"])
-        if found:
+        regions = list(mention.get("segments", []))  # a stuff word (sky, grass, ...): the stuff model's regions
+        if regions and not found:
+            label = str(mention["label"])
+            named = word if word.lower() == label.lower() else f"{word} ({html.escape(label)})"
+            pieces.append(f'<span class="grounded-stuff" aria-label="{named}: found around the objects">{word}</span>')
+        elif found:
             label = str(mention["label"])
             named = word if word.lower() == label.lower() else f"{word} ({html.escape(label)})"
             boxes = _boxes_attribute(instances, found, image_size)

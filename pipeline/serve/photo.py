@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..catalog import availability, get_spec
+from ..catalog import NO_STUFF, availability, get_spec
 from ..combined import build_result
 from ..jsonform import to_json
 from ..model_card import card_summary
@@ -33,6 +33,8 @@ from .page_html import EMPTY_CAPTION, EMPTY_OBJECTS, grounded_caption_html, obje
 #: The page runs the segmenter at no more than this threshold and filters for display, so that raising the slider
 #: (and lowering it down to here) redraws without running the model again.
 RUN_THRESHOLD_FLOOR = 0.3
+#: What the stuff menu's "none" means.
+NO_STUFF_TEXT = "no stuff model: the views hold the objects only (no sky, grass, water, ...)"
 
 
 def image_digest(image: Image.Image) -> str:
@@ -52,6 +54,8 @@ class Analysis:
         captioner, caption_options, caption, caption_ms: the caption and how it was made.
         segmenter, floor, segments, segment_ms: the segmentation (run at threshold ``floor``) and its time.
         labels: the segmenter's category names (for the grounding).
+        stuff, stuff_labels: the stuff model (``"none"``: none) whose regions the segmentation's views hold, and its
+            class names (for the grounding).
         total_ms: the run's wall time; reused: the halves taken from the previous analysis.
     """
 
@@ -69,15 +73,18 @@ class Analysis:
     labels: list[str] | None
     total_ms: float
     reused: tuple[str, ...] = field(default_factory=tuple)
+    stuff: str = NO_STUFF
+    stuff_labels: list[str] | None = None
 
     def result(self, threshold: float, **describe_options: Any) -> dict[str, Any]:
         """The output contract at a display threshold (at or above :attr:`floor`); no model runs."""
         shown = with_threshold(self.segments, max(threshold, self.floor))
         timings = {"caption": self.caption_ms, "segment": self.segment_ms, "total": self.total_ms}
+        models = {"captioner": self.captioner, "segmenter": self.segmenter, "stuff": self.stuff}
         return build_result(
-            self.caption, shown, self.size, models={"captioner": self.captioner, "segmenter": self.segmenter},
+            self.caption, shown, self.size, models=models,
             timings_ms={key: round(value, 1) for key, value in timings.items()}, labels=self.labels,
-            **describe_options,
+            stuff_labels=self.stuff_labels, **describe_options,
         )  # fmt: skip
 
 
@@ -95,6 +102,9 @@ class PhotoPage:
         here, that it is not available and why (in the text itself, so that it is seen, heard and read on focus)."""
         entries = []
         for name in self.models.menus.names(kind):
+            if kind == "stuff" and name == NO_STUFF:
+                entries.append((f"{NO_STUFF} — {NO_STUFF_TEXT}", NO_STUFF))
+                continue
             spec = get_spec(name, kind)
             available, reason = availability(name, kind)
             mark = "" if available else f"  [not available here: {reason}]"
@@ -113,6 +123,8 @@ class PhotoPage:
         steps, the measured figures; never a path) follows the description."""
         if not name:
             return f"No {kind} is configured."
+        if kind == "stuff" and name == NO_STUFF:
+            return f"**{NO_STUFF}**: {NO_STUFF_TEXT}."
         try:
             spec = get_spec(self.models.menus.check(kind, name), kind)
         except ValueError as error:
@@ -161,7 +173,9 @@ class PhotoPage:
         timings = " · ".join(
             [
                 f"Caption **{analysis.caption_ms:.0f} ms** ({analysis.captioner})",
-                f"objects **{analysis.segment_ms:.0f} ms** ({analysis.segmenter})",
+                f"objects **{analysis.segment_ms:.0f} ms** ({analysis.segmenter}"
+                + (f" + {analysis.stuff}" if analysis.stuff != NO_STUFF else "")
+                + ")",
                 f"drawing {(time.perf_counter() - tick) * 1000.0:.0f} ms",
                 *extras,
             ]
@@ -189,11 +203,14 @@ class PhotoPage:
         caption_options: dict[str, Any],
         threshold: float,
         last: Analysis | None = None,
+        stuff: Any = None,
     ) -> Analysis:
         """Analyse the page's photo, running only what changed since ``last`` (the same picture: its caption, its
-        segmentation, or both are reused)."""
+        segmentation, or both are reused); ``stuff``, a stuff model of the menu (None: ``"none"``), fills the views
+        around the objects."""
         menus = self.models.menus
         captioner, segmenter = menus.check("captioner", captioner), menus.check("segmenter", segmenter)
+        stuff = menus.check("stuff", NO_STUFF if stuff is None else stuff)
         options = checked_options(caption_options, ("max_new_tokens", "num_beams"))
         threshold = checked_options({"threshold": threshold}, ("threshold",))["threshold"]
         start = time.perf_counter()
@@ -201,7 +218,7 @@ class PhotoPage:
         digest = image_digest(image)
         same = last is not None and last.digest == digest
         keep_caption = same and last.captioner == captioner and last.caption_options == options
-        keep_segments = same and last.segmenter == segmenter and last.floor <= threshold
+        keep_segments = same and last.segmenter == segmenter and last.stuff == stuff and last.floor <= threshold
         floor = last.floor if keep_segments else min(threshold, RUN_THRESHOLD_FLOOR)
         halves = self.models.run(
             None if keep_caption else captioner,
@@ -209,6 +226,7 @@ class PhotoPage:
             image,
             options,
             {"threshold": floor, "mask_format": "rle"},
+            stuff=stuff,
         )
         return Analysis(
             digest=digest,
@@ -223,6 +241,8 @@ class PhotoPage:
             segments=last.segments if keep_segments else halves.segments[0],
             segment_ms=last.segment_ms if keep_segments else halves.segment_ms,
             labels=last.labels if keep_segments else self.models.labels(segmenter),
+            stuff=stuff,
+            stuff_labels=self.models.stuff_labels(stuff),
             total_ms=(time.perf_counter() - start) * 1000.0,
             reused=tuple(name for name, kept in (("caption", keep_caption), ("segmentation", keep_segments)) if kept),
         )

@@ -30,12 +30,14 @@ TOOLS: dict[str, tuple[str, Sequence[str]]] = {
         "Describe a picture for someone who cannot see it: alt text, and what is where. Returns: JSON with alt_text "
         "(one sentence for an image's alt attribute), description (the caption, then each kind of object found with "
         "its count, position and size, in reading order), caption, grounding (the caption's words tied to the "
-        "objects found) and objects (label, position, size and box of each).",
+        "objects found) and objects (label, position, size and box of each); with a stuff model, the description "
+        "also says where the sky, grass, water, ... are.",
         DESCRIBE_OPTIONS,
     ),
     "segment": (
         "Outline every object in a picture (Mask R-CNN). Returns: JSON with instances (label, score, box, area, mask "
-        "as COCO RLE), the semantic and panoptic maps (16-bit PNG, base64) and the model used.",
+        "as COCO RLE), the semantic and panoptic maps (16-bit PNG, base64; with a stuff model, its regions too as "
+        "segments with isthing false) and the models used.",
         ("threshold", "subtask"),
     ),
     "analyze": (
@@ -110,6 +112,11 @@ def _parameter(
         return image_parameter()
     if parameter in ("captioner", "segmenter"):
         return f"one of this server's {parameter}s {list(menus[parameter])} (default {defaults.get(parameter)!r})"
+    if parameter == "stuff":
+        return (
+            f"this server's stuff model for sky, grass, water, ... around the objects, one of "
+            f"{list(menus.get('stuff', ['none']))} (default {defaults.get('stuff', 'none')!r}; 'none': objects only)"
+        )
     if parameter == "captioners":
         return f"a list of 2 to {MAX_COMPARED} different names of {list(menus['captioner'])}"
     if parameter == "options":
