@@ -109,25 +109,27 @@ class ViewBuilder:
         one panoptic segment (``isthing`` False, ``score`` the model's mean confidence from ``scores`` or None) and
         paints its free pixels in the semantic map."""
         scores = scores or {}
-        for label_id in np.unique(stuff_map):
-            if label_id == 0:
+        # One pass over the free pixels, whatever the number of regions: each pixel's region by np.unique's inverse.
+        free = (self.panoptic_map if self.panoptic_map is not None else self.semantic_map) == 0
+        label_ids, region_of, counts = np.unique(stuff_map[free], return_inverse=True, return_counts=True)
+        segment_of = np.zeros(len(label_ids), dtype=np.int32)  # region -> its new panoptic segment id, 0: left out
+        kept_label = np.zeros(len(label_ids), dtype=np.int32)  # region -> its label id where kept
+        for index, (label_id, area) in enumerate(zip(label_ids.tolist(), counts.tolist())):
+            if label_id == 0 or area < area_min:
                 continue
-            label_id = int(label_id)
-            region = stuff_map == label_id
             name = names.get(label_id, str(label_id))
+            kept_label[index] = label_id
             if self.panoptic_map is not None:
-                if np.count_nonzero(region & (self.panoptic_map == 0)) < area_min:
-                    continue
-                everywhere = (slice(None), slice(None))
-                if not self._place(everywhere, region, label_id, name, scores.get(label_id), isthing=False):
-                    continue
-                region = self.panoptic_map == len(self.segments)
+                segment_of[index] = len(self.segments) + 1
+                self.segments.append({"id": len(self.segments) + 1, "label": name, "label_id": label_id,
+                                      "isthing": False, "score": scores.get(label_id), "area": area})  # fmt: skip
             if self.semantic_map is not None:
-                fresh = region & (self.semantic_map == 0)
-                if self.panoptic_map is None and np.count_nonzero(fresh) < area_min:
-                    continue
-                self.semantic_map[fresh] = label_id
                 self.names[label_id] = name
+        if self.panoptic_map is not None:
+            self.panoptic_map[free] = segment_of[region_of]
+        if self.semantic_map is not None:
+            painted = self.semantic_map[free]
+            self.semantic_map[free] = np.where(painted == 0, kept_label[region_of], painted)
 
     @classmethod
     def from_views(cls, views: Mapping[str, Any], **thresholds: float) -> ViewBuilder:

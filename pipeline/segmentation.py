@@ -71,7 +71,7 @@ class SegmentationPipeline(Pipeline):
     >>> from pipeline import load_segmenter
     >>> segmenter = load_segmenter("shapes")
     >>> [obj["label"] for obj in segmenter("space/examples/shapes.png", threshold=0.7)["instances"]]
-    ['triangle', 'triangle', 'circle']
+    ['circle', 'triangle', 'triangle']
     """
 
     call_options = by_name(SEGMENT_OPTIONS)

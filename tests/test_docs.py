@@ -425,6 +425,7 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^python -m pipeline\.batch ", run_as_written),
     (r"^accelerate launch .*-m pipeline\.batch ", run_as_written),
     (r"^accelerate launch .*-m train\.", run_on_cpu),
+    (r"^python -m train\.stuff ", with_flags("--max_train_steps", "4")),
     (r"^python -m train\.evaluate ", run_as_written),
     (r"^python -m train\.(caption|segment) .*--push_to_hub", push_stops_offline),
     (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),

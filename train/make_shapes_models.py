@@ -4,12 +4,15 @@ One command, CPU only, no network::
 
     HF_HUB_OFFLINE=1 python -m train.make_shapes_models
 
-It writes the shapes data set (seed 0: 3000 train, 100 val images) and a held-out test split (seed 1, never seen in
-training) under ``--work_dir``, builds a tiny BLIP with the shapes vocabulary (:data:`CAPTIONER`), trains it with
-``train/caption.py`` in three warm-restart phases, and a small Mask R-CNN (:data:`SEGMENTER_KWARGS`) from scratch
-with ``train/segment.py``, both stored as float16 (the catalog loads them as float32), copies the model files to
-``pipeline/weights/shapes-captioner`` and ``pipeline/weights/shapes-segmenter`` (the catalog's ``shapes`` entries)
-and scores them on the held-out split with ``train/evaluate.py``, writing ``heldout_metrics.json`` beside each.
+It writes the shapes data set (seed 0: 3000 train, 100 val images), the same with stuff backgrounds
+(``train/shapes.py --stuff``: sky, grass, water, sand and wall regions, a fifth of the pictures plain) and a held-out
+test split of each (seed 1, never seen in training) under ``--work_dir``, builds a tiny BLIP with the shapes vocabulary
+(:data:`CAPTIONER`), trains it with ``train/caption.py`` in three warm-restart phases on the plain pictures, a small
+Mask R-CNN (:data:`SEGMENTER_KWARGS`) from scratch with ``train/segment.py`` on the stuff pictures (so that textured
+backgrounds raise no false shapes), and a tiny SegFormer (:data:`STUFF_CONFIG`) with ``train/stuff.py``, all stored
+as float16 (the catalog loads them as float32), copies the model files to ``pipeline/weights/shapes-captioner``,
+``shapes-segmenter`` and ``shapes-stuff`` (the catalog's ``shapes`` entries) and scores them on the held-out splits,
+writing ``heldout_metrics.json`` beside each (the stuff model's: the fused panoptic view's PQ, things and stuff).
 
 The schedules (:data:`CAPTION_PHASES`, :data:`SEGMENT_ARGS`) were sized for a shared 2-core machine (one thread per
 run: on an oversubscribed CPU, two threads per process ran 3-5x slower than one); where a GPU is visible the same
@@ -30,8 +33,8 @@ import torch
 
 from pipeline.builders import build_blip
 from pipeline.catalog import WEIGHTS_DIR
-from pipeline.evaluation import evaluate_captioner, evaluate_segmenter
-from train import caption, segment, shapes
+from pipeline.evaluation import evaluate_captioner, evaluate_panoptic, evaluate_segmenter
+from train import caption, segment, shapes, stuff
 
 DATA_SEED, HELDOUT_SEED = 0, 1
 TRAIN_IMAGES, VAL_IMAGES, TEST_IMAGES = 3000, 100, 300
@@ -80,6 +83,17 @@ SEGMENTER_KWARGS = {
     "box_batch_size_per_image": 64,
     "box_detections_per_img": 20,
 }
+#: The tiny SegFormer of the shapes stuff model: four stages of widths 16-96, one block each, a 64-wide decoder.
+STUFF_CONFIG = {"hidden_sizes": [16, 32, 64, 96], "decoder_hidden_size": 64, "depths": [1, 1, 1, 1],
+                "num_attention_heads": [1, 1, 2, 2]}  # fmt: skip
+STUFF_ARGS = [
+    "--init", "scratch", "--segformer_config", json.dumps(STUFF_CONFIG), "--image_size", "128",
+    "--per_device_batch_size", "16", "--learning_rate", "3e-3", "--warmup_steps", "20", "--num_train_epochs", "16",
+    "--save_float16", "--seed", "0",
+]  # fmt: skip
+#: The stuff model's data: the first pictures of the stuff data set's splits (a picture depends on its index only),
+#: 1000 steps of 16 in 16 epochs; and the held-out stuff test split's size.
+STUFF_TRAIN_IMAGES, STUFF_VAL_IMAGES, STUFF_TEST_IMAGES = 1000, 60, 100
 SEGMENT_ARGS = [
     "--init", "scratch", "--model", "maskrcnn_fpn", "--backbone", "resnet18",
     "--learning_rate", "2e-3", "--weight_decay", "1e-4", "--warmup_steps", "50", "--lr_scheduler", "cosine",
@@ -97,6 +111,7 @@ MODEL_FILES = {
         "tokenizer_config.json",
     ),
     "segmenter": ("segmenter.json", "model.safetensors"),
+    "stuff": ("config.json", "model.safetensors", "preprocessor_config.json"),
 }
 
 
@@ -126,7 +141,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="data, runs and checkpoints (default: <tmp>/shapes-models)",
     )
     parser.add_argument("--weights_dir", default=str(WEIGHTS_DIR), help="where the shapes-* model folders go")
-    parser.add_argument("--only", choices=("captioner", "segmenter"), help="rebuild one of the two models only")
+    parser.add_argument("--only", choices=("captioner", "segmenter", "stuff"), help="rebuild one of the models only")
     parser.add_argument("--torch_threads", type=int, default=1, help="CPU threads per run (default 1)")
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs from their latest state")
     parser.add_argument(
@@ -153,6 +168,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     if not (heldout / "test" / "instances.json").is_file():
         shapes.main(["--output_dir", str(heldout), "--seed", str(HELDOUT_SEED), "--train", "0", "--val", "0",
                      "--test", str(counts[2])])  # fmt: skip
+    stuff_data, stuff_heldout = work / f"data-stuff{suffix}", work / f"heldout-stuff{suffix}"
+    stuff_small = work / f"data-stuff-small{suffix}"
+    small = (min(counts[0], STUFF_TRAIN_IMAGES), min(counts[1], STUFF_VAL_IMAGES))
+    if args.only in (None, "stuff") and not (stuff_small / "val" / "instances.json").is_file():
+        shapes.main(["--output_dir", str(stuff_small), "--stuff", "--seed", str(DATA_SEED), "--train", str(small[0]),
+                     "--val", str(small[1]), "--test", "0"])  # fmt: skip
+    if args.only in (None, "segmenter") and not (stuff_data / "val" / "instances.json").is_file():
+        shapes.main(["--output_dir", str(stuff_data), "--stuff", "--seed", str(DATA_SEED), "--train", str(counts[0]),
+                     "--val", str(counts[1]), "--test", "0"])  # fmt: skip
+    if args.only != "captioner" and not (stuff_heldout / "test" / "instances.json").is_file():
+        shapes.main(["--output_dir", str(stuff_heldout), "--stuff", "--seed", str(HELDOUT_SEED), "--train", "0",
+                     "--val", "0", "--test", str(min(counts[2], STUFF_TEST_IMAGES))])  # fmt: skip
     common = ["--torch_threads", str(args.torch_threads)]
     if args.quick:  # later flags win over the recipe's
         common += ["--max_train_steps", "2", "--checkpointing_steps", "1"]
@@ -188,15 +215,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     if args.only in (None, "segmenter"):
         run = work / f"segmenter{suffix}"
         _fresh_accelerate_state()
-        segment.main(["--train_dir", str(data / "train"), "--val_dir", str(data / "val"), "--output_dir", str(run),
-                      "--model_kwargs", json.dumps(SEGMENTER_KWARGS), *SEGMENT_ARGS, *common,
-                      *resume(run)])  # fmt: skip
+        segment.main(["--train_dir", str(stuff_data / "train"), "--val_dir", str(stuff_data / "val"),
+                      "--output_dir", str(run), "--model_kwargs", json.dumps(SEGMENTER_KWARGS), *SEGMENT_ARGS,
+                      *common, *resume(run)])  # fmt: skip
         target = install(run, "segmenter", weights / "shapes-segmenter")
         from pipeline import load_segmenter
 
         figures["segmenter"] = evaluate_segmenter(load_segmenter(str(target), device="cpu"), heldout / "test")
         (target / "heldout_metrics.json").write_text(json.dumps(figures["segmenter"], indent=1) + "\n")
         print("segmenter, held-out test:", figures["segmenter"])
+
+    if args.only in (None, "stuff"):
+        run = work / f"stuff{suffix}"
+        _fresh_accelerate_state()
+        stuff.main(["--train_dir", str(stuff_small / "train"), "--val_dir", str(stuff_small / "val"),
+                    "--output_dir", str(run), *STUFF_ARGS, *common, *resume(run)])  # fmt: skip
+        target = install(run, "stuff", weights / "shapes-stuff")
+        from pipeline import load_segmenter, load_stuff
+
+        segmenter = load_segmenter(str(weights / "shapes-segmenter"), device="cpu")
+        figures["stuff"] = evaluate_panoptic(segmenter, load_stuff(str(target), device="cpu"), stuff_heldout / "test")
+        (target / "heldout_metrics.json").write_text(json.dumps(figures["stuff"], indent=1) + "\n")
+        print("stuff, held-out test (the fused panoptic view):", figures["stuff"])
     return figures
 
 

@@ -259,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         "evaluated_on": f"{len(val_set) if val_set else 0} validation images (mIoU and pixel accuracy)",
         "data": [
             f"- training: {len(train_set)} images at {args.image_size} px, {num_classes} classes",
+            f"- validation: {len(val_set) if val_set else 0} images",
             f"- stuff (kept by the pipeline): {', '.join(kept.values())}",
             f"- augmentation: horizontal flip {args.hflip}",
         ],

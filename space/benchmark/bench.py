@@ -26,6 +26,11 @@ The batch job (``python -m pipeline.batch``) against a per-image loop over the s
 
     HF_HUB_OFFLINE=1 python space/benchmark/bench.py --bulk 16 --profiles full --out bench-results
 
+What a stuff model adds to a photo's ``fast`` analysis (a random SegFormer-b0, ADE20K's 150 classes, saved with
+``save_pretrained`` and read by ``pipeline.load_stuff(dir)``, beside the same captioner and segmenter), per image::
+
+    HF_HUB_OFFLINE=1 python space/benchmark/bench.py --stuff-cost 8 --out bench-results
+
 In seconds, on tiny random models (what the tests run)::
 
     python space/benchmark/bench.py --tiny --quick --out /tmp/bench
@@ -119,6 +124,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="--bulk: the built random-weight models (full size, or --tiny) or the trained shapes models",
     )
     parser.add_argument("--bulk-batch-size", type=int, default=8, help="--bulk: the batch job's --batch-size")
+    parser.add_argument(
+        "--stuff-cost", type=int, metavar="N", help="instead of the timing: a stuff model's cost on N photos (fast)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.batch, args.stream_seconds = (
@@ -761,6 +769,47 @@ def measure_quality(args: argparse.Namespace) -> dict[str, Any]:
 # -- output ------------------------------------------------------------------------------------------------------
 
 
+def measure_stuff_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-image latency of the ``fast`` analysis without and with a random SegFormer-b0 stuff model (ADE20K's 150
+    classes: the released model's architecture), alternating the two on the same photos; the stuff model's own
+    milliseconds too."""
+    from pipeline.builders import build_segformer
+    from pipeline.combined import load_pipeline
+    from pipeline.stuff import ADE20K_STUFF
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        models = build_models(root, tiny=args.tiny)
+        labels = sorted(ADE20K_STUFF) + [f"thing {index}" for index in range(150 - len(ADE20K_STUFF))]
+        torch.manual_seed(0)
+        widths = {"hidden_sizes": [8, 16, 24, 32], "decoder_hidden_size": 16} if args.tiny else {}
+        segformer, processor = build_segformer(labels, image_size=128 if args.tiny else 512, **widths)
+        segformer.save_pretrained(root / "segformer")
+        processor.save_pretrained(root / "segformer")
+        del segformer
+        options = {"max_new_tokens": args.tokens, "generate_kwargs": {"min_new_tokens": args.tokens}}
+        pipes = {
+            name: load_pipeline(models["captioner"], models["segmenter"], device="cpu", profile="fast", stuff=stuff)
+            for name, stuff in (("without", None), ("with", str(root / "segformer")))
+        }
+        photos = [scene(index, args.size) for index in range(args.stuff_cost + 1)]
+        rows: dict[str, list[dict[str, float]]] = {"without": [], "with": []}
+        for index, photo in enumerate(photos):
+            for name, pipe in pipes.items():
+                timings = pipe(photo, **options)["timings_ms"]
+                if index:  # the first photo warms both up
+                    rows[name].append(timings)
+    totals = {name: percentiles([row["total"] for row in rows[name]]) for name in rows}
+    return {
+        "settings": {"photos": args.stuff_cost, "size": list(args.size), "tokens": args.tokens, "tiny": args.tiny},
+        "notes": [*models["notes"], "random-weight SegFormer-b0 (SegformerConfig defaults, 150 classes, 512 px) "
+                  "saved with save_pretrained, loaded by pipeline.load_stuff(dir)"],
+        "total_ms": totals,
+        "stuff_ms": percentiles([row["stuff"] for row in rows["with"]]),
+        "added_percent": 100.0 * (totals["with"]["p50"] / totals["without"]["p50"] - 1.0),
+    }  # fmt: skip
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The results as a markdown table (what README shows)."""
     rows = [
@@ -844,6 +893,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.stuff_cost:
+        cost = {"machine": machine_info(), "load_average_start": load_average(), **measure_stuff_cost(args)}
+        cost["load_average_end"] = load_average()
+        (out / "stuff_cost.json").write_text(json.dumps(cost, indent=2) + "\n")
+        print(f"stuff model: +{cost['added_percent']:.1f}% on the fast analysis; wrote {out / 'stuff_cost.json'}")
+        return 0
     if args.bulk:
         bulk = {"machine": machine_info(), "load_average_start": load_average(), **measure_bulk(args)}
         bulk["load_average_end"] = load_average()
