@@ -217,3 +217,40 @@ def test_the_compare_tab_captions_one_photo_with_each_chosen_captioner(browser, 
     # blip-base cannot be loaded here: its row says so, in words and without a server path.
     assert "error:" in table and "/" not in table.split("blip-base", 1)[1].split("\n")[0]
     page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
+
+
+def test_stuff_shows_in_both_views_with_words(browser, app_models):
+    """The page with the shapes stuff model on its menu: choosing it fills both views around the objects (the
+    semantic map's legend under it) and the description says where the sky and the grass are."""
+    from helpers import serve
+
+    demo, address = serve(captioners=("shapes",), segmenters=("shapes",), stuff=("shapes",))
+    try:
+        page = open_page(browser, address)
+        assert "shapes" in page.input_value("#stuff input")
+        upload(page, EXAMPLES / "shapes-outdoors.png")
+        wait_for_caption(page)
+        page.wait_for_function(
+            "() => document.querySelector('#description textarea').value.endsWith('Sky at the top, grass at the "
+            "bottom.')",
+            timeout=RESULT_TIMEOUT_MS,
+        )
+        for view in ("semantic", "panoptic"):
+            wait_for_picture(page, f"#{view} img")
+        sizes = {
+            view: page.eval_on_selector(f"#{view} img", "e => [e.naturalWidth, e.naturalHeight]")
+            for view in ("semantic", "panoptic")
+        }
+        assert sizes["panoptic"][0] == sizes["panoptic"][1]  # the square picture
+        assert sizes["semantic"][1] > sizes["semantic"][0]  # the same picture and its legend below
+        assert "+ shapes" in page.inner_text("#timings")
+        page.screenshot(path=str(SCREENSHOTS / "photo-stuff.png"), full_page=True)
+        # "none" takes the stuff away again.
+        page.click("#stuff input")
+        page.get_by_role("option", name=re.compile("^none")).click()
+        page.wait_for_function(
+            "() => !document.querySelector('#description textarea').value.includes('Sky')", timeout=RESULT_TIMEOUT_MS
+        )
+        page.context.close()
+    finally:
+        demo.close()

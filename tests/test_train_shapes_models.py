@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 
-from pipeline import load_captioner, load_segmenter
+from pipeline import load_captioner, load_segmenter, load_stuff
 from pipeline.catalog import WEIGHTS_DIR, get_spec
-from pipeline.evaluation import evaluate_captioner, evaluate_segmenter
+from pipeline.evaluation import evaluate_captioner, evaluate_panoptic, evaluate_segmenter
 from train import make_shapes_models, shapes
 
 CAPTIONER_DIR = WEIGHTS_DIR / "shapes-captioner"
 SEGMENTER_DIR = WEIGHTS_DIR / "shapes-segmenter"
+STUFF_DIR = WEIGHTS_DIR / "shapes-stuff"
 #: The issue's quality bars, measured on a held-out split of a seed never used in training.
 BARS = {"BLEU-4": 0.50, "CIDEr": 1.5, "segm_AP": 0.50, "segm_AP50": 0.85}
 
@@ -21,8 +22,12 @@ BARS = {"BLEU-4": 0.50, "CIDEr": 1.5, "segm_AP": 0.50, "segm_AP50": 0.85}
 def test_the_catalog_points_at_the_committed_models():
     assert get_spec("shapes", "captioner").source == str(CAPTIONER_DIR)
     assert get_spec("shapes", "segmenter").source == str(SEGMENTER_DIR)
-    files = [path for directory in (CAPTIONER_DIR, SEGMENTER_DIR) for path in directory.rglob("*") if path.is_file()]
+    assert get_spec("shapes", "stuff").source == str(STUFF_DIR)
+    folders = (CAPTIONER_DIR, SEGMENTER_DIR, STUFF_DIR)
+    files = [path for directory in folders for path in directory.rglob("*") if path.is_file()]
     assert sum(path.stat().st_size for path in files) <= 20 * 1024 * 1024
+    assert set(make_shapes_models.MODEL_FILES["stuff"]) <= {path.name for path in STUFF_DIR.iterdir()}
+    assert sum(path.stat().st_size for path in STUFF_DIR.iterdir()) <= 2 * 1024 * 1024
     names = {path.name for path in CAPTIONER_DIR.iterdir()}
     assert set(make_shapes_models.MODEL_FILES["captioner"]) <= names
     assert json.loads((SEGMENTER_DIR / "segmenter.json").read_text())["categories"][1:] == list(shapes.CATEGORIES)
@@ -67,3 +72,15 @@ def test_committed_models_meet_the_quality_bars_on_a_held_out_split(tmp_path):
     assert figures["CIDEr"] >= BARS["CIDEr"], figures
     assert figures["segm_AP"] >= BARS["segm_AP"], figures
     assert figures["segm_AP50"] >= BARS["segm_AP50"], figures
+
+
+@pytest.mark.slow
+def test_the_fused_view_meets_the_stuff_bars_on_a_held_out_split(tmp_path):
+    """PQ for stuff at least 0.8 on the held-out stuff split, and the things' PQ as without a stuff model."""
+    count, seed = make_shapes_models.STUFF_TEST_IMAGES, make_shapes_models.HELDOUT_SEED
+    root = shapes.write_split(tmp_path, "test", count, seed=seed, stuff=True)
+    segmenter = load_segmenter("shapes", device="cpu", batch_size=8)
+    fused = evaluate_panoptic(segmenter, load_stuff("shapes", device="cpu", batch_size=8), root)
+    things_only = evaluate_panoptic(segmenter, None, root)
+    assert fused["PQ_stuff"] >= 0.8 and fused["categories_stuff"] == 5, fused
+    assert fused["PQ_things"] >= things_only["PQ_things"] - 1e-9, (fused, things_only)

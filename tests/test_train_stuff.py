@@ -1,4 +1,4 @@
-"""train/stuff.py: the shapes world's stuff annotations, a short run, resuming, ADE20K's layout, and the model served."""
+"""train/stuff.py: the shapes world's stuff annotations, a short run, resuming, ADE20K's layout, the model served."""
 
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ def test_ade20k_layout_and_names(tmp_path):
                                             "3,0.1,1,1,sky\n")  # fmt: skip
     metrics = stuff.main(["--ade20k_dir", str(root), "--output_dir", str(tmp_path / "ade"), "--init", "scratch",
                           "--segformer_config", json.dumps(TINY_SEGFORMER), "--image_size", "32",
-                          "--per_device_batch_size", "2", "--max_train_steps", "2", "--torch_threads", "1"])  # fmt: skip
+                          "--per_device_batch_size", "2", "--max_train_steps", "2",
+                          "--torch_threads", "1"])  # fmt: skip
     assert set(metrics) == {"mIoU", "pixel_accuracy"}
     config = json.loads((tmp_path / "ade" / "config.json").read_text())
     assert list(config["id2label"].values()) == ["wall", "person", "sky"]
