@@ -30,7 +30,7 @@ def test_view_api_documents_every_endpoint(client):
     endpoints = info["named_endpoints"]
     assert {"/caption", "/segment", "/analyze", "/describe", "/compare", "/live_frame"} <= set(endpoints)
     segment_parameters = [p["parameter_name"] for p in endpoints["/segment"]["parameters"]]
-    assert segment_parameters == ["image", "segmenter", "threshold", "subtask"]
+    assert segment_parameters == ["image", "segmenter", "threshold", "subtask", "stuff"]
     defaults = {p["parameter_name"]: p.get("parameter_default") for p in endpoints["/segment"]["parameters"]}
     assert defaults["threshold"] == 0.5 and defaults["subtask"] == "all"
     # UI-only events are private: nothing but the documented endpoints is offered to scripts.

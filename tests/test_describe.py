@@ -352,9 +352,10 @@ def shapes_pipe():
     return load_pipeline(captioner="shapes", segmenter="shapes", device="cpu")
 
 
-# Pictures the committed shapes segmenter gets right (14 of the first 16 seeds; seeds 5 and 9 have a missed or an
-# extra shape): what is tested here is that the words match the picture, not the segmenter's accuracy.
-@pytest.mark.parametrize("seed", [0, 4, 7, 10, 13, 14])
+# Pictures the committed shapes segmenter gets right (12 of the first 16 seeds; seeds 0, 5, 9 and 10 have a missed,
+# an extra or a misplaced shape): what is tested here is that the words match the picture, not the segmenter's
+# accuracy.
+@pytest.mark.parametrize("seed", [1, 4, 7, 11, 13, 14])
 def test_shapes_models_describe_the_picture_truly(shapes_pipe, seed):
     sample = shapes.draw_sample(np.random.default_rng(seed), max_objects=4)
     result = shapes_pipe(sample.image, max_objects=None)

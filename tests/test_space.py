@@ -30,7 +30,7 @@ import pytest
 import torch
 import yaml
 from gradio_client import Client, handle_file
-from helpers import TINY_CATEGORIES
+from helpers import TINY_CATEGORIES, save_tiny_segformer
 from packaging.specifiers import SpecifierSet
 from PIL import Image
 
@@ -97,6 +97,7 @@ def shapes_weights(request, tmp_path_factory) -> Path:
         backbone="resnet18",
         model_kwargs=settings,
     )
+    save_tiny_segformer(folder / "shapes-stuff", ["sky", "grass", "water", "sand", "wall", "shape", "plain"])
     return folder
 
 
@@ -420,7 +421,7 @@ def test_space_answers_analyze_on_the_shapes_models(space_server, assembled, tmp
     seconds = time.perf_counter() - tick
     print(f"/analyze on shapes through gradio_client: {seconds * 1000:.0f} ms, server timings {result['timings_ms']}")
     categories = json.loads((assembled / "pipeline" / "weights" / "shapes-segmenter" / "segmenter.json").read_text())
-    assert result["models"] == {"captioner": "shapes", "segmenter": "shapes"}
+    assert result["models"] == {"captioner": "shapes", "segmenter": "shapes", "stuff": "shapes"}  # the default
     assert isinstance(result["caption"], str) and result["caption"].strip()
     assert {"caption", "segment", "total"} <= set(result["timings_ms"])
     for instance in result["instances"]:
