@@ -51,6 +51,8 @@ NO_STUFF = "none"
 #: process-wide patches, so two models built at once in two threads get each other's meta tensors ("Tensor.item()
 #: cannot be called on meta tensors", or weights silently left random). One build at a time, whatever the thread.
 MODEL_BUILD_LOCK = threading.RLock()
+#: A stuff model's square input side in the fast profiles, when its processor's is larger.
+FAST_STUFF_SIDE = 384
 #: The models a server starts on when it is not told otherwise: the first of each kind that loads here.
 PREFERRED = {
     "captioner": ("blip-base", "shapes"),
@@ -384,8 +386,9 @@ def load_stuff(
     Args:
         name_or_path (str, default "segformer-b0-ade"): see :func:`list_models` (``"stuff"``).
         device (str, default "auto"): ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        profile (str | SpeedProfile, default "full"): accepted for symmetry with the other loaders; a semantic model
-            runs the same in both profiles (its input size is its processor's).
+        profile (str | SpeedProfile, default "full"): ``"full"`` runs the model at its processor's input size;
+            another profile (``"fast"``, ``"live"``) at most :data:`FAST_STUFF_SIDE` pixels square (SegFormer-b0's
+            512 px costs 1.8 times as much).
         **kwargs: :class:`~pipeline.stuff.StuffPipeline` options (``batch_size``, ``max_pixels``).
 
     Returns:
@@ -400,7 +403,7 @@ def load_stuff(
     """
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-    get_profile(profile)  # a wrong name fails here as in the other loaders
+    fast = not get_profile(profile).is_identity  # a wrong name fails here as in the other loaders
     if name_or_path == NO_STUFF:
         raise ValueError(f"stuff model {NO_STUFF!r} means no stuff model: pass None instead of loading it")
     spec = get_spec(name_or_path, "stuff")
@@ -423,4 +426,7 @@ def load_stuff(
             f"{label} could not be loaded from {spec.source}: {error}",
             public=f"{label} could not be loaded on this server; choose another stuff model or none",
         ) from None
+    size = getattr(processor, "size", None)
+    if fast and size is not None and getattr(size, "height", None) and size.height > FAST_STUFF_SIDE:
+        processor.size = {"height": FAST_STUFF_SIDE, "width": FAST_STUFF_SIDE}
     return StuffPipeline(model, processor, name=spec.name, device=device, **kwargs)

@@ -417,6 +417,7 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^python space/benchmark/bench\.py --quality ", with_flags("--limit", "3")),
     (r"^(HF_HUB_OFFLINE=1 )?python space/benchmark/live\.py( --out \S+)?$", with_flags("--tiny", "--seconds", "1")),
     (r"^(HF_HUB_OFFLINE=1 )?python space/benchmark/bench\.py --bulk ", with_flags("--tiny", "--bulk", "2")),
+    (r"^(HF_HUB_OFFLINE=1 )?python \S+/bench\.py --stuff-cost ", with_flags("--tiny", "--stuff-cost", "1")),
     (r"^(HF_HUB_OFFLINE=1 )?python -m pipeline ", run_as_written),
     (r"^python -m train\.shapes .*--test 300$", with_replaced("--test 300", "--test 3")),
     (r"^python -m train\.shapes ", run_as_written),

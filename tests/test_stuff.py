@@ -233,3 +233,20 @@ def test_a_plain_background_has_no_stuff():
     with_stuff, without = pipe(example), plain(example)
     assert [s for s in with_stuff["panoptic"]["segments"] if not s["isthing"]] == []
     assert with_stuff["description"] == without["description"]
+
+
+def test_the_fast_profiles_cap_the_input_size(tmp_path):
+    from pipeline.builders import build_segformer
+    from pipeline.catalog import FAST_STUFF_SIDE
+
+    model, processor = build_segformer(["sky", "grass"], image_size=512, hidden_sizes=[8, 16, 24, 32],
+                                       decoder_hidden_size=16)  # fmt: skip
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    fast = load_stuff(str(tmp_path), device="cpu", profile="fast")
+    inputs = fast.preprocess(Image.new("RGB", (640, 480)))
+    assert tuple(inputs["pixel_values"].shape) == (3, FAST_STUFF_SIDE, FAST_STUFF_SIDE)
+    full = load_stuff(str(tmp_path), device="cpu", profile="full")
+    assert tuple(full.preprocess(Image.new("RGB", (640, 480)))["pixel_values"].shape) == (3, 512, 512)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        load_stuff(str(tmp_path), device="cpu", profile="fastest")
