@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from .answering import AnswerPipeline, answer_question
 from .base import Pipeline, resolve_device
 from .captioning import CaptionPipeline
 from .catalog import (
@@ -16,6 +17,7 @@ from .catalog import (
     best_available,
     get_spec,
     list_models,
+    load_answerer,
     load_captioner,
     load_segmenter,
     register_model,
@@ -37,6 +39,7 @@ from .stream import LiveStream
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SUBTASKS",
+    "AnswerPipeline",
     "CaptionPipeline",
     "ImageAnalysisPipeline",
     "LiveStream",
@@ -45,6 +48,7 @@ __all__ = [
     "ModelUnavailableError",
     "Pipeline",
     "SegmentationPipeline",
+    "answer_question",
     "availability",
     "best_available",
     "compare_captioners",
@@ -59,6 +63,7 @@ __all__ = [
     "get_spec",
     "ground_caption",
     "list_models",
+    "load_answerer",
     "load_captioner",
     "load_image",
     "load_pipeline",

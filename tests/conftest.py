@@ -19,6 +19,7 @@ from helpers import (
     draw_shapes,
     registered_test_models,
     save_tiny_blip,
+    save_tiny_blip_vqa,
     save_tiny_git,
     save_tiny_segmenter,
     save_tiny_vit_gpt2,
@@ -31,6 +32,12 @@ from PIL import Image
 def tiny_blip_dir(tmp_path_factory) -> str:
     """A random-weight BLIP (32x32 input, one layer each side) with its processor, saved with save_pretrained."""
     return save_tiny_blip(tmp_path_factory.mktemp("tiny-blip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_blip_vqa_dir(tmp_path_factory) -> str:
+    """A random-weight BLIP question answerer with its processor, saved with save_pretrained."""
+    return save_tiny_blip_vqa(tmp_path_factory.mktemp("tiny-blip-vqa"))
 
 
 @pytest.fixture(scope="session")

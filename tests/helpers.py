@@ -14,13 +14,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from pipeline import ModelSpec, registered_models
-from pipeline.builders import build_blip, build_git, build_maskrcnn, build_vit_gpt2
+from pipeline.builders import build_blip, build_blip_vqa, build_git, build_maskrcnn, build_vit_gpt2
 from pipeline.checkpoints import save_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "space" / "examples"
 TINY_WORDS = "a an the of in on picture photo red blue green circle square triangle and to left right".split()
 TINY_CATEGORIES = ["__background__", "circle", "square", "triangle"]
+#: The tiny answerer's words: the questions' and the answers'.
+TINY_VQA_WORDS = [*TINY_WORDS, "what", "colour", "color", "is", "are", "yes", "no", "how", "many", "one", "two"]
 #: A one-layer BLIP's widths: big enough to run every code path, small enough to build in a fraction of a second.
 TINY_BLIP_LAYERS = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37}
 #: The app tests' models: one captioner, and two segmenters sure of one class each (see build_confident_segmenter).
@@ -33,6 +35,24 @@ def save_tiny_blip(directory: str | Path, words: Sequence[str] = TINY_WORDS, *, 
     torch.manual_seed(seed)
     widths = {**TINY_BLIP_LAYERS, **layers}
     model, processor = build_blip(words, image_size=32, patch_size=8, vision=widths, text=widths)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)
+
+
+def save_tiny_blip_vqa(directory: str | Path, words: Sequence[str] = TINY_VQA_WORDS, *, seed: int = 0) -> str:
+    """A random-weight BLIP question answerer (``BlipForQuestionAnswering``, 32x32 input, one layer each part) with
+    its processor, saved with ``save_pretrained`` in Salesforce/blip-vqa-base's layout.
+
+    The answer decoder's bias against its end token ([SEP]) makes a random model say a few words (up to the token
+    limit) instead of nothing, so that an answer is never empty.
+    """
+    torch.manual_seed(seed)
+    model, processor = build_blip_vqa(
+        words, image_size=32, patch_size=8, vision=TINY_BLIP_LAYERS, text=TINY_BLIP_LAYERS
+    )
+    with torch.no_grad():
+        model.text_decoder.cls.predictions.bias[model.config.text_config.sep_token_id] = -100.0
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return str(directory)
