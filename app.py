@@ -9,9 +9,9 @@ This file is the page's layout and its wiring only. The work is :class:`pipeline
 both halves at once, results and pictures; the handlers below turn its :class:`~pipeline.serve.intake.RequestError`
 into the page's messages. The page's controls take their bounds from the pipelines' option declarations
 (:mod:`pipeline.serve.options`). Endpoints for ``gradio_client`` (``Client(url).view_api()`` lists them with types
-and bounds): ``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/compare`` and ``/live_frame`` (the live
-view's per-frame work: streaming events cannot be called from ``gradio_client``). All but ``/live_frame`` are MCP
-tools for assistants too, at ``/gradio_api/mcp/`` (``--no-mcp`` turns them off; descriptions in
+and bounds): ``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/ask``, ``/compare`` and ``/live_frame``
+(the live view's per-frame work: streaming events cannot be called from ``gradio_client``). All but ``/live_frame``
+are MCP tools for assistants too, at ``/gradio_api/mcp/`` (``--no-mcp`` turns them off; descriptions in
 :mod:`pipeline.serve.tools`).
 
 Concurrency: model runs share the ``heavy`` queue (one at a time, in photo worker threads of lowered priority), the
@@ -31,9 +31,11 @@ from typing import Any
 
 import gradio as gr
 
+from pipeline.answering import QUESTION
 from pipeline.serve.config import build_service, parse_args, setup_notes
-from pipeline.serve.endpoints import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
+from pipeline.serve.endpoints import ANALYZE_OPTIONS, ASK_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
 from pipeline.serve.intake import RequestError
+from pipeline.serve.menus import NO_ANSWERER
 from pipeline.serve.options import OPTIONS, client_defaults
 from pipeline.serve.overlay import outlines_svg
 from pipeline.serve.page_html import EMPTY_CAPTION, EMPTY_OBJECTS, PAGE_ASSETS
@@ -186,7 +188,9 @@ def build_demo(
             preprocess=False,
             concurrency_id="heavy",
         )
-        _api_endpoints(service, captioners, segmenters, default_captioner, default_segmenter)
+        _api_endpoints(
+            service, captioners, segmenters, default_captioner, default_segmenter, models.get("answerer", NO_ANSWERER)
+        )
     demo.queue(max_size=64, default_concurrency_limit=1)
     demo.service = service  # for start-up preloading and tests
     return demo
@@ -452,6 +456,7 @@ ENDPOINTS = [
     ("segment", ["image", "segmenter", "threshold", "subtask"], ["data"]),
     ("analyze", ["image", "captioner", "segmenter", "options"], ["data", "picture"]),
     ("describe", ["image", "captioner", "segmenter", "describe_options"], ["data"]),
+    ("ask", ["image", "question", "segmenter", "answerer", "ask_options"], ["data"]),
     ("compare", ["image", "captioners", "compare_options"], ["data"]),
 ]
 
@@ -472,12 +477,12 @@ def tool_handler(service: Service, name: str, defaults: dict[str, str | None]) -
     """The endpoint's handler, named after it, with the docstring whose ``Args:`` gradio's MCP server reads."""
     method = getattr(service.endpoints, name)
     handler = for_clients(method)
-    menus = {kind: service.models.menus.names(kind) for kind in ("captioner", "segmenter")}
+    menus = {kind: service.models.menus.names(kind) for kind in ("captioner", "segmenter", "answerer")}
     handler.__doc__ = tool_docstring(name, list(inspect.signature(method).parameters), menus, defaults)
     return handler
 
 
-def _api_endpoints(service: Service, captioners, segmenters, captioner, segmenter) -> None:
+def _api_endpoints(service: Service, captioners, segmenters, captioner, segmenter, answerer) -> None:
     """Hidden inputs and outputs that give each endpoint its documented parameters, and the endpoints."""
     threshold, subtask = OPTIONS["threshold"], OPTIONS["subtask"]
     low, high = threshold.bounds(bounded=True)
@@ -493,6 +498,14 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
             "options": json_input(client_defaults(ANALYZE_OPTIONS), "options", OBJECT),
             "describe_options": json_input(client_defaults(DESCRIBE_OPTIONS), "options", OBJECT),
             "compare_options": json_input(client_defaults(COMPARE_OPTIONS), "options", OBJECT),
+            "ask_options": json_input(client_defaults(ASK_OPTIONS), "options", OBJECT),
+            "question": gr.Textbox(label="question", max_length=QUESTION.max_length),
+            "answerer": gr.Dropdown(
+                [*service.models.menus.names("answerer"), NO_ANSWERER],
+                value=answerer,
+                label="answerer",
+                allow_custom_value=True,
+            ),
             "captioners": json_input([captioner], "captioners", {"type": "array", "items": {"type": "string"}}),
             "text": gr.Textbox(label="caption"),
             "data": gr.JSON(label="result"),
@@ -500,7 +513,7 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
             "frame": gr.Image(label="annotated frame", type="filepath", format="jpeg"),  # a frame: quick to encode
         }
         buttons = [gr.Button(visible=False) for _ in range(len(ENDPOINTS) + 1)]
-    defaults = {"captioner": captioner, "segmenter": segmenter}
+    defaults = {"captioner": captioner, "segmenter": segmenter, "answerer": answerer}
     for button, (name, inputs, outputs) in zip(buttons, ENDPOINTS):
         button.click(
             tool_handler(service, name, defaults),

@@ -16,6 +16,7 @@ from helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
     SCREENSHOTS,
+    TEST_ANSWERER,
     draw_shapes,
     registered_test_models,
     save_tiny_blip,
@@ -120,8 +121,9 @@ def app_models(tiny_blip_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(app_models):
-    """A real app (``app.build_demo``) served on a free port of 127.0.0.1; its URL."""
-    demo, url = serve()
+    """A real app (``app.build_demo``) served on a free port of 127.0.0.1; its URL. Its answerers: the test one,
+    and blip-vqa-base (not on this machine: the menus mark it)."""
+    demo, url = serve(answerers=(TEST_ANSWERER, "blip-vqa-base"))
     try:
         yield url
     finally:

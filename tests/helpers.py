@@ -28,6 +28,8 @@ TINY_BLIP_LAYERS = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_he
 #: The app tests' models: one captioner, and two segmenters sure of one class each (see build_confident_segmenter).
 TEST_CAPTIONER = "test-tiny"
 TEST_SEGMENTERS = {"test-circles": 1, "test-squares": 2}
+#: The app tests' question answerer: a tiny random BLIP VQA (see save_tiny_blip_vqa).
+TEST_ANSWERER = "test-vqa"
 
 
 def save_tiny_blip(directory: str | Path, words: Sequence[str] = TINY_WORDS, *, seed: int = 0, **layers: Any) -> str:
@@ -138,9 +140,13 @@ def draw_shapes(width: int = 96, height: int = 72, seed: int = 0) -> Image.Image
 
 @contextlib.contextmanager
 def registered_test_models(tiny_blip_dir: str, directory: Path) -> Iterator[dict[str, str]]:
-    """The app tests' models in the catalog for the block; yields their directories by name (and ``"captioner"``)."""
-    directories = {"captioner": tiny_blip_dir}
-    specs = [ModelSpec(TEST_CAPTIONER, "captioner", tiny_blip_dir, "tiny random BLIP: for tests")]
+    """The app tests' models in the catalog for the block; yields their directories by name (and ``"captioner"``,
+    ``"answerer"``)."""
+    directories = {"captioner": tiny_blip_dir, "answerer": save_tiny_blip_vqa(directory / TEST_ANSWERER)}
+    specs = [
+        ModelSpec(TEST_CAPTIONER, "captioner", tiny_blip_dir, "tiny random BLIP: for tests"),
+        ModelSpec(TEST_ANSWERER, "answerer", directories["answerer"], "tiny random BLIP VQA: for tests"),
+    ]
     for seed, (name, favourite) in enumerate(TEST_SEGMENTERS.items()):
         directories[name] = save_tiny_segmenter(
             directory / name, seed=seed, favourite=favourite, box_detections_per_img=4
@@ -208,11 +214,13 @@ def install_wheel_of_checkout(directory: Path) -> Path:
 def serve(
     captioners: Sequence[str] = (TEST_CAPTIONER, "blip-base"),
     segmenters: Sequence[str] = (*TEST_SEGMENTERS, "maskrcnn-v2"),
+    answerers: Sequence[str] = (),
     **options: Any,
 ):
     """Build and launch the app on the test models on 127.0.0.1; returns ``(demo, url)``. Call ``demo.close()``.
 
-    ``options`` go to :class:`pipeline.serve.service.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``), to
+    The page starts on the first answerer (``"none"`` when there is none). ``options`` go to
+    :class:`pipeline.serve.service.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``), to
     ``app.build_demo`` (``default_threshold``) or to ``launch`` (``mcp_server``).
     """
     import app
@@ -223,10 +231,9 @@ def serve(
     allow_hub = options.pop("allow_hub", False)
     mcp_server = options.pop("mcp_server", False)
     service_options = {key: options.pop(key) for key in ("live_sessions", "max_pixels") if key in options}
-    service = Service(
-        ModelCache(device="cpu"), ModelMenus(captioners, segmenters, allow_hub=allow_hub), **service_options
-    )
-    models = {"captioner": captioners[0], "segmenter": segmenters[0]}
+    menus = ModelMenus(captioners, segmenters, answerers=answerers, allow_hub=allow_hub)
+    service = Service(ModelCache(device="cpu"), menus, **service_options)
+    models = {"captioner": captioners[0], "segmenter": segmenters[0], "answerer": (*answerers, "none")[0]}
     demo = app.build_demo(service, models, **{"default_threshold": 0.3, **options})
     launch = {**app.launch_options(), "mcp_server": mcp_server}
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch)

@@ -14,7 +14,7 @@ from ..catalog import availability, best_available, list_models, load_captioner,
 from ..env import env_flag, env_int
 from ..speed import PROFILES, default_profile
 from .cache import ModelCache
-from .menus import ModelMenus, operator_model
+from .menus import NO_ANSWERER, ModelMenus, operator_model
 from .service import Service
 from .zerogpu import default_device, on_zerogpu
 
@@ -71,6 +71,10 @@ def build_service(args: argparse.Namespace, *, runner: Callable | None = None) -
     gets a name of its own, never shown as a path)."""
     chosen: dict[str, str | None] = {}
     menus = {}
+    answerers = [spec.name for spec in list_models("answerer")]
+    # Questions the objects answer need no answerer: with none that loads here, the page starts on "none".
+    usable = [name for name in answerers if availability(name, "answerer")[0]]
+    chosen["answerer"] = best_available("answerer", usable) or NO_ANSWERER
     for kind, asked in (("captioner", args.captioner), ("segmenter", args.segmenter)):
         names = [spec.name for spec in list_models(kind)]
         named = operator_model(kind, asked) if asked else None
@@ -88,7 +92,7 @@ def build_service(args: argparse.Namespace, *, runner: Callable | None = None) -
     )
     service = Service(
         cache,
-        ModelMenus(menus["captioner"], menus["segmenter"], allow_hub=args.allow_hub_models),
+        ModelMenus(menus["captioner"], menus["segmenter"], answerers=answerers, allow_hub=args.allow_hub_models),
         live_sessions=args.live_sessions,
         runner=runner,
     )

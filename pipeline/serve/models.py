@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..answering import answer_question
 from ..combined import Halves, run_halves
 from ..kernels import limit_intraop_threads
 from .cache import ModelCache, public_message
 from .intake import RequestError, image_from_payload
-from .menus import ModelMenus
+from .menus import NO_ANSWERER, ModelMenus
 from .process import lower_thread_priority
 
 
@@ -123,6 +124,26 @@ class ModelRunner:
         except (ValueError, TypeError) as error:  # an option a model refuses (e.g. a prompt it takes none of)
             raise RequestError(str(error)) from None
         except RuntimeError as error:  # e.g. out of memory inside a model: say so, keep serving
+            raise RequestError(f"The model failed on this image: {error}", title="Model failed") from None
+
+    def answer(
+        self,
+        question: str,
+        image: Image.Image,
+        instances: list[dict[str, Any]],
+        labels: list[str] | None,
+        answerer: str,
+    ) -> dict[str, Any]:
+        """Answer a (checked) question about a picture whose instances are known, from them or with the (checked)
+        answerer (:func:`pipeline.answering.answer_question`; ``"none"``: the objects only), in a photo thread; a
+        model failure is a :class:`RequestError` and the server keeps serving."""
+        model = None if answerer == NO_ANSWERER else self.model("answerer", answerer)
+        job = self.photo_threads.submit(answer_question, question, image, instances, labels=labels, answerer=model)
+        try:
+            return job.result()
+        except (ValueError, TypeError) as error:
+            raise RequestError(str(error)) from None
+        except RuntimeError as error:
             raise RequestError(f"The model failed on this image: {error}", title="Model failed") from None
 
     def close(self) -> None:
