@@ -34,6 +34,7 @@ from helpers import (
     install_torchvision_stand_in,
     install_wheel_of_checkout,
     save_tiny_blip,
+    save_tiny_blip_vqa,
     save_tiny_git,
     save_tiny_vit_gpt2,
     venv_seeing_this_environment,
@@ -130,6 +131,7 @@ class Workspace:
             "Salesforce/blip-image-captioning-large": root / "tiny-blip",
             "microsoft/git-base-coco": save_tiny_git(root / "tiny-git"),
             "nlpconnect/vit-gpt2-image-captioning": save_tiny_vit_gpt2(root / "tiny-vit-gpt2"),
+            "Salesforce/blip-vqa-base": save_tiny_blip_vqa(root / "tiny-blip-vqa"),
         }
         for repo_id, directory in stand_ins.items():
             install_hub_stand_in(root / "hf-cache", repo_id, directory)
