@@ -38,7 +38,7 @@ from pipeline.serve.intake import RequestError
 from pipeline.serve.menus import NO_ANSWERER
 from pipeline.serve.options import OPTIONS, client_defaults
 from pipeline.serve.overlay import outlines_svg
-from pipeline.serve.page_html import EMPTY_CAPTION, EMPTY_OBJECTS, PAGE_ASSETS
+from pipeline.serve.page_html import EMPTY_ANSWER, EMPTY_CAPTION, EMPTY_OBJECTS, PAGE_ASSETS
 from pipeline.serve.photo import Analysis
 from pipeline.serve.process import limit_malloc_arenas
 from pipeline.serve.service import Service
@@ -50,6 +50,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
 PAGE_DIR = PAGE_ASSETS  # the page's stylesheet and scripts, shipped with the package
 CSS = (PAGE_DIR / "page.css").read_text()
 READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
+ANSWER_JS = (PAGE_DIR / "answer.js").read_text()  # after an answer: the live region, its outlines, its speech
 # Run once on load: the accessibility fixes and highlights, speech, the camera choice (each one arrow function).
 PAGE_SCRIPTS = ("a11y.js", "speech.js", "camera.js", "live_overlay.js")
 #: The live tab's outlines before the first frame: an empty drawing.
@@ -110,6 +111,11 @@ def analyze_ui(service, payload, captioner, segmenter, threshold, opacity, views
         last=last,
     )
     return (*page_views(service, analysis, threshold, opacity, views), analysis)
+
+
+@for_clients
+def ask_ui(service, question, answerer, threshold, last, history):
+    return service.photos.ask(last, question, answerer, threshold=threshold, history=history)
 
 
 @for_clients
@@ -176,6 +182,7 @@ def build_demo(
         page = _photo_tab(
             service, captioners, segmenters, default_captioner, default_segmenter, examples_dir, default_threshold
         )
+        _ask_box(service, page, models.get("answerer", NO_ANSWERER))
         live = _live_tab()
         compare = _compare_tab(service, default_captioner)
         _wire_photo(service, page, state)
@@ -236,6 +243,7 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
             )
             parts["objects"] = gr.Textbox(label="Objects found", interactive=False, elem_id="objects-summary")
             parts["objects_list"] = gr.HTML(EMPTY_OBJECTS, label="Objects, one by one", elem_id="objects-list")
+            parts["ask_group"] = gr.Group(elem_id="ask-group")  # filled by _ask_box
             with gr.Row(elem_id="speech-controls"):
                 parts["read"] = gr.Button("Read aloud", elem_id="read-aloud", min_width=120)
                 parts["stop"] = gr.Button("Stop reading", elem_id="stop-reading", size="md", min_width=100)
@@ -288,6 +296,36 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
             parts["timings"] = gr.Markdown(elem_id="timings")
             parts["json"] = gr.File(label="Download the result (JSON, masks as COCO RLE)", elem_id="json")
     return parts
+
+
+def _ask_box(service: Service, page: _Parts, answerer: str) -> None:
+    """The photo tab's questions: a labelled box (Enter asks), the answer in large type with the earlier ones, a
+    polite live region that says each answer, and the answerer menu ("none": the objects only)."""
+    with page.ask_group:
+        page["question"] = gr.Textbox(
+            label="Ask about this photo",
+            placeholder="How many people are there? What colour is the car? Where is the dog?",
+            max_length=QUESTION.max_length,
+            lines=1,
+            max_lines=1,
+            elem_id="ask-question",
+        )
+        with gr.Row(elem_id="ask-controls"):
+            page["ask"] = gr.Button("Ask", elem_id="ask-button", min_width=100)
+            page["speak_answers"] = gr.Checkbox(
+                False, label="Read answers aloud", elem_id="speak-answers", interactive=True, min_width=160
+            )
+        page["answer"] = gr.HTML(EMPTY_ANSWER, elem_id="answer")
+        # A screen reader hears each answer once (serve/page/answer.js writes it here), not the progress text.
+        gr.HTML('<p id="answer-announcer" class="visually-hidden" aria-live="polite"></p>', elem_id="answer-region")
+        none = (f"{NO_ANSWERER} — answers from the objects found only", NO_ANSWERER)
+        page["answerer"] = gr.Dropdown(
+            [*service.photos.menu("answerer"), none],
+            value=answerer,
+            label="Answerer (questions the objects cannot answer)",
+            elem_id="answerer",
+        )
+        page["history"] = gr.State(None, time_to_live=1800)
 
 
 def _live_tab() -> _Parts:
@@ -422,6 +460,22 @@ def _wire_photo(service: Service, page: _Parts, state: gr.State) -> None:
             show_progress="minimal",
         )
     timer.tick(**notes)
+    asked = {
+        "fn": functools.partial(ask_ui, service),
+        "inputs": [page.question, page.answerer, page.threshold, state, page.history],
+        "outputs": [page.answer, page.history],
+        "api_visibility": "private",
+        "concurrency_id": "heavy",
+        "concurrency_limit": 1,
+        "show_progress_on": [page.answer],
+    }
+    for trigger in (page.question.submit, page.ask.click):
+        trigger(**asked).success(None, None, None, js=ANSWER_JS, api_visibility="private")
+    # Another photo: its answers start afresh.
+    page.image.change(
+        lambda: (EMPTY_ANSWER, None), None, [page.answer, page.history], api_visibility="private", queue=False,
+        show_progress="hidden",
+    )  # fmt: skip
     read = [page.caption, page.description, page.objects]
     page.read.click(None, read, None, js=READ_ALOUD_JS, api_visibility="private")
     for button in ("stop", "repeat"):

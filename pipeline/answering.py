@@ -214,6 +214,7 @@ def answer_question(
     *,
     labels: Iterable[str] | None = None,
     answerer: AnswerPipeline | None = None,
+    image_size: Sequence[int] | None = None,
     **answer_options: Any,
 ) -> dict[str, Any]:
     """Answer a question about a picture from the right source: its objects when they can
@@ -226,6 +227,8 @@ def answer_question(
         labels (Iterable[str] | None, default None): the segmenter's label names (None: the 80 COCO labels).
         answerer (AnswerPipeline | None, default None): the model for the other questions; None answers them with
             :data:`NO_ANSWERER` (``answer`` empty, ``source`` None).
+        image_size (Sequence[int] | None, default None): ``(width, height)`` of the picture the instances' boxes
+            are in, when ``image`` is a copy of another size (a page's display copy); None: ``image.size``.
         **answer_options: the answerer's other call options (``max_new_tokens``).
 
     Returns:
@@ -238,7 +241,7 @@ def answer_question(
     [0]
     """
     question = check_question(question)
-    found = answer_from_objects(question, instances, image.size, labels=labels)
+    found = answer_from_objects(question, instances, image_size or image.size, labels=labels)
     if found is not None:
         return found
     named = sorted({index for word in ground_caption(question, instances, labels) for index in word["instances"]})

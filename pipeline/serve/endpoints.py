@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..answering import check_question
 from ..captioning import CAPTION_OPTIONS
 from ..combined import build_result
 from ..compare import compare_captioners
@@ -23,7 +22,7 @@ from ..render import draw_instances
 from ..segmentation import SEGMENT_OPTIONS
 from ..stream import scale_to_fit
 from .files import OutputFiles
-from .intake import RequestError, checked_options
+from .intake import RequestError, checked_options, checked_question
 from .models import ModelRunner
 
 #: Pictures for people are drawn at most this large (the longer side, in pixels), whatever the photo's size; the
@@ -113,10 +112,7 @@ class Endpoints:
         about a label it knows) or by the answerer (``"none"``: the objects only): ``{"question", "answer",
         "sentence", "source", "instances", "objects"}``, ``instances`` indexing ``objects`` (each with its label,
         score, box, position and words)."""
-        try:
-            question = check_question(question)
-        except ValueError as error:
-            raise RequestError(str(error), title="Ask a question") from None
+        question = checked_question(question)
         menus = self.models.menus
         segmenter, answerer = menus.check("segmenter", segmenter), menus.check("answerer", answerer)
         settings = checked_options(options, ASK_OPTIONS)

@@ -133,12 +133,17 @@ class ModelRunner:
         instances: list[dict[str, Any]],
         labels: list[str] | None,
         answerer: str,
+        *,
+        image_size: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
         """Answer a (checked) question about a picture whose instances are known, from them or with the (checked)
         answerer (:func:`pipeline.answering.answer_question`; ``"none"``: the objects only), in a photo thread; a
-        model failure is a :class:`RequestError` and the server keeps serving."""
+        model failure is a :class:`RequestError` and the server keeps serving. ``image_size``: the size the boxes are
+        in, when ``image`` is a display copy."""
         model = None if answerer == NO_ANSWERER else self.model("answerer", answerer)
-        job = self.photo_threads.submit(answer_question, question, image, instances, labels=labels, answerer=model)
+        job = self.photo_threads.submit(
+            answer_question, question, image, instances, labels=labels, answerer=model, image_size=image_size
+        )
         try:
             return job.result()
         except (ValueError, TypeError) as error:
