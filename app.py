@@ -32,6 +32,7 @@ from typing import Any
 import gradio as gr
 
 from pipeline.answering import QUESTION
+from pipeline.catalog import availability
 from pipeline.serve.config import build_service, parse_args, setup_notes
 from pipeline.serve.endpoints import ANALYZE_OPTIONS, ASK_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
 from pipeline.serve.intake import RequestError
@@ -618,13 +619,25 @@ def run_on_gpu(captioner, segmenter, images, caption_options, segment_options):
     return demo.service.run_models(captioner, segmenter, images, caption_options, segment_options, concurrent=False)
 
 
+@gpu(duration=DEFAULT_DURATION)
+def answer_on_gpu(question, image, instances, labels, answerer, image_size):
+    """ZeroGPU: a question the objects cannot answer, answered inside ``spaces.GPU`` (as :func:`run_on_gpu`)."""
+    return demo.service.models.answer_here(question, image, instances, labels, answerer, image_size)
+
+
+def _gpu_runners() -> dict[str, Callable | None]:
+    """The model runs that go through ``spaces.GPU`` on ZeroGPU; elsewhere none (they run in the photo threads)."""
+    zerogpu = on_zerogpu()
+    return {"runner": run_on_gpu if zerogpu else None, "answer_runner": answer_on_gpu if zerogpu else None}
+
+
 # `python app.py --help` answers before any model is touched; imported (tests, `gradio app.py`, the
 # `caption-segment-app` command before main()), flags come from the environment only.
 _cli = parse_args() if __name__ == "__main__" else parse_args([])
 limit_malloc_arenas()  # before the server's threads: its memory stays flat under load (pipeline.serve.process)
 if _cli.offline:
     os.environ["HF_HUB_OFFLINE"] = "1"
-_service, _defaults = build_service(_cli, runner=run_on_gpu if on_zerogpu() else None)
+_service, _defaults = build_service(_cli, **_gpu_runners())
 demo = build_demo(_service, _defaults)
 
 
@@ -638,12 +651,13 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["HF_HUB_OFFLINE"] = "1"
         _cli = args
         _service.close()  # the page built at import is replaced: its threads stop
-        _service, _defaults = build_service(args, runner=run_on_gpu if on_zerogpu() else None)
+        _service, _defaults = build_service(args, **_gpu_runners())
         demo = build_demo(_service, _defaults)
     wanted = [(kind, _defaults[kind]) for kind in ("captioner", "segmenter") if _defaults.get(kind)]
     if on_zerogpu():  # a model can only be placed on the GPU now: place every one that can be loaded, then serve
         menus = _service.models.menus
         wanted += [(k, n) for k in ("captioner", "segmenter") for n in menus.names(k) if (k, n) not in wanted]
+        wanted += [("answerer", name) for name in menus.names("answerer") if availability(name, "answerer")[0]]
         _service.models.cache.preload(wanted)
         demo.launch(**launch_options(args))
     elif args.no_preload:

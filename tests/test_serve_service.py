@@ -339,3 +339,30 @@ def test_a_trained_models_note_carries_its_card_summary_and_no_path(tmp_path):
         "on 4 validation images."
     )
     assert str(tmp_path) not in note
+
+
+def test_an_answer_runner_answers_elsewhere_what_the_photo_threads_would(models, photo):
+    """ZeroGPU's path: the question goes through the answer runner (there a spaces.GPU function calling answer_here),
+    with the same answer as in the photo threads."""
+    from pipeline.serve.zerogpu import gpu
+
+    calls = []
+
+    @gpu(duration=20)  # without the spaces package (here) the function itself
+    def on_gpu(*arguments):
+        calls.append(arguments[0])
+        return elsewhere.models.answer_here(*arguments)
+
+    menus = ModelMenus([TEST_CAPTIONER], [CIRCLES], answerers=[TEST_ANSWERER])
+    elsewhere = Service(ModelCache(device="cpu"), menus, answer_runner=on_gpu)
+    here = Service(ModelCache(device="cpu"), menus)
+    try:
+        for question in ("How many circles?", "What colour is the circle?"):
+            asked = [
+                service.endpoints.ask(photo, question, CIRCLES, TEST_ANSWERER, {}) for service in (elsewhere, here)
+            ]
+            assert asked[0] == asked[1]
+        assert calls == ["How many circles?", "What colour is the circle?"]
+    finally:
+        elsewhere.close()
+        here.close()

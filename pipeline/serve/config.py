@@ -65,10 +65,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_service(args: argparse.Namespace, *, runner: Callable | None = None) -> tuple[Service, dict[str, str]]:
+def build_service(
+    args: argparse.Namespace, *, runner: Callable | None = None, answer_runner: Callable | None = None
+) -> tuple[Service, dict[str, str]]:
     """The Service for these settings, and the models to start on (``{kind: name}``; ``"asked_<kind>"`` holds what
     was asked for when it cannot load here). The menus are the catalog plus the operator's own models (a directory
-    gets a name of its own, never shown as a path)."""
+    gets a name of its own, never shown as a path). ``runner`` and ``answer_runner``: the
+    :class:`~pipeline.serve.models.ModelRunner`'s (ZeroGPU's ``spaces.GPU`` functions)."""
     chosen: dict[str, str | None] = {}
     menus = {}
     answerers = [spec.name for spec in list_models("answerer")]
@@ -95,6 +98,7 @@ def build_service(args: argparse.Namespace, *, runner: Callable | None = None) -
         ModelMenus(menus["captioner"], menus["segmenter"], answerers=answerers, allow_hub=args.allow_hub_models),
         live_sessions=args.live_sessions,
         runner=runner,
+        answer_runner=answer_runner,
     )
     return service, chosen
 

@@ -34,6 +34,8 @@ class ModelRunner:
         runner (Callable | None, default None): runs a photo's models elsewhere (ZeroGPU: a ``spaces.GPU``
             function), called as ``runner(captioner, segmenter, images, caption_options, segment_options)`` and
             returning :meth:`run_models`' :class:`~pipeline.combined.Halves`; None runs here, in the photo threads.
+        answer_runner (Callable | None, default None): answers a question elsewhere (ZeroGPU), called with
+            :meth:`answer_here`'s arguments and returning its answer; None answers in the photo threads.
         max_pixels (int | None, default None): the image pixel limit; None reads ``PIPELINE_MAX_PIXELS``.
     """
 
@@ -44,9 +46,11 @@ class ModelRunner:
         *,
         live_sessions: int = 2,
         runner: Callable[..., Halves] | None = None,
+        answer_runner: Callable[..., dict[str, Any]] | None = None,
         max_pixels: int | None = None,
     ):
         self.cache, self.menus, self.runner, self.max_pixels = cache, menus, runner, max_pixels
+        self.answer_runner = answer_runner
         self.live_sessions = live_sessions
         # Model work runs in threads of its own, so that the threads that ever run PyTorch (each with its own team of
         # intra-op threads and their caches) are these few, not whichever of the web server's threads took a
@@ -140,16 +144,31 @@ class ModelRunner:
         answerer (:func:`pipeline.answering.answer_question`; ``"none"``: the objects only), in a photo thread; a
         model failure is a :class:`RequestError` and the server keeps serving. ``image_size``: the size the boxes are
         in, when ``image`` is a display copy."""
-        model = None if answerer == NO_ANSWERER else self.model("answerer", answerer)
-        job = self.photo_threads.submit(
-            answer_question, question, image, instances, labels=labels, answerer=model, image_size=image_size
-        )
+        if answerer != NO_ANSWERER:
+            self.model("answerer", answerer)  # load (or fail with a message) before any GPU time is asked for
         try:
-            return job.result()
+            if self.answer_runner is not None:
+                return self.answer_runner(question, image, instances, labels, answerer, image_size)
+            return self.photo_threads.submit(
+                self.answer_here, question, image, instances, labels, answerer, image_size
+            ).result()
         except (ValueError, TypeError) as error:
             raise RequestError(str(error)) from None
         except RuntimeError as error:
             raise RequestError(f"The model failed on this image: {error}", title="Model failed") from None
+
+    def answer_here(
+        self,
+        question: str,
+        image: Image.Image,
+        instances: list[dict[str, Any]],
+        labels: list[str] | None,
+        answerer: str,
+        image_size: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`answer`'s work in this thread (a ZeroGPU worker's ``spaces.GPU`` function runs it there)."""
+        model = None if answerer == NO_ANSWERER else self.cache.get("answerer", answerer)
+        return answer_question(question, image, instances, labels=labels, answerer=model, image_size=image_size)
 
     def close(self) -> None:
         for pool in (self.photo_threads, self.live_threads, self.live_caption_thread):
