@@ -657,10 +657,11 @@ def vqa_accuracy(answer: str, human_answers: Sequence[str]) -> float:
     return sum(scores) / len(scores)
 
 
-def read_vqa(data_dir: str | Path) -> list[dict[str, Any]]:
-    """A VQAv2-layout split (``questions.json``, ``annotations.json`` and ``images/`` named by ``image_id`` through
-    ``instances.json`` when present, else VQAv2's COCO file names): one dict per question with ``question``,
-    ``image`` (a path), ``answers`` (the human answers), ``answer_type`` and ``question_type``.
+def read_vqa(data_dir: str | Path, *, images_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """A VQAv2-layout split (``questions.json``, ``annotations.json``, pictures in ``images_dir`` (default
+    ``<data_dir>/images``) named by ``image_id`` through ``instances.json`` when present, else VQAv2's COCO file names
+    ``COCO_<folder>_<id>.jpg``): one dict per question with ``question``, ``image`` (a path), ``answers`` (the human
+    answers), ``answer_type`` and ``question_type``.
 
     Raises:
         ValueError: a folder without both JSON files.
@@ -668,6 +669,7 @@ def read_vqa(data_dir: str | Path) -> list[dict[str, Any]]:
     import json
 
     root = Path(data_dir)
+    pictures = Path(images_dir) if images_dir else root / "images"
     if not (root / "questions.json").is_file() or not (root / "annotations.json").is_file():
         raise ValueError(f"VQA folder {str(data_dir)!r} needs questions.json and annotations.json")
     asked = json.loads((root / "questions.json").read_text())["questions"]
@@ -679,11 +681,11 @@ def read_vqa(data_dir: str | Path) -> list[dict[str, Any]]:
             image["id"]: image["file_name"] for image in json.loads((root / "instances.json").read_text())["images"]
         }
     else:
-        files = {entry["image_id"]: f"COCO_{root.name}_{entry['image_id']:012d}.jpg" for entry in asked}
+        files = {entry["image_id"]: f"COCO_{pictures.name}_{entry['image_id']:012d}.jpg" for entry in asked}
     return [
         {
             "question": entry["question"],
-            "image": str(root / "images" / files[entry["image_id"]]),
+            "image": str(pictures / files[entry["image_id"]]),
             "answers": [answer["answer"] for answer in answered[entry["question_id"]]["answers"]],
             "answer_type": answered[entry["question_id"]].get("answer_type", "other"),
             "question_type": answered[entry["question_id"]].get("question_type", ""),

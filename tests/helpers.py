@@ -378,7 +378,7 @@ def check_model_card(directory: Path, kind: str, metrics: dict[str, float], *, s
     saved = json.loads((directory / "metrics.json").read_text())
     for name, value in saved.items():
         assert f"| {name} | {round(float(value), 4)} |" in card.text
-    module = "train.caption" if kind == "captioner" else "train.segment"
+    module = {"captioner": "train.caption", "segmenter": "train.segment", "answerer": "train.answer"}[kind]
     assert f"python -m {module} " in card.text and f"--max_train_steps {steps}" in card.text
     assert "## Data" in card.text and "validation:" in card.text and "## Base model" in card.text
     summary = card_summary(directory)
