@@ -709,3 +709,37 @@ def vqa_scores(answers: Sequence[str], questions: Sequence[Mapping[str, Any]]) -
     return {name: sum(scores) / len(scores) for name, scores in groups.items() if scores} | {
         "questions": float(len(questions))
     }
+
+
+def evaluate_answerer(
+    answerer: Any,
+    data_dir: str | Path,
+    *,
+    question_types: Sequence[str] | None = None,
+    max_questions: int | None = None,
+) -> dict[str, float]:
+    """The :func:`vqa_scores` of an :class:`~pipeline.answering.AnswerPipeline` on a VQAv2-layout folder
+    (:func:`read_vqa`), the questions of one text answered together as a batch of pictures.
+
+    Args:
+        answerer (AnswerPipeline): e.g. ``pipeline.load_answerer("shapes")``.
+        data_dir (str | Path): ``questions.json``, ``annotations.json`` and ``images/``.
+        question_types (Sequence[str] | None, default None): score only these ``question_type`` values.
+        max_questions (int | None, default None): the first N questions (after the type filter) only.
+
+    Returns:
+        dict: :func:`vqa_scores`' figures and ``"seconds_per_question"``.
+    """
+    asked = [entry for entry in read_vqa(data_dir) if not question_types or entry["question_type"] in question_types]
+    asked = asked[:max_questions] if max_questions else asked
+    by_text: dict[str, list[int]] = {}
+    for index, entry in enumerate(asked):
+        by_text.setdefault(entry["question"], []).append(index)
+    answers = [""] * len(asked)
+    tick = time.perf_counter()
+    for question, indices in by_text.items():
+        results = answerer([asked[index]["image"] for index in indices], question=question)
+        for index, result in zip(indices, results):
+            answers[index] = result["answer"]
+    seconds = time.perf_counter() - tick
+    return {**vqa_scores(answers, asked), "seconds_per_question": seconds / max(1, len(asked))}

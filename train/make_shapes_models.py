@@ -1,4 +1,4 @@
-"""Rebuild the offline ``shapes`` models: generate the data, train both with the training scripts, evaluate, install.
+"""Rebuild the offline ``shapes`` models: generate the data, train them with the training scripts, evaluate, install.
 
 One command, CPU only, no network::
 
@@ -10,6 +10,10 @@ training) under ``--work_dir``, builds a tiny BLIP with the shapes vocabulary (:
 with ``train/segment.py``, both stored as float16 (the catalog loads them as float32), copies the model files to
 ``pipeline/weights/shapes-captioner`` and ``pipeline/weights/shapes-segmenter`` (the catalog's ``shapes`` entries)
 and scores them on the held-out split with ``train/evaluate.py``, writing ``heldout_metrics.json`` beside each.
+The question answerer (:data:`ANSWERER_ARGS`) is a tiny BLIP VQA of the captioner's widths whose vision encoder is
+the installed captioner's (kept frozen), trained with ``train/answer.py`` on the colour and shape questions of the
+data set (counts, presence and places are the segmenter's), installed in ``pipeline/weights/shapes-answerer`` and
+scored by VQA accuracy on the held-out split.
 
 The schedules (:data:`CAPTION_PHASES`, :data:`SEGMENT_ARGS`) were sized for a shared 2-core machine (one thread per
 run: on an oversubscribed CPU, two threads per process ran 3-5x slower than one); where a GPU is visible the same
@@ -28,10 +32,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.builders import build_blip
+from pipeline.builders import build_blip, build_blip_vqa
 from pipeline.catalog import WEIGHTS_DIR
-from pipeline.evaluation import evaluate_captioner, evaluate_segmenter
-from train import caption, segment, shapes
+from pipeline.evaluation import evaluate_answerer, evaluate_captioner, evaluate_segmenter
+from train import answer, caption, segment, shapes
 
 DATA_SEED, HELDOUT_SEED = 0, 1
 TRAIN_IMAGES, VAL_IMAGES, TEST_IMAGES = 3000, 100, 300
@@ -87,6 +91,16 @@ SEGMENT_ARGS = [
     "--logging_steps", "10", "--save_float16", "--seed", "0",
 ]  # fmt: skip
 
+#: The answerer's words: the captions' and the questions' and answers' (digits, as VQA answers numbers).
+ANSWER_WORDS = "how many are there is what colour shape yes no 0 1 2 3 4".split()
+#: The question types the answerer is trained and scored on: what the segmenter does not answer.
+ANSWER_TYPES = ("colour", "shape")
+ANSWERER_ARGS = [
+    "--question_types", ",".join(ANSWER_TYPES), "--freeze_vision", "--learning_rate", "1e-3", "--warmup_steps", "100",
+    "--lr_scheduler", "cosine", "--per_device_batch_size", "32", "--max_train_steps", "3000",
+    "--checkpointing_steps", "500", "--logging_steps", "50", "--save_float16", "--seed", "0",
+]  # fmt: skip
+
 MODEL_FILES = {
     "captioner": (
         "config.json",
@@ -98,6 +112,7 @@ MODEL_FILES = {
     ),
     "segmenter": ("segmenter.json", "model.safetensors"),
 }
+MODEL_FILES["answerer"] = MODEL_FILES["captioner"]
 
 
 def install(run_dir: Path, kind: str, destination: Path) -> Path:
@@ -126,7 +141,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="data, runs and checkpoints (default: <tmp>/shapes-models)",
     )
     parser.add_argument("--weights_dir", default=str(WEIGHTS_DIR), help="where the shapes-* model folders go")
-    parser.add_argument("--only", choices=("captioner", "segmenter"), help="rebuild one of the two models only")
+    parser.add_argument(
+        "--only",
+        choices=("captioner", "segmenter", "answerer"),
+        help="rebuild one of the models only (the answerer starts from the installed captioner's vision encoder)",
+    )
     parser.add_argument("--torch_threads", type=int, default=1, help="CPU threads per run (default 1)")
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs from their latest state")
     parser.add_argument(
@@ -197,7 +216,43 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         figures["segmenter"] = evaluate_segmenter(load_segmenter(str(target), device="cpu"), heldout / "test")
         (target / "heldout_metrics.json").write_text(json.dumps(figures["segmenter"], indent=1) + "\n")
         print("segmenter, held-out test:", figures["segmenter"])
+    if args.only in (None, "answerer"):
+        figures["answerer"] = make_answerer(work, weights, data, heldout, suffix, [*common, *resume_flags(args)])
     return figures
+
+
+def resume_flags(args: argparse.Namespace) -> list[str]:
+    """The answerer run resumes from its latest state when asked (``train/answer.py`` starts afresh without one)."""
+    return ["--resume_from_checkpoint", "latest"] if args.resume else []
+
+
+def make_answerer(
+    work: Path, weights: Path, data: Path, heldout: Path, suffix: str, flags: list[str]
+) -> dict[str, float]:
+    """Build the answerer (the installed captioner's vision encoder, the rest fresh), train, install and score it."""
+    from transformers import BlipForConditionalGeneration
+
+    initial = work / f"answerer-init{suffix}"
+    if not initial.is_dir():
+        torch.manual_seed(0)
+        model, processor = build_blip_vqa([*shapes.vocabulary(max_objects=4), *ANSWER_WORDS], **CAPTIONER)
+        trained = weights / "shapes-captioner"  # this run's, else the committed one (--only answerer elsewhere)
+        source = trained if trained.is_dir() else WEIGHTS_DIR / "shapes-captioner"
+        captioner = BlipForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+        model.vision_model.load_state_dict(captioner.vision_model.state_dict())
+        model.save_pretrained(initial)
+        processor.save_pretrained(initial)
+    run = work / f"answerer{suffix}"
+    _fresh_accelerate_state()
+    answer.main(["--model_name_or_path", str(initial), "--train_dir", str(data / "train"), "--val_dir",
+                 str(data / "val"), "--output_dir", str(run), *ANSWERER_ARGS, *flags])  # fmt: skip
+    target = install(run, "answerer", weights / "shapes-answerer")
+    from pipeline import load_answerer
+
+    scored = evaluate_answerer(load_answerer(str(target), device="cpu"), heldout / "test", question_types=ANSWER_TYPES)
+    (target / "heldout_metrics.json").write_text(json.dumps(scored, indent=1) + "\n")
+    print("answerer, held-out test:", scored)
+    return scored
 
 
 if __name__ == "__main__":
