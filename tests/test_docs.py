@@ -430,6 +430,11 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^python -m train\.evaluate ", run_as_written),
     (r"^python -m train\.(caption|segment) .*--push_to_hub", push_stops_offline),
     (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),
+    (
+        r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models --only answerer$",
+        with_flags("--quick", "--weights_dir", "quick-weights", "--work_dir", "quick-work"),
+    ),
+    (r"^python -m train\.answer ", with_flags("--max_train_steps", "1", "--max_val_questions", "8")),
     (r"^hf auth login$", not_run("needs a Hugging Face account")),
     (r"^python space/deploy\.py .*--dry-run ", run_as_written),
     (r"^python space/loadtest\.py ", load_test_local_app),
