@@ -10,10 +10,11 @@ training) under ``--work_dir``, builds a tiny BLIP with the shapes vocabulary (:
 with ``train/segment.py``, both stored as float16 (the catalog loads them as float32), copies the model files to
 ``pipeline/weights/shapes-captioner`` and ``pipeline/weights/shapes-segmenter`` (the catalog's ``shapes`` entries)
 and scores them on the held-out split with ``train/evaluate.py``, writing ``heldout_metrics.json`` beside each.
-The question answerer (:data:`ANSWERER_ARGS`) is a tiny BLIP VQA of the captioner's widths whose vision encoder is
-the installed captioner's (kept frozen), trained with ``train/answer.py`` on the colour and shape questions of the
-data set (counts, presence and places are the segmenter's), installed in ``pipeline/weights/shapes-answerer`` and
-scored by VQA accuracy on the held-out split.
+The question answerer (:data:`ANSWERER_ARGS`) is a tiny BLIP VQA of the captioner's widths started from the installed
+captioner (:func:`answerer_from_captioner`: its vision encoder, kept frozen, and its text decoder as both the question
+encoder and the answer decoder, as BLIP's VQA model starts from its pre-trained captioner), trained with
+``train/answer.py`` on the colour and shape questions of the data set (counts, presence and places are the
+segmenter's), installed in ``pipeline/weights/shapes-answerer`` and scored by VQA accuracy on the held-out split.
 
 The schedules (:data:`CAPTION_PHASES`, :data:`SEGMENT_ARGS`) were sized for a shared 2-core machine (one thread per
 run: on an oversubscribed CPU, two threads per process ran 3-5x slower than one); where a GPU is visible the same
@@ -29,6 +30,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -96,8 +98,8 @@ ANSWER_WORDS = "how many are there is what colour shape yes no 0 1 2 3 4".split(
 #: The question types the answerer is trained and scored on: what the segmenter does not answer.
 ANSWER_TYPES = ("colour", "shape")
 ANSWERER_ARGS = [
-    "--question_types", ",".join(ANSWER_TYPES), "--freeze_vision", "--learning_rate", "1e-3", "--warmup_steps", "100",
-    "--lr_scheduler", "cosine", "--per_device_batch_size", "32", "--max_train_steps", "3000",
+    "--question_types", ",".join(ANSWER_TYPES), "--freeze_vision", "--learning_rate", "5e-4", "--warmup_steps", "100",
+    "--lr_scheduler", "cosine", "--per_device_batch_size", "32", "--max_train_steps", "1500",
     "--checkpointing_steps", "500", "--logging_steps", "50", "--save_float16", "--seed", "0",
 ]  # fmt: skip
 
@@ -226,20 +228,41 @@ def resume_flags(args: argparse.Namespace) -> list[str]:
     return ["--resume_from_checkpoint", "latest"] if args.resume else []
 
 
+def answerer_from_captioner(captioner_dir: Path) -> tuple[Any, Any]:
+    """A BLIP VQA of the captioner's widths and vocabulary (plus :data:`ANSWER_WORDS`, after it, so that the shared
+    words keep their ids) with the captioner's weights: its vision encoder, and its text decoder copied into the
+    question encoder and the answer decoder (the new words' rows stay random)."""
+    from transformers import BlipForConditionalGeneration
+
+    torch.manual_seed(0)
+    model, processor = build_blip_vqa([*shapes.vocabulary(max_objects=4), *ANSWER_WORDS], **CAPTIONER)
+    captioner = BlipForConditionalGeneration.from_pretrained(captioner_dir, dtype=torch.float32)
+    model.vision_model.load_state_dict(captioner.vision_model.state_dict())
+    decoder = captioner.text_decoder.state_dict()
+    _copy_weights(model.text_decoder, decoder)
+    _copy_weights(model.text_encoder, {key[5:]: value for key, value in decoder.items() if key.startswith("bert.")})
+    return model, processor
+
+
+def _copy_weights(target: torch.nn.Module, source: dict[str, torch.Tensor]) -> None:
+    """``source``'s tensors into ``target`` by name; a vocabulary-sized one fills the rows the two share."""
+    own = target.state_dict()
+    for name, value in source.items():
+        if name in own and own[name].shape == value.shape:
+            own[name] = value.clone()
+        elif name in own and own[name].dim() >= 1 and own[name].shape[1:] == value.shape[1:]:
+            own[name][: value.shape[0]] = value
+    target.load_state_dict(own)
+
+
 def make_answerer(
     work: Path, weights: Path, data: Path, heldout: Path, suffix: str, flags: list[str]
 ) -> dict[str, float]:
     """Build the answerer (the installed captioner's vision encoder, the rest fresh), train, install and score it."""
-    from transformers import BlipForConditionalGeneration
-
     initial = work / f"answerer-init{suffix}"
     if not initial.is_dir():
-        torch.manual_seed(0)
-        model, processor = build_blip_vqa([*shapes.vocabulary(max_objects=4), *ANSWER_WORDS], **CAPTIONER)
         trained = weights / "shapes-captioner"  # this run's, else the committed one (--only answerer elsewhere)
-        source = trained if trained.is_dir() else WEIGHTS_DIR / "shapes-captioner"
-        captioner = BlipForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
-        model.vision_model.load_state_dict(captioner.vision_model.state_dict())
+        model, processor = answerer_from_captioner(trained if trained.is_dir() else WEIGHTS_DIR / "shapes-captioner")
         model.save_pretrained(initial)
         processor.save_pretrained(initial)
     run = work / f"answerer{suffix}"
