@@ -170,9 +170,9 @@ class AnswerPipeline(Pipeline):
         - ``"answer"``: the model's short answer, VQA style (``"2"``, ``"yes"``, ``"red"``), single spaced.
 
     >>> from pipeline import load_answerer
-    >>> answerer = load_answerer("blip-vqa-base")  # doctest: +SKIP
-    >>> answerer("space/examples/street.jpg", question="What colour is the car?")  # doctest: +SKIP
-    {'answer': 'red'}
+    >>> answerer = load_answerer("shapes", device="cpu")  # or "blip-vqa-base"
+    >>> answerer("space/examples/shapes.png", question="What colour is the circle?")
+    {'answer': 'blue'}
     """
 
     call_options = by_name(ANSWER_OPTIONS)
