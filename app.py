@@ -9,9 +9,9 @@ This file is the page's layout and its wiring only. The work is :class:`pipeline
 both halves at once, results and pictures; the handlers below turn its :class:`~pipeline.serve.intake.RequestError`
 into the page's messages. The page's controls take their bounds from the pipelines' option declarations
 (:mod:`pipeline.serve.options`). Endpoints for ``gradio_client`` (``Client(url).view_api()`` lists them with types
-and bounds): ``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/compare`` and ``/live_frame`` (the live
-view's per-frame work: streaming events cannot be called from ``gradio_client``). All but ``/live_frame`` are MCP
-tools for assistants too, at ``/gradio_api/mcp/`` (``--no-mcp`` turns them off; descriptions in
+and bounds): ``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/ask``, ``/compare`` and ``/live_frame``
+(the live view's per-frame work: streaming events cannot be called from ``gradio_client``). All but ``/live_frame``
+are MCP tools for assistants too, at ``/gradio_api/mcp/`` (``--no-mcp`` turns them off; descriptions in
 :mod:`pipeline.serve.tools`).
 
 Concurrency: model runs share the ``heavy`` queue (one at a time, in photo worker threads of lowered priority), the
@@ -31,13 +31,15 @@ from typing import Any
 
 import gradio as gr
 
-from pipeline.catalog import NO_STUFF
+from pipeline.answering import QUESTION
+from pipeline.catalog import NO_STUFF, availability
 from pipeline.serve.config import build_service, parse_args, setup_notes
-from pipeline.serve.endpoints import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
+from pipeline.serve.endpoints import ANALYZE_OPTIONS, ASK_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
 from pipeline.serve.intake import RequestError
+from pipeline.serve.menus import NO_ANSWERER
 from pipeline.serve.options import OPTIONS, client_defaults
 from pipeline.serve.overlay import outlines_svg
-from pipeline.serve.page_html import EMPTY_CAPTION, EMPTY_OBJECTS, PAGE_ASSETS
+from pipeline.serve.page_html import EMPTY_ANSWER, EMPTY_CAPTION, EMPTY_OBJECTS, PAGE_ASSETS
 from pipeline.serve.photo import Analysis
 from pipeline.serve.process import limit_malloc_arenas
 from pipeline.serve.service import Service
@@ -49,6 +51,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
 PAGE_DIR = PAGE_ASSETS  # the page's stylesheet and scripts, shipped with the package
 CSS = (PAGE_DIR / "page.css").read_text()
 READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
+ANSWER_JS = (PAGE_DIR / "answer.js").read_text()  # after an answer: the live region, its outlines, its speech
 # Run once on load: the accessibility fixes and highlights, speech, the camera choice (each one arrow function).
 PAGE_SCRIPTS = ("a11y.js", "speech.js", "camera.js", "live_overlay.js")
 #: The live tab's outlines before the first frame: an empty drawing.
@@ -110,6 +113,11 @@ def analyze_ui(service, payload, captioner, segmenter, threshold, opacity, views
         stuff=stuff,
     )
     return (*page_views(service, analysis, threshold, opacity, views), analysis)
+
+
+@for_clients
+def ask_ui(service, question, answerer, threshold, last, history):
+    return service.photos.ask(last, question, answerer, threshold=threshold, history=history)
 
 
 @for_clients
@@ -177,6 +185,7 @@ def build_demo(
             service, captioners, segmenters, default_captioner, default_segmenter, examples_dir, default_threshold,
             stuff=models.get("stuff"),
         )  # fmt: skip
+        _ask_box(service, page, models.get("answerer", NO_ANSWERER))
         live = _live_tab()
         compare = _compare_tab(service, default_captioner)
         _wire_photo(service, page, state)
@@ -189,7 +198,15 @@ def build_demo(
             preprocess=False,
             concurrency_id="heavy",
         )
-        _api_endpoints(service, captioners, segmenters, default_captioner, default_segmenter, models.get("stuff"))
+        _api_endpoints(
+            service,
+            captioners,
+            segmenters,
+            default_captioner,
+            default_segmenter,
+            models.get("stuff"),
+            models.get("answerer", NO_ANSWERER),
+        )
     demo.queue(max_size=64, default_concurrency_limit=1)
     demo.service = service  # for start-up preloading and tests
     return demo
@@ -235,6 +252,7 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
             )
             parts["objects"] = gr.Textbox(label="Objects found", interactive=False, elem_id="objects-summary")
             parts["objects_list"] = gr.HTML(EMPTY_OBJECTS, label="Objects, one by one", elem_id="objects-list")
+            parts["ask_group"] = gr.Group(elem_id="ask-group")  # filled by _ask_box
             with gr.Row(elem_id="speech-controls"):
                 parts["read"] = gr.Button("Read aloud", elem_id="read-aloud", min_width=120)
                 parts["stop"] = gr.Button("Stop reading", elem_id="stop-reading", size="md", min_width=100)
@@ -287,6 +305,36 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
             parts["timings"] = gr.Markdown(elem_id="timings")
             parts["json"] = gr.File(label="Download the result (JSON, masks as COCO RLE)", elem_id="json")
     return parts
+
+
+def _ask_box(service: Service, page: _Parts, answerer: str) -> None:
+    """The photo tab's questions: a labelled box (Enter asks), the answer in large type with the earlier ones, a
+    polite live region that says each answer, and the answerer menu ("none": the objects only)."""
+    with page.ask_group:
+        page["question"] = gr.Textbox(
+            label="Ask about this photo",
+            placeholder="How many people are there? What colour is the car? Where is the dog?",
+            max_length=QUESTION.max_length,
+            lines=1,
+            max_lines=1,
+            elem_id="ask-question",
+        )
+        with gr.Row(elem_id="ask-controls"):
+            page["ask"] = gr.Button("Ask", elem_id="ask-button", min_width=100)
+            page["speak_answers"] = gr.Checkbox(
+                False, label="Read answers aloud", elem_id="speak-answers", interactive=True, min_width=160
+            )
+        page["answer"] = gr.HTML(EMPTY_ANSWER, elem_id="answer")
+        # A screen reader hears each answer once (serve/page/answer.js writes it here), not the progress text.
+        gr.HTML('<p id="answer-announcer" class="visually-hidden" aria-live="polite"></p>', elem_id="answer-region")
+        none = (f"{NO_ANSWERER} — answers from the objects found only", NO_ANSWERER)
+        page["answerer"] = gr.Dropdown(
+            [*service.photos.menu("answerer"), none],
+            value=answerer,
+            label="Answerer (questions the objects cannot answer)",
+            elem_id="answerer",
+        )
+        page["history"] = gr.State(None, time_to_live=1800)
 
 
 def _live_tab() -> _Parts:
@@ -422,6 +470,22 @@ def _wire_photo(service: Service, page: _Parts, state: gr.State) -> None:
             show_progress="minimal",
         )
     timer.tick(**notes)
+    asked = {
+        "fn": functools.partial(ask_ui, service),
+        "inputs": [page.question, page.answerer, page.threshold, state, page.history],
+        "outputs": [page.answer, page.history],
+        "api_visibility": "private",
+        "concurrency_id": "heavy",
+        "concurrency_limit": 1,
+        "show_progress_on": [page.answer],
+    }
+    for trigger in (page.question.submit, page.ask.click):
+        trigger(**asked).success(None, None, None, js=ANSWER_JS, api_visibility="private")
+    # Another photo: its answers start afresh.
+    page.image.change(
+        lambda: (EMPTY_ANSWER, None), None, [page.answer, page.history], api_visibility="private", queue=False,
+        show_progress="hidden",
+    )  # fmt: skip
     read = [page.caption, page.description, page.objects]
     page.read.click(None, read, None, js=READ_ALOUD_JS, api_visibility="private")
     for button in ("stop", "repeat"):
@@ -456,6 +520,7 @@ ENDPOINTS = [
     ("segment", ["image", "segmenter", "threshold", "subtask", "stuff"], ["data"]),
     ("analyze", ["image", "captioner", "segmenter", "options", "stuff"], ["data", "picture"]),
     ("describe", ["image", "captioner", "segmenter", "describe_options", "stuff"], ["data"]),
+    ("ask", ["image", "question", "segmenter", "answerer", "ask_options"], ["data"]),
     ("compare", ["image", "captioners", "compare_options"], ["data"]),
 ]
 
@@ -476,12 +541,14 @@ def tool_handler(service: Service, name: str, defaults: dict[str, str | None]) -
     """The endpoint's handler, named after it, with the docstring whose ``Args:`` gradio's MCP server reads."""
     method = getattr(service.endpoints, name)
     handler = for_clients(method)
-    menus = {kind: service.models.menus.names(kind) for kind in ("captioner", "segmenter", "stuff")}
+    menus = {kind: service.models.menus.names(kind) for kind in ("captioner", "segmenter", "stuff", "answerer")}
     handler.__doc__ = tool_docstring(name, list(inspect.signature(method).parameters), menus, defaults)
     return handler
 
 
-def _api_endpoints(service: Service, captioners, segmenters, captioner, segmenter, stuff=None) -> None:
+def _api_endpoints(
+    service: Service, captioners, segmenters, captioner, segmenter, stuff=None, answerer=NO_ANSWERER
+) -> None:
     """Hidden inputs and outputs that give each endpoint its documented parameters, and the endpoints."""
     threshold, subtask = OPTIONS["threshold"], OPTIONS["subtask"]
     low, high = threshold.bounds(bounded=True)
@@ -500,6 +567,14 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
             "options": json_input(client_defaults(ANALYZE_OPTIONS), "options", OBJECT),
             "describe_options": json_input(client_defaults(DESCRIBE_OPTIONS), "options", OBJECT),
             "compare_options": json_input(client_defaults(COMPARE_OPTIONS), "options", OBJECT),
+            "ask_options": json_input(client_defaults(ASK_OPTIONS), "options", OBJECT),
+            "question": gr.Textbox(label="question", max_length=QUESTION.max_length),
+            "answerer": gr.Dropdown(
+                [*service.models.menus.names("answerer"), NO_ANSWERER],
+                value=answerer,
+                label="answerer",
+                allow_custom_value=True,
+            ),
             "captioners": json_input([captioner], "captioners", {"type": "array", "items": {"type": "string"}}),
             "text": gr.Textbox(label="caption"),
             "data": gr.JSON(label="result"),
@@ -507,7 +582,7 @@ def _api_endpoints(service: Service, captioners, segmenters, captioner, segmente
             "frame": gr.Image(label="annotated frame", type="filepath", format="jpeg"),  # a frame: quick to encode
         }
         buttons = [gr.Button(visible=False) for _ in range(len(ENDPOINTS) + 1)]
-    defaults = {"captioner": captioner, "segmenter": segmenter, "stuff": stuff or NO_STUFF}
+    defaults = {"captioner": captioner, "segmenter": segmenter, "stuff": stuff or NO_STUFF, "answerer": answerer}
     for button, (name, inputs, outputs) in zip(buttons, ENDPOINTS):
         button.click(
             tool_handler(service, name, defaults),
@@ -560,13 +635,25 @@ def run_on_gpu(captioner, segmenter, images, caption_options, segment_options, s
     )
 
 
+@gpu(duration=DEFAULT_DURATION)
+def answer_on_gpu(question, image, instances, labels, answerer, image_size):
+    """ZeroGPU: a question the objects cannot answer, answered inside ``spaces.GPU`` (as :func:`run_on_gpu`)."""
+    return demo.service.models.answer_here(question, image, instances, labels, answerer, image_size)
+
+
+def _gpu_runners() -> dict[str, Callable | None]:
+    """The model runs that go through ``spaces.GPU`` on ZeroGPU; elsewhere none (they run in the photo threads)."""
+    zerogpu = on_zerogpu()
+    return {"runner": run_on_gpu if zerogpu else None, "answer_runner": answer_on_gpu if zerogpu else None}
+
+
 # `python app.py --help` answers before any model is touched; imported (tests, `gradio app.py`, the
 # `caption-segment-app` command before main()), flags come from the environment only.
 _cli = parse_args() if __name__ == "__main__" else parse_args([])
 limit_malloc_arenas()  # before the server's threads: its memory stays flat under load (pipeline.serve.process)
 if _cli.offline:
     os.environ["HF_HUB_OFFLINE"] = "1"
-_service, _defaults = build_service(_cli, runner=run_on_gpu if on_zerogpu() else None)
+_service, _defaults = build_service(_cli, **_gpu_runners())
 demo = build_demo(_service, _defaults)
 
 
@@ -580,13 +667,14 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["HF_HUB_OFFLINE"] = "1"
         _cli = args
         _service.close()  # the page built at import is replaced: its threads stop
-        _service, _defaults = build_service(args, runner=run_on_gpu if on_zerogpu() else None)
+        _service, _defaults = build_service(args, **_gpu_runners())
         demo = build_demo(_service, _defaults)
     kinds = ("captioner", "segmenter", "stuff")
     wanted = [(kind, _defaults[kind]) for kind in kinds if _defaults.get(kind) not in (None, NO_STUFF)]
     if on_zerogpu():  # a model can only be placed on the GPU now: place every one that can be loaded, then serve
         menus = _service.models.menus
         wanted += [(k, n) for k in kinds for n in menus.names(k) if (k, n) not in wanted and n != NO_STUFF]
+        wanted += [("answerer", name) for name in menus.names("answerer") if availability(name, "answerer")[0]]
         _service.models.cache.preload(wanted)
         demo.launch(**launch_options(args))
     elif args.no_preload:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from .answering import AnswerPipeline, answer_question
 from .base import Pipeline, resolve_device
 from .captioning import CaptionPipeline
 from .catalog import (
@@ -16,6 +17,7 @@ from .catalog import (
     best_available,
     get_spec,
     list_models,
+    load_answerer,
     load_captioner,
     load_segmenter,
     load_stuff,
@@ -39,6 +41,7 @@ from .stuff import StuffPipeline
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SUBTASKS",
+    "AnswerPipeline",
     "CaptionPipeline",
     "ImageAnalysisPipeline",
     "LiveStream",
@@ -49,6 +52,7 @@ __all__ = [
     "SegmentationPipeline",
     "StuffPipeline",
     "add_stuff",
+    "answer_question",
     "availability",
     "best_available",
     "compare_captioners",
@@ -63,6 +67,7 @@ __all__ = [
     "get_spec",
     "ground_caption",
     "list_models",
+    "load_answerer",
     "load_captioner",
     "load_image",
     "load_pipeline",

@@ -2,6 +2,7 @@
 
 python -m pipeline street.jpg cat.png --captioner blip-base --segmenter maskrcnn-v2 --json results.json
 python -m pipeline street.jpg --captioner blip-base,git-base,vit-gpt2   # the captions side by side, each timed
+python -m pipeline street.jpg --ask "How many people are there?" --ask "What colour is the car?"
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .answering import answer_question, check_question
 from .captioning import CAPTION_OPTIONS
 from .catalog import ModelUnavailableError, list_models
 from .describe import DESCRIBE_OPTIONS, count_objects
-from .images import DEFAULT_MAX_PIXELS, ImageTooLargeError
+from .images import DEFAULT_MAX_PIXELS, ImageTooLargeError, load_image
 from .jsonform import to_json
 from .options import add_option_flags
 from .segmentation import SEGMENT_OPTIONS
@@ -93,12 +95,36 @@ def call_options(args: argparse.Namespace, options: tuple = FLAG_OPTIONS) -> dic
     return {option.name: getattr(args, option.name) for option in options}
 
 
+def question_flag(text: str) -> str:
+    """``--ask``'s type: the question, stripped, at most 200 characters and not empty."""
+    try:
+        return check_question(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline", description="Caption images and outline every object in them."
     )
     parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
     add_model_arguments(parser)
+    answerers = ", ".join(spec.name for spec in list_models("answerer"))
+    parser.add_argument(
+        "--ask",
+        action="append",
+        type=question_flag,
+        default=[],
+        metavar="QUESTION",
+        help="a question about each image (repeatable; at most 200 characters): how many, is there and where "
+        "questions about the segmenter's labels are answered from its objects, the others by --answerer",
+    )
+    parser.add_argument(
+        "--answerer",
+        default="blip-vqa-base",
+        help=f"the question answerer of --ask: {answerers}, a local directory, a hub id, or none (the objects "
+        "only); loaded only with --ask (default blip-vqa-base)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here (masks as COCO RLE)")
     return parser.parse_args(argv)
 
@@ -124,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             max_pixels=args.max_pixels,
             profile=args.profile,
             stuff=args.stuff,
+            answerer=args.answerer if args.ask and args.answerer != "none" else None,
         )
     except (ModelUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -132,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     records, failures = [], 0
     for path in args.images:
         try:
-            result = pipe(path, **options)
+            image = load_image(path, max_pixels=args.max_pixels)
+            result = pipe(image, **options)
+            answers = [answer(pipe, question, image, result) for question in args.ask]
         except ValueError as error:
             message = str(error)
             if isinstance(error, ImageTooLargeError):  # name this command's own flag, not the library's argument
@@ -147,12 +176,20 @@ def main(argv: list[str] | None = None) -> int:
             f"  {found} object{'' if found == 1 else 's'} (caption {timings['caption']:.0f} ms, "
             f"segment {timings['segment']:.0f} ms, total {timings['total']:.0f} ms)"
         )
-        records.append({"image": path, **to_json(result)})
+        for said in answers:
+            print(f"  Q: {said['question']}\n  A: {said['sentence']} ({said['source'] or 'no answerer'})")
+        records.append({"image": path, **to_json(result), **({"answers": answers} if answers else {})})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 1 if failures else 0
+
+
+def answer(pipe: Any, question: str, image: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """One ``--ask`` question about an analysed image: from its objects, or by the pipeline's answerer."""
+    labels = getattr(pipe.segmenter, "categories", None)
+    return answer_question(question, image, result["instances"], labels=labels, answerer=pipe.answerer)
 
 
 def compare(args: argparse.Namespace, captioners: list[str]) -> int:

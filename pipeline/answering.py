@@ -7,8 +7,9 @@ the man holding") are a question-answering model's, and :func:`answer_from_objec
 
 An answer follows the output contract for questions: ``{"question", "answer", "sentence", "source", "instances"}``
 with ``answer`` short, VQA style (a number in digits, "yes" or "no", a place), ``sentence`` a full sentence to read
-aloud, ``source`` ``"objects"``, and ``instances`` the indices of the objects it refers to, so that a page can
-outline them. Positions are :func:`pipeline.describe.locate_objects`' thirds of the picture.
+aloud, ``source`` ``"objects"`` (or the answering model's name), and ``instances`` the indices of the objects it
+refers to, so that a page can outline them. Positions are :func:`pipeline.describe.locate_objects`' thirds of the
+picture.
 
 >>> cups = [{"label": "cup", "score": 0.9, "box": [5, 40, 25, 60], "area": 300},
 ...         {"label": "cup", "score": 0.8, "box": [40, 40, 60, 60], "area": 300}]
@@ -26,11 +27,27 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import torch
+from PIL import Image
+
+from .base import Pipeline
+from .captioning import caption_sentence
 from .describe import count_phrase, ground_caption, locate_objects, noun
-from .options import Option
+from .options import Option, by_name
 
 #: A question, as a client may ask it: a text of at most 200 characters, not empty.
-QUESTION = Option("question", "text", "", "a question about the picture", max_length=200)
+QUESTION = Option("question", "text", "", "a question about the picture", hook="preprocess", max_length=200)
+#: The answering models' call options, declared once (see :mod:`pipeline.options`).
+ANSWER_OPTIONS = (
+    QUESTION,
+    Option("max_new_tokens", "int", 10, "the longest answer, in tokens", hook="forward", low=1, limit=20,
+           public=False),
+)  # fmt: skip
+#: What an answer says when no answering model is given and the objects cannot answer.
+NO_ANSWERER = (
+    "I can answer how many, is there and where questions about the objects I know; other questions need a "
+    "question-answering model."
+)
 #: The kinds of question the objects answer, each recognised by how the question starts.
 QUESTION_KINDS = {
     "count": re.compile(r"^\s*how\s+many\b", re.IGNORECASE),
@@ -131,3 +148,105 @@ def answer_from_objects(
         else:
             sentence = _there_are(label, places)
     return {"question": question, "answer": answer, "sentence": sentence, "source": "objects", "instances": found}
+
+
+class AnswerPipeline(Pipeline):
+    """Answer a question about images with a transformers visual question-answering model (BLIP VQA:
+    ``BlipForQuestionAnswering``, e.g. ``Salesforce/blip-vqa-base``).
+
+    Args:
+        model (transformers.PreTrainedModel): a VQA generation model; moved to ``device``, eval mode.
+        processor (Any): its processor (``BlipProcessor``), called with ``images=`` and ``text=``.
+        name (str, default "custom"): the catalog name, the ``source`` of its answers.
+        device, batch_size, max_pixels: see :class:`pipeline.base.Pipeline`.
+
+    Call options (:data:`ANSWER_OPTIONS`):
+        question (str): required; at most 200 characters, not empty (:func:`check_question`); the same for every
+            image of a list.
+        max_new_tokens (int, default 10): the longest answer, in tokens.
+
+    Returns (per image):
+        dict with
+        - ``"answer"``: the model's short answer, VQA style (``"2"``, ``"yes"``, ``"red"``), single spaced.
+
+    >>> from pipeline import load_answerer
+    >>> answerer = load_answerer("shapes", device="cpu")  # or "blip-vqa-base"
+    >>> answerer("space/examples/shapes.png", question="What colour is the circle?")
+    {'answer': 'blue'}
+    """
+
+    call_options = by_name(ANSWER_OPTIONS)
+
+    def __init__(self, model: Any, processor: Any, *, name: str = "custom", **kwargs: Any):
+        super().__init__(**kwargs)
+        if not hasattr(model, "generate"):
+            raise TypeError(f"model must be a transformers generation model, got {type(model).__name__}")
+        self.name = name
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.model = model.to(self.device).eval()
+        self.dtype = next(self.model.parameters()).dtype
+
+    def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
+        if "question" not in kwargs:
+            raise TypeError("AnswerPipeline needs a question=..., e.g. answerer(image, question='What colour is it?')")
+        preprocess_kwargs, forward_kwargs, postprocess_kwargs = super()._sanitize_parameters(**kwargs)
+        preprocess_kwargs["question"] = check_question(preprocess_kwargs["question"])
+        return preprocess_kwargs, forward_kwargs, postprocess_kwargs
+
+    def preprocess(self, image: Image.Image, question: str = "") -> dict[str, torch.Tensor]:
+        return dict(self.processor(images=image, text=question, return_tensors="pt"))
+
+    def _forward(self, model_inputs: list[dict[str, torch.Tensor]], max_new_tokens: int = 10) -> list[torch.Tensor]:
+        # One question per call, so the text inputs of a batch have one length and stack as they are.
+        batch = {key: torch.cat([inputs[key] for inputs in model_inputs]).to(self.device) for key in model_inputs[0]}
+        batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
+        return list(self.model.generate(**batch, max_new_tokens=max_new_tokens).cpu())
+
+    def postprocess(self, sequence: torch.Tensor) -> dict[str, str]:
+        return {"answer": " ".join(self.tokenizer.decode(sequence, skip_special_tokens=True).split())}
+
+
+def answer_question(
+    question: str,
+    image: Image.Image,
+    instances: Sequence[Mapping[str, Any]],
+    *,
+    labels: Iterable[str] | None = None,
+    answerer: AnswerPipeline | None = None,
+    image_size: Sequence[int] | None = None,
+    **answer_options: Any,
+) -> dict[str, Any]:
+    """Answer a question about a picture from the right source: its objects when they can
+    (:func:`answer_from_objects`), else the answering model.
+
+    Args:
+        question (str): at most 200 characters, not empty.
+        image (PIL.Image.Image): the picture the instances were found in (only the model looks at it).
+        instances (Sequence[dict]): the contract's instances of the picture.
+        labels (Iterable[str] | None, default None): the segmenter's label names (None: the 80 COCO labels).
+        answerer (AnswerPipeline | None, default None): the model for the other questions; None answers them with
+            :data:`NO_ANSWERER` (``answer`` empty, ``source`` None).
+        image_size (Sequence[int] | None, default None): ``(width, height)`` of the picture the instances' boxes
+            are in, when ``image`` is a copy of another size (a page's display copy); None: ``image.size``.
+        **answer_options: the answerer's other call options (``max_new_tokens``).
+
+    Returns:
+        dict with ``"question"``, ``"answer"``, ``"sentence"``, ``"source"`` (``"objects"``, the answerer's name,
+        or None when nobody could answer) and ``"instances"`` (from the model: the objects its question names).
+
+    >>> from PIL import Image
+    >>> cups = [{"label": "cup", "score": 0.9, "box": [5, 40, 25, 60], "area": 300}]
+    >>> answer_question("What colour is the cup?", Image.new("RGB", (100, 100)), cups)["instances"]
+    [0]
+    """
+    question = check_question(question)
+    found = answer_from_objects(question, instances, image_size or image.size, labels=labels)
+    if found is not None:
+        return found
+    named = sorted({index for word in ground_caption(question, instances, labels) for index in word["instances"]})
+    if answerer is None:
+        return {"question": question, "answer": "", "sentence": NO_ANSWERER, "source": None, "instances": named}
+    answer = answerer(image, question=question, **answer_options)["answer"]
+    sentence = caption_sentence(answer) if answer else "I could not find an answer."
+    return {"question": question, "answer": answer, "sentence": sentence, "source": answerer.name, "instances": named}

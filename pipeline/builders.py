@@ -191,6 +191,32 @@ def build_blip(
     return model, processor
 
 
+def build_blip_vqa(words: Sequence[str], **settings: Any) -> tuple[Any, Any]:
+    """Build a randomly initialised BLIP question answerer (``BlipForQuestionAnswering``, the architecture of
+    ``Salesforce/blip-vqa-base``) and its processor, with :func:`build_blip`'s vocabulary and settings.
+
+    Args:
+        words (Sequence[str]): the vocabulary of questions and answers (lower case words).
+        **settings: :func:`build_blip`'s ``image_size``, ``patch_size``, ``vision`` and ``text``.
+
+    Returns:
+        tuple of ``(BlipForQuestionAnswering, BlipProcessor)``, ready for ``save_pretrained``.
+
+    >>> model, processor = build_blip_vqa(["red", "circle"], image_size=32, patch_size=8,
+    ...     vision={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37},
+    ...     text={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37})
+    >>> type(model).__name__
+    'BlipForQuestionAnswering'
+    """
+    from transformers import BlipForQuestionAnswering
+
+    captioner, processor = build_blip(words, **settings)
+    model = BlipForQuestionAnswering(captioner.config)
+    # The answer decoder starts from [CLS] (bos) and stops at [SEP], as build_blip's captioner does.
+    model.generation_config.update(**captioner.generation_config.to_diff_dict())
+    return model, processor
+
+
 def byte_level_bpe(words: Sequence[str]) -> Any:
     """A GPT-2 (byte-level BPE) tokenizer whose vocabulary is ``words``, each with and without its leading space.
 

@@ -2,17 +2,19 @@
 
 Captioners load with transformers from a hub id (``Salesforce/blip-image-captioning-base``) or a local
 ``save_pretrained`` directory, of any caption family (:mod:`pipeline.captioning`: BLIP, GIT, ViT-GPT2 and other
-``VisionEncoderDecoderModel`` or ``AutoModelForImageTextToText`` models). Segmenters load from a torchvision
-weights enum (COCO weights, label names from ``weights.meta["categories"]``) or from a fine-tuned checkpoint
-directory (:mod:`pipeline.checkpoints`). Stuff models (sky, grass, water, ...) are any transformers
-``AutoModelForSemanticSegmentation`` from a hub id or a local directory (:mod:`pipeline.stuff`); ``"none"`` means no
-stuff model. Where the weights come from, and the fast failure when they are not here, is
+``VisionEncoderDecoderModel`` or ``AutoModelForImageTextToText`` models). Answerers (visual question answering,
+:mod:`pipeline.answering`) load the same way, as ``AutoModelForVisualQuestionAnswering`` (BLIP VQA). Segmenters
+load from a torchvision weights enum (COCO weights, label names from ``weights.meta["categories"]``) or from a
+fine-tuned checkpoint directory (:mod:`pipeline.checkpoints`). Stuff models (sky, grass, water, ...) are any
+transformers ``AutoModelForSemanticSegmentation`` from a hub id or a local directory (:mod:`pipeline.stuff`);
+``"none"`` means no stuff model. Where the weights come from, and the fast failure when they are not here, is
 :mod:`pipeline.hub`.
 
-Any name that is not in the catalog is taken as a local directory or, for captioners, a hub id: the library trusts
-its caller. A served app accepts only the names in its menus (:mod:`pipeline.serve.menus`). Operators add their own
-fine-tuned models with :func:`register_model` or the ``PIPELINE_FINETUNED_CAPTIONER`` and
-``PIPELINE_FINETUNED_SEGMENTER`` and ``PIPELINE_FINETUNED_STUFF`` environment variables (registered as ``finetuned``).
+Any name that is not in the catalog is taken as a local directory or, for captioners, stuff models and answerers, a
+hub id: the library trusts its caller. A served app accepts only the names in its menus (:mod:`pipeline.serve.menus`).
+Operators add their own fine-tuned models with :func:`register_model` or the ``PIPELINE_FINETUNED_CAPTIONER``,
+``PIPELINE_FINETUNED_SEGMENTER`` and ``PIPELINE_FINETUNED_STUFF`` environment variables (registered as
+``finetuned``).
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ from .speed import SpeedProfile, apply_captioner_profile, apply_segmenter_profil
 from .stuff import StuffPipeline
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-KINDS = ("captioner", "segmenter", "stuff")
-#: The kinds whose models a hub id names (segmenters load from torchvision or a checkpoint directory only).
-HUB_KINDS = ("captioner", "stuff")
+KINDS = ("captioner", "segmenter", "stuff", "answerer")
+#: The kinds that load with transformers, from a directory or a hub id (segmenters load from torchvision or a
+#: checkpoint directory only).
+HUB_KINDS = ("captioner", "stuff", "answerer")
 #: The stuff choice that turns stuff off: the views then hold the segmenter's things only.
 NO_STUFF = "none"
 #: Held while a model is built and its weights read: transformers 5 builds a model on the "meta" device through
@@ -58,6 +61,7 @@ PREFERRED = {
     "captioner": ("blip-base", "shapes"),
     "segmenter": ("maskrcnn-v2", "shapes"),
     "stuff": ("segformer-b0-ade", "shapes"),
+    "answerer": ("blip-vqa-base", "shapes"),
 }
 
 
@@ -67,7 +71,7 @@ class ModelSpec:
 
     Attributes:
         name: the catalog name shown in the UI and accepted by the API and CLI.
-        kind: ``"captioner"``, ``"segmenter"`` or ``"stuff"``.
+        kind: one of :data:`KINDS`.
         source: a hub id, a local directory, or ``torchvision:<builder>`` for torchvision's COCO weights.
         description: one line for people choosing: quality and speed.
     """
@@ -143,6 +147,18 @@ _BUILTIN = [
         "tiny SegFormer trained on the shapes data set's stuff backgrounds: offline demo, finds sky, grass, water, "
         "sand, wall",
     ),
+    ModelSpec(
+        "blip-vqa-base",
+        "answerer",
+        "Salesforce/blip-vqa-base",
+        "BLIP VQA base (VQAv2, 385M parameters): short answers to questions about a photo (colours, activities)",
+    ),
+    ModelSpec(
+        "shapes",
+        "answerer",
+        str(WEIGHTS_DIR / "shapes-answerer"),
+        "tiny BLIP VQA trained on the synthetic shapes data set: offline demo, answers about coloured shapes only",
+    ),
 ]
 _REGISTRY: dict[tuple[str, str], ModelSpec] = {(spec.kind, spec.name): spec for spec in _BUILTIN}
 
@@ -157,8 +173,9 @@ def register_model(name: str, kind: str, source: str, description: str = "") -> 
 
     Args:
         name (str): the catalog name.
-        kind (str): ``"captioner"``, ``"segmenter"`` or ``"stuff"``.
-        source (str): hub id or local directory (captioners, stuff), local checkpoint directory (segmenters).
+        kind (str): one of :data:`KINDS`.
+        source (str): hub id or local directory (captioners, stuff, answerers), local checkpoint directory
+            (segmenters).
         description (str, default ""): one line for the UI.
     """
     _check_kind(kind)
@@ -299,27 +316,78 @@ def load_captioner(
         ModelUnavailableError: the model is not on this machine and cannot be downloaded now.
     """
     spec = get_spec(name_or_path, "captioner")
+    model, processor = _load_transformers(spec, load_caption_model, dtype=dtype)
+    model = apply_captioner_profile(model, profile, device=resolve_device(device))
+    return CaptionPipeline(model, processor, name=spec.name, device=device, **kwargs)
+
+
+def _load_transformers(spec: ModelSpec, load: Any, **options: Any) -> tuple[Any, Any]:
+    """A captioner's or answerer's model and processor from its directory or hub id, with the fast failure of a
+    model that is not here (:mod:`pipeline.hub`)."""
     local = Path(spec.source).is_dir()
-    label = f"captioner {spec.name!r}"
+    label = f"{spec.kind} {spec.name!r}"
     if not local and Path(spec.source).is_absolute():
         raise ModelUnavailableError(
             f"{label}: its directory {spec.source} does not exist; "
-            "train it with the command in train/README or README.md, or pass another captioner",
-            public=f"{label} is not installed on this server; choose another captioner",
+            f"train it with the command in train/README or README.md, or pass another {spec.kind}",
+            public=f"{label} is not installed on this server; choose another {spec.kind}",
         )
-    options: dict[str, Any] = {}
     if not local:
         options["local_files_only"] = prepare_hub_download(label, spec.source)
     try:
         with MODEL_BUILD_LOCK:
-            model, processor = load_caption_model(spec.source, dtype=dtype, **options)
+            return load(spec.source, **options)
     except OSError as error:
         raise ModelUnavailableError(
             f"{label} could not be loaded from {spec.source}: {error}",
-            public=f"{label} could not be loaded on this server; choose another captioner",
+            public=f"{label} could not be loaded on this server; choose another {spec.kind}",
         ) from None
-    model = apply_captioner_profile(model, profile, device=resolve_device(device))
-    return CaptionPipeline(model, processor, name=spec.name, device=device, **kwargs)
+
+
+# -- answerers ---------------------------------------------------------------------------------------------------
+
+
+def load_answer_model(source: str | Path, *, dtype: Any = None, **options: Any) -> tuple[Any, Any]:
+    """The model and processor of a visual question-answering directory or hub id (``BlipForQuestionAnswering``
+    through ``AutoModelForVisualQuestionAnswering``), the model in eval mode on the CPU.
+
+    Raises:
+        OSError: files missing or not downloadable.
+    """
+    from transformers import AutoModelForVisualQuestionAnswering, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(source, **options)
+    model = AutoModelForVisualQuestionAnswering.from_pretrained(source, dtype=dtype or torch.float32, **options)
+    return model.eval(), processor
+
+
+def load_answerer(name_or_path: str = "blip-vqa-base", *, device: str = "auto", dtype: Any = None, **kwargs: Any):
+    """Load a question answerer by catalog name, local directory or hub id (BLIP VQA).
+
+    Args:
+        name_or_path (str, default "blip-vqa-base"): see :func:`list_models` (``"answerer"``).
+        device (str, default "auto"): ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        dtype (torch.dtype | None, default None): e.g. ``torch.float16`` on a GPU; None keeps float32.
+        **kwargs: :class:`~pipeline.answering.AnswerPipeline` options (``batch_size``, ``max_pixels``).
+
+    Returns:
+        AnswerPipeline
+
+    Raises:
+        ValueError: an unknown name.
+        ModelUnavailableError: the model is not on this machine and cannot be downloaded now.
+
+    >>> load_answerer("no-such-answerer")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown answerer 'no-such-answerer': choose one of ['blip-vqa-base', 'shapes'], or give a local \
+directory or a hub id
+    """
+    from .answering import AnswerPipeline
+
+    spec = get_spec(name_or_path, "answerer")
+    model, processor = _load_transformers(spec, load_answer_model, dtype=dtype)
+    return AnswerPipeline(model, processor, name=spec.name, device=device, **kwargs)
 
 
 # -- segmenters --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from .answering import AnswerPipeline, answer_question, check_question
 from .captioning import CAPTION_OPTIONS, CaptionPipeline
 from .describe import DESCRIBE_OPTIONS, check_options, describe
 from .images import ImageInput, load_image
@@ -36,6 +37,8 @@ class ImageAnalysisPipeline:
         segmenter (SegmentationPipeline): the segmentation half.
         stuff (StuffPipeline | None, default None): a stuff model whose regions fill the views around the things
             (run in the segmentation half, after the segmenter); None: things only.
+        answerer (AnswerPipeline | None, default None): the question-answering model of :meth:`ask` (None: only the
+            questions the objects answer).
         concurrent (bool, default True): run the two halves at the same time.
         max_pixels (int | None, default None): image intake limit, see :func:`pipeline.images.load_image`.
 
@@ -71,12 +74,14 @@ class ImageAnalysisPipeline:
         segmenter: SegmentationPipeline,
         *,
         stuff: Any | None = None,
+        answerer: AnswerPipeline | None = None,
         concurrent: bool = True,
         max_pixels: int | None = None,
     ):
         self.captioner = captioner
         self.segmenter = segmenter
         self.stuff = stuff
+        self.answerer = answerer
         self.concurrent = concurrent
         self.max_pixels = max_pixels
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="analysis") if concurrent else None
@@ -123,6 +128,38 @@ class ImageAnalysisPipeline:
             for caption, segmentation, image in zip(halves.captions, halves.segments, loaded)
         ]  # fmt: skip
         return results[0] if single else results
+
+    def ask(
+        self, image: ImageInput, questions: str | Sequence[str], *, threshold: float | None = None
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Answer questions about one image: the segmenter runs once, then each question is answered from its objects
+        when they can (how many, is there, where, about a label it knows), else by the :attr:`answerer`
+        (:func:`pipeline.answering.answer_question`).
+
+        Args:
+            image (ImageInput): one image.
+            questions (str | Sequence[str]): one question (returns one answer) or several (returns a list); each
+                at most 200 characters, not empty (checked before any model runs).
+            threshold (float | None, default None): the segmenter's score threshold (None: its default).
+
+        Returns:
+            dict (or a list of them) with ``"question"``, ``"answer"``, ``"sentence"``, ``"source"`` and
+            ``"instances"``.
+
+        >>> pipe = load_pipeline(captioner="shapes", segmenter="shapes", device="cpu")
+        >>> pipe.ask("space/examples/shapes.png", "How many triangles are there?")["sentence"]
+        'There are 2 triangles: one in the centre and one at the bottom left.'
+        """
+        single = isinstance(questions, str)
+        checked = [check_question(question) for question in ([questions] if single else questions)]
+        if not checked:
+            raise ValueError("questions must hold at least one question, got an empty list")
+        picture = load_image(image, max_pixels=self.max_pixels)
+        options = {"subtask": "instance"} if threshold is None else {"subtask": "instance", "threshold": threshold}
+        instances = self.segmenter(picture, **options)["instances"]
+        labels = getattr(self.segmenter, "categories", None)
+        answers = [answer_question(q, picture, instances, labels=labels, answerer=self.answerer) for q in checked]
+        return answers[0] if single else answers
 
     def close(self) -> None:
         """Stop the worker threads (they also stop with the process)."""
@@ -233,6 +270,7 @@ def load_pipeline(
     segmenter_model_kwargs: dict | None = None,
     profile: str | SpeedProfile = "full",
     stuff: str | None = None,
+    answerer: str | None = None,
 ) -> ImageAnalysisPipeline:
     """Load a captioner and a segmenter (and optionally a stuff model) from the catalog and combine them.
 
@@ -248,6 +286,8 @@ def load_pipeline(
             (faster on CPU at a small cost in quality), see :mod:`pipeline.speed` and space/benchmark/README.md.
         stuff (str | None, default None): a stuff model (catalog name, directory or hub id: sky, grass, water, ...
             around the objects, :func:`pipeline.catalog.load_stuff`); None or ``"none"``: things only.
+        answerer (str | None, default None): a question answerer for :meth:`ImageAnalysisPipeline.ask` (catalog
+            name, local directory or hub id); None answers only the questions the objects answer.
 
     Returns:
         ImageAnalysisPipeline
@@ -255,7 +295,7 @@ def load_pipeline(
     >>> load_pipeline(captioner="shapes", segmenter="shapes", device="cpu").segmenter.name
     'shapes'
     """
-    from .catalog import NO_STUFF, load_captioner, load_segmenter, load_stuff
+    from .catalog import NO_STUFF, load_answerer, load_captioner, load_segmenter, load_stuff
 
     stuff_model = None
     if stuff is not None and stuff != NO_STUFF:
@@ -271,6 +311,7 @@ def load_pipeline(
             profile=profile,
         ),
         stuff=stuff_model,
+        answerer=load_answerer(answerer, device=device, max_pixels=max_pixels) if answerer else None,
         concurrent=concurrent,
         max_pixels=max_pixels,
     )

@@ -698,3 +698,134 @@ def evaluate_panoptic(
 
     scores = panoptic_quality(pairs(), {category_id: isthing for category_id, isthing in categories.values()})
     return {**scores, "images": float(len(truth))}
+
+
+# -- visual question answering ---------------------------------------------------------------------------------
+
+#: The official VQA evaluation's number words (``vqaEval.py``'s ``manualMap``) and articles.
+_VQA_NUMBERS = {
+    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}  # fmt: skip
+_VQA_ARTICLES = frozenset(("a", "an", "the"))
+_VQA_PUNCTUATION = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$~|:']")
+_VQA_PERIOD = re.compile(r"(?<!\d)\.(?!\d)")
+
+
+def normalize_vqa_answer(answer: str) -> str:
+    """An answer as the official VQA evaluation compares it: lower case, punctuation removed (a period only where it
+    is not a decimal point), number words as digits, articles dropped, single spaces. (Its contraction table,
+    "dont" -> "don't", is not applied: none of this project's answers need it.)
+
+    >>> normalize_vqa_answer("Two."), normalize_vqa_answer(" The Red  one!"), normalize_vqa_answer("2.5")
+    ('2', 'red 1', '2.5')
+    """
+    text = _VQA_PERIOD.sub("", _VQA_PUNCTUATION.sub("", answer.lower().replace("\n", " ").replace("\t", " ")))
+    words = [_VQA_NUMBERS.get(word, word) for word in text.split()]
+    return " ".join(word for word in words if word not in _VQA_ARTICLES)
+
+
+def vqa_accuracy(answer: str, human_answers: Sequence[str]) -> float:
+    """VQA accuracy of one answer, as the official evaluation: for each of the (ten) human answers left out in turn,
+    ``min(1, matches among the others / 3)``, averaged; answers compared after :func:`normalize_vqa_answer`.
+
+    >>> vqa_accuracy("2", ["two"] * 10), round(vqa_accuracy("red", ["red", "red"] + ["blue"] * 8), 3)
+    (1.0, 0.6)
+    """
+    if not human_answers:
+        raise ValueError("human_answers must hold at least one answer, got none")
+    given = normalize_vqa_answer(answer)
+    said = [normalize_vqa_answer(human) for human in human_answers]
+    scores = []
+    for left_out in range(len(said)):
+        matches = sum(other == given for index, other in enumerate(said) if index != left_out)
+        scores.append(min(1.0, matches / 3.0))
+    return sum(scores) / len(scores)
+
+
+def read_vqa(data_dir: str | Path, *, images_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """A VQAv2-layout split (``questions.json``, ``annotations.json``, pictures in ``images_dir`` (default
+    ``<data_dir>/images``) named by ``image_id`` through ``instances.json`` when present, else VQAv2's COCO file names
+    ``COCO_<folder>_<id>.jpg``): one dict per question with ``question``, ``image`` (a path), ``answers`` (the human
+    answers), ``answer_type`` and ``question_type``.
+
+    Raises:
+        ValueError: a folder without both JSON files.
+    """
+    import json
+
+    root = Path(data_dir)
+    pictures = Path(images_dir) if images_dir else root / "images"
+    if not (root / "questions.json").is_file() or not (root / "annotations.json").is_file():
+        raise ValueError(f"VQA folder {str(data_dir)!r} needs questions.json and annotations.json")
+    asked = json.loads((root / "questions.json").read_text())["questions"]
+    answered = {
+        entry["question_id"]: entry for entry in json.loads((root / "annotations.json").read_text())["annotations"]
+    }
+    if (root / "instances.json").is_file():
+        files = {
+            image["id"]: image["file_name"] for image in json.loads((root / "instances.json").read_text())["images"]
+        }
+    else:
+        files = {entry["image_id"]: f"COCO_{pictures.name}_{entry['image_id']:012d}.jpg" for entry in asked}
+    return [
+        {
+            "question": entry["question"],
+            "image": str(pictures / files[entry["image_id"]]),
+            "answers": [answer["answer"] for answer in answered[entry["question_id"]]["answers"]],
+            "answer_type": answered[entry["question_id"]].get("answer_type", "other"),
+            "question_type": answered[entry["question_id"]].get("question_type", ""),
+        }
+        for entry in asked
+    ]
+
+
+def vqa_scores(answers: Sequence[str], questions: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """VQA accuracy overall, by answer type (``accuracy_number``, ``accuracy_yes/no``, ``accuracy_other``) and by
+    question type (``accuracy_count``, ...), of answers to :func:`read_vqa`'s questions, in order."""
+    if len(answers) != len(questions):
+        raise ValueError(f"got {len(answers)} answers for {len(questions)} questions")
+    groups: dict[str, list[float]] = {"accuracy": []}
+    for answer, question in zip(answers, questions):
+        score = vqa_accuracy(answer, question["answers"])
+        groups["accuracy"].append(score)
+        for key in (question["answer_type"], question["question_type"]):
+            if key:
+                groups.setdefault(f"accuracy_{key}", []).append(score)
+    return {name: sum(scores) / len(scores) for name, scores in groups.items() if scores} | {
+        "questions": float(len(questions))
+    }
+
+
+def evaluate_answerer(
+    answerer: Any,
+    data_dir: str | Path,
+    *,
+    question_types: Sequence[str] | None = None,
+    max_questions: int | None = None,
+) -> dict[str, float]:
+    """The :func:`vqa_scores` of an :class:`~pipeline.answering.AnswerPipeline` on a VQAv2-layout folder
+    (:func:`read_vqa`), the questions of one text answered together as a batch of pictures.
+
+    Args:
+        answerer (AnswerPipeline): e.g. ``pipeline.load_answerer("shapes")``.
+        data_dir (str | Path): ``questions.json``, ``annotations.json`` and ``images/``.
+        question_types (Sequence[str] | None, default None): score only these ``question_type`` values.
+        max_questions (int | None, default None): the first N questions (after the type filter) only.
+
+    Returns:
+        dict: :func:`vqa_scores`' figures and ``"seconds_per_question"``.
+    """
+    asked = [entry for entry in read_vqa(data_dir) if not question_types or entry["question_type"] in question_types]
+    asked = asked[:max_questions] if max_questions else asked
+    by_text: dict[str, list[int]] = {}
+    for index, entry in enumerate(asked):
+        by_text.setdefault(entry["question"], []).append(index)
+    answers = [""] * len(asked)
+    tick = time.perf_counter()
+    for question, indices in by_text.items():
+        results = answerer([asked[index]["image"] for index in indices], question=question)
+        for index, result in zip(indices, results):
+            answers[index] = result["answer"]
+    seconds = time.perf_counter() - tick
+    return {**vqa_scores(answers, asked), "seconds_per_question": seconds / max(1, len(asked))}

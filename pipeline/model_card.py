@@ -28,11 +28,17 @@ HUB_TASKS = {
     "captioner": {"pipeline_tag": "image-to-text", "library_name": "transformers"},
     "segmenter": {"pipeline_tag": "image-segmentation", "library_name": "pytorch"},
     "stuff": {"pipeline_tag": "image-segmentation", "library_name": "transformers"},
+    "answerer": {"pipeline_tag": "visual-question-answering", "library_name": "transformers"},
 }
 #: The tag that marks a card as this project's (the app reads only those).
 TAG = "vision-caption-segment"
 #: The figures a summary names, by kind, when they were measured.
-HEADLINE = {"captioner": ("BLEU-4", "CIDEr"), "segmenter": ("segm_AP", "bbox_AP"), "stuff": ("mIoU", "pixel_accuracy")}
+HEADLINE = {
+    "captioner": ("BLEU-4", "CIDEr"),
+    "segmenter": ("segm_AP", "bbox_AP"),
+    "stuff": ("mIoU", "pixel_accuracy"),
+    "answerer": ("accuracy",),
+}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -41,7 +47,7 @@ class CardFacts:
     """What a card says about one trained model.
 
     Attributes:
-        kind: ``"captioner"``, ``"segmenter"`` or ``"stuff"``.
+        kind: ``"captioner"``, ``"segmenter"``, ``"stuff"`` or ``"answerer"``.
         base_model: where training started: a Hub id (it goes into the metadata), else words such as "torchvision
             maskrcnn_resnet50_fpn_v2 with COCO weights" (the body only).
         dataset: the data set's name (a folder's name, never its path).

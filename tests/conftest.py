@@ -16,9 +16,11 @@ from helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
     SCREENSHOTS,
+    TEST_ANSWERER,
     draw_shapes,
     registered_test_models,
     save_tiny_blip,
+    save_tiny_blip_vqa,
     save_tiny_git,
     save_tiny_segmenter,
     save_tiny_vit_gpt2,
@@ -31,6 +33,12 @@ from PIL import Image
 def tiny_blip_dir(tmp_path_factory) -> str:
     """A random-weight BLIP (32x32 input, one layer each side) with its processor, saved with save_pretrained."""
     return save_tiny_blip(tmp_path_factory.mktemp("tiny-blip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_blip_vqa_dir(tmp_path_factory) -> str:
+    """A random-weight BLIP question answerer with its processor, saved with save_pretrained."""
+    return save_tiny_blip_vqa(tmp_path_factory.mktemp("tiny-blip-vqa"))
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +121,9 @@ def app_models(tiny_blip_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(app_models):
-    """A real app (``app.build_demo``) served on a free port of 127.0.0.1; its URL."""
-    demo, url = serve()
+    """A real app (``app.build_demo``) served on a free port of 127.0.0.1; its URL. Its answerers: the test one,
+    and blip-vqa-base (not on this machine: the menus mark it)."""
+    demo, url = serve(answerers=(TEST_ANSWERER, "blip-vqa-base"))
     try:
         yield url
     finally:

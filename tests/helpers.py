@@ -14,18 +14,22 @@ import torch
 from PIL import Image, ImageDraw
 
 from pipeline import ModelSpec, registered_models
-from pipeline.builders import build_blip, build_git, build_maskrcnn, build_vit_gpt2
+from pipeline.builders import build_blip, build_blip_vqa, build_git, build_maskrcnn, build_vit_gpt2
 from pipeline.checkpoints import save_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "space" / "examples"
 TINY_WORDS = "a an the of in on picture photo red blue green circle square triangle and to left right".split()
 TINY_CATEGORIES = ["__background__", "circle", "square", "triangle"]
+#: The tiny answerer's words: the questions' and the answers'.
+TINY_VQA_WORDS = [*TINY_WORDS, "what", "colour", "color", "is", "are", "yes", "no", "how", "many", "one", "two"]
 #: A one-layer BLIP's widths: big enough to run every code path, small enough to build in a fraction of a second.
 TINY_BLIP_LAYERS = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37}
 #: The app tests' models: one captioner, and two segmenters sure of one class each (see build_confident_segmenter).
 TEST_CAPTIONER = "test-tiny"
 TEST_SEGMENTERS = {"test-circles": 1, "test-squares": 2}
+#: The app tests' question answerer: a tiny random BLIP VQA (see save_tiny_blip_vqa).
+TEST_ANSWERER = "test-vqa"
 
 
 def save_tiny_blip(directory: str | Path, words: Sequence[str] = TINY_WORDS, *, seed: int = 0, **layers: Any) -> str:
@@ -33,6 +37,24 @@ def save_tiny_blip(directory: str | Path, words: Sequence[str] = TINY_WORDS, *, 
     torch.manual_seed(seed)
     widths = {**TINY_BLIP_LAYERS, **layers}
     model, processor = build_blip(words, image_size=32, patch_size=8, vision=widths, text=widths)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)
+
+
+def save_tiny_blip_vqa(directory: str | Path, words: Sequence[str] = TINY_VQA_WORDS, *, seed: int = 0) -> str:
+    """A random-weight BLIP question answerer (``BlipForQuestionAnswering``, 32x32 input, one layer each part) with
+    its processor, saved with ``save_pretrained`` in Salesforce/blip-vqa-base's layout.
+
+    The answer decoder's bias against its end token ([SEP]) makes a random model say a few words (up to the token
+    limit) instead of nothing, so that an answer is never empty.
+    """
+    torch.manual_seed(seed)
+    model, processor = build_blip_vqa(
+        words, image_size=32, patch_size=8, vision=TINY_BLIP_LAYERS, text=TINY_BLIP_LAYERS
+    )
+    with torch.no_grad():
+        model.text_decoder.cls.predictions.bias[model.config.text_config.sep_token_id] = -100.0
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return str(directory)
@@ -118,9 +140,13 @@ def draw_shapes(width: int = 96, height: int = 72, seed: int = 0) -> Image.Image
 
 @contextlib.contextmanager
 def registered_test_models(tiny_blip_dir: str, directory: Path) -> Iterator[dict[str, str]]:
-    """The app tests' models in the catalog for the block; yields their directories by name (and ``"captioner"``)."""
-    directories = {"captioner": tiny_blip_dir}
-    specs = [ModelSpec(TEST_CAPTIONER, "captioner", tiny_blip_dir, "tiny random BLIP: for tests")]
+    """The app tests' models in the catalog for the block; yields their directories by name (and ``"captioner"``,
+    ``"answerer"``)."""
+    directories = {"captioner": tiny_blip_dir, "answerer": save_tiny_blip_vqa(directory / TEST_ANSWERER)}
+    specs = [
+        ModelSpec(TEST_CAPTIONER, "captioner", tiny_blip_dir, "tiny random BLIP: for tests"),
+        ModelSpec(TEST_ANSWERER, "answerer", directories["answerer"], "tiny random BLIP VQA: for tests"),
+    ]
     for seed, (name, favourite) in enumerate(TEST_SEGMENTERS.items()):
         directories[name] = save_tiny_segmenter(
             directory / name, seed=seed, favourite=favourite, box_detections_per_img=4
@@ -189,12 +215,14 @@ def serve(
     captioners: Sequence[str] = (TEST_CAPTIONER, "blip-base"),
     segmenters: Sequence[str] = (*TEST_SEGMENTERS, "maskrcnn-v2"),
     stuff: Sequence[str] = (),
+    answerers: Sequence[str] = (),
     **options: Any,
 ):
     """Build and launch the app on the test models on 127.0.0.1; returns ``(demo, url)``. Call ``demo.close()``.
     ``stuff``: the stuff menu (besides "none"), its first the default; none by default.
 
-    ``options`` go to :class:`pipeline.serve.service.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``), to
+    The page starts on the first answerer (``"none"`` when there is none). ``options`` go to
+    :class:`pipeline.serve.service.Service` (``allow_hub``, ``live_sessions``, ``max_pixels``), to
     ``app.build_demo`` (``default_threshold``) or to ``launch`` (``mcp_server``).
     """
     import app
@@ -205,12 +233,14 @@ def serve(
     allow_hub = options.pop("allow_hub", False)
     mcp_server = options.pop("mcp_server", False)
     service_options = {key: options.pop(key) for key in ("live_sessions", "max_pixels") if key in options}
-    service = Service(
-        ModelCache(device="cpu"),
-        ModelMenus(captioners, segmenters, stuff=stuff, allow_hub=allow_hub),
-        **service_options,
-    )
-    models = {"captioner": captioners[0], "segmenter": segmenters[0], "stuff": stuff[0] if stuff else "none"}
+    menus = ModelMenus(captioners, segmenters, stuff=stuff, answerers=answerers, allow_hub=allow_hub)
+    service = Service(ModelCache(device="cpu"), menus, **service_options)
+    models = {
+        "captioner": captioners[0],
+        "segmenter": segmenters[0],
+        "stuff": stuff[0] if stuff else "none",
+        "answerer": (*answerers, "none")[0],
+    }
     demo = app.build_demo(service, models, **{"default_threshold": 0.3, **options})
     launch = {**app.launch_options(), "mcp_server": mcp_server}
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch)
@@ -355,7 +385,8 @@ def check_model_card(directory: Path, kind: str, metrics: dict[str, float], *, s
     saved = json.loads((directory / "metrics.json").read_text())
     for name, value in saved.items():
         assert f"| {name} | {round(float(value), 4)} |" in card.text
-    module = {"captioner": "train.caption", "segmenter": "train.segment", "stuff": "train.stuff"}[kind]
+    module = {"captioner": "train.caption", "segmenter": "train.segment", "stuff": "train.stuff",
+              "answerer": "train.answer"}[kind]  # fmt: skip
     assert f"python -m {module} " in card.text and f"--max_train_steps {steps}" in card.text
     assert "## Data" in card.text and "validation:" in card.text and "## Base model" in card.text
     summary = card_summary(directory)

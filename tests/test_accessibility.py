@@ -1,6 +1,7 @@
 """The app for people who use a keyboard or a screen reader, in a real browser: axe-core's checks over the photo tab
 (after an analysis, at desktop and phone widths) and the live tab, the accessibility tree, a keyboard-only path,
-and the grounded caption's highlight over the picture.
+the grounded caption's highlight over the picture, and questions about the photo (Enter asks; the answer in large
+type, in a live region, spoken, its objects outlined).
 
 axe-core comes bundled in ``axe-playwright-python``; each axe run prints its counts by impact and by rule, so that
 ``pytest -s`` shows what is left (minor and moderate findings are reported, serious and critical ones fail).
@@ -18,6 +19,7 @@ from helpers import (
     EXAMPLES,
     RESULT_TIMEOUT_MS,
     SCREENSHOTS,
+    TEST_ANSWERER,
     TEST_CAPTIONER,
     TEST_SEGMENTERS,
     open_page,
@@ -46,7 +48,9 @@ synthesis.cancel = () => { window.__cancelled += 1; cancel(); };
 @pytest.fixture(scope="module")
 def server(app_models):
     """The app on the offline shapes models first (their captions name the shapes they find), the test models after."""
-    demo, url = serve(captioners=("shapes", TEST_CAPTIONER), segmenters=("shapes", *TEST_SEGMENTERS))
+    demo, url = serve(
+        captioners=("shapes", TEST_CAPTIONER), segmenters=("shapes", *TEST_SEGMENTERS), answerers=(TEST_ANSWERER,)
+    )
     try:
         yield url
     finally:
@@ -247,4 +251,57 @@ def test_keyboard_only_analyze_objects_and_read_aloud(browser, server):
     page.wait_for_function("() => window.__spoken.length === 3", timeout=10_000)
     assert page.evaluate("() => window.__spoken.map(s => s.text)") == [spoken["text"]] * 3
     assert page.evaluate("() => window.__spoken[2].rate") == 1.5
+    page.context.close()
+
+
+def answer_shown(page, question: str) -> str:
+    """Wait for the answer to ``question`` in the answer block; its sentence."""
+    page.wait_for_function(
+        "(question) => { const asked = document.querySelector('#answer .answer-question');"
+        " return asked && asked.textContent.startsWith('You asked: ' + question + ' ('); }",
+        arg=question,
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    return page.text_content("#answer .answer-sentence")
+
+
+def test_ask_about_this_photo_answers_large_in_a_live_region_spoken_and_outlined(browser, server):
+    page = analyzed_page(browser, server)
+    box = page.get_by_role("textbox", name="Ask about this photo")
+    page.get_by_role("checkbox", name="Read answers aloud").check()
+    box.fill("How many triangles are there?")
+    box.press("Enter")  # Enter asks
+    sentence = answer_shown(page, "How many triangles are there?")
+    triangles = [item for item in page.locator("#objects-list li").all_inner_texts() if item.startswith("triangle")]
+    assert re.match(rf"^There (is|are) {len(triangles)} triangles?\b", sentence), (sentence, triangles)
+    assert "(answered from the objects found)" in page.text_content("#answer .answer-question")
+    # Large type, the caption's size, on screen.
+    size = page.eval_on_selector("#answer .answer-sentence", "e => parseFloat(getComputedStyle(e).fontSize)")
+    caption = page.eval_on_selector("#caption textarea", "e => parseFloat(getComputedStyle(e).fontSize)")
+    box_size = page.eval_on_selector("#answer .answer-sentence", "e => e.getBoundingClientRect().toJSON()")
+    print(f"\nanswer {size} px, caption {caption} px, answer box {box_size['width']:.0f} x {box_size['height']:.0f}")
+    assert size >= 24 and size == caption and box_size["width"] > 100 and box_size["height"] >= size
+    # Said once in the polite live region, spoken (reading answers aloud is on), its objects outlined on the photo.
+    page.wait_for_function(
+        "(s) => document.querySelector('[aria-live=polite]#answer-announcer').textContent === s", arg=sentence
+    )
+    page.wait_for_function("(s) => window.__spoken.some(said => said.text === s)", arg=sentence, timeout=10_000)
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('.object-highlight').length === n", arg=len(triangles), timeout=5_000
+    )
+    assert inside_picture(page, highlights(page))
+    page.screenshot(path=str(SCREENSHOTS / "ask-answer.png"))
+    # A question the objects cannot answer goes to the answerer; the first stays in the photo's history.
+    box.fill("What colour is the circle?")
+    page.locator("#ask-button").click()
+    answer_shown(page, "What colour is the circle?")
+    assert f"(answered by the answerer {TEST_ANSWERER})" in page.text_content("#answer .answer-question")
+    history = page.get_by_role("list", name="Earlier questions about this photo").get_by_role("listitem")
+    assert history.all_inner_texts() == [f"How many triangles are there? {sentence}"]
+    check_axe(page, "photo tab after two questions")
+    # An empty question is a message; the answer stays.
+    box.fill("   ")
+    box.press("Enter")
+    page.get_by_text("question must not be empty").first.wait_for(timeout=10_000)
+    assert page.text_content("#answer .answer-question").startswith("You asked: What colour is the circle?")
     page.context.close()

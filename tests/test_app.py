@@ -14,10 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gradio_client import handle_file
-from helpers import EXAMPLES, ROOT, TEST_CAPTIONER
+from helpers import EXAMPLES, ROOT, TEST_ANSWERER, TEST_CAPTIONER, draw_shapes
 from PIL import Image
 
-from pipeline import availability, best_available, from_json, load_captioner, load_segmenter, to_json
+from pipeline import (
+    availability,
+    best_available,
+    from_json,
+    load_answerer,
+    load_captioner,
+    load_segmenter,
+    to_json,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +36,20 @@ def photo(tmp_path_factory) -> Path:
 def test_view_api_documents_every_endpoint(client):
     info = client.view_api(return_format="dict", print_info=False)
     endpoints = info["named_endpoints"]
-    assert {"/caption", "/segment", "/analyze", "/describe", "/compare", "/live_frame"} <= set(endpoints)
+    assert {"/caption", "/segment", "/analyze", "/describe", "/ask", "/compare", "/live_frame"} <= set(endpoints)
     segment_parameters = [p["parameter_name"] for p in endpoints["/segment"]["parameters"]]
     assert segment_parameters == ["image", "segmenter", "threshold", "subtask", "stuff"]
     defaults = {p["parameter_name"]: p.get("parameter_default") for p in endpoints["/segment"]["parameters"]}
     assert defaults["threshold"] == 0.5 and defaults["subtask"] == "all"
     # UI-only events are private: nothing but the documented endpoints is offered to scripts.
-    assert set(endpoints) == {"/caption", "/segment", "/analyze", "/describe", "/compare", "/live_frame"}
+    assert set(endpoints) == {"/caption", "/segment", "/analyze", "/describe", "/ask", "/compare", "/live_frame"}
+    ask = {p["parameter_name"]: p.get("parameter_default") for p in endpoints["/ask"]["parameters"]}
+    assert list(ask) == ["image", "question", "segmenter", "answerer", "options"]
+    assert ask["answerer"] == TEST_ANSWERER and ask["options"] == {"threshold": 0.5}
+    assert (
+        "source" in endpoints["/ask"]["description"]
+        and "threshold: a number from 0 to 1" in (endpoints["/ask"]["description"])
+    )
     # Each endpoint's description gives the bounds of its options.
     assert "num_beams: an integer from 1 to 8" in endpoints["/analyze"]["description"]
 
@@ -94,6 +109,32 @@ def test_live_frame_endpoint_keeps_a_running_caption_and_counts_frames(client, p
     expected = load_captioner(app_models["captioner"], device="cpu")(Image.open(photo))["caption"]
     # The caption runs beside the frames, so it may arrive a frame late; by the third it is there.
     assert expected[:20].lower() in caption.lower()
+
+
+def test_ask_answers_from_the_objects_and_the_answerer(client, app_models, tmp_path):
+    picture = tmp_path / "shapes.png"
+    draw_shapes(160, 120, seed=3).save(picture)
+    image = Image.open(picture).convert("RGB")
+    squares = load_segmenter(app_models["test-squares"], device="cpu")(image, threshold=0.2)["instances"]
+    assert squares, "the test segmenter must find its squares"
+    counted = client.predict(
+        handle_file(str(picture)), "How many squares?", "test-squares", "none", {"threshold": 0.2}, api_name="/ask"
+    )
+    assert (counted["answer"], counted["source"]) == (str(len(squares)), "objects")
+    assert counted["instances"] == list(range(len(squares))) and len(counted["objects"]) == len(squares)
+    assert counted["sentence"].startswith(f"There {'is' if len(squares) == 1 else 'are'} {len(squares)} square")
+    colour = client.predict(handle_file(str(picture)), "What colour is the square?", api_name="/ask")
+    direct = load_answerer(app_models["answerer"], device="cpu")(image, question="What colour is the square?")
+    assert colour["source"] == TEST_ANSWERER and colour["answer"] == direct["answer"]
+    assert set(colour) == {"question", "answer", "sentence", "source", "instances", "objects"}
+    with pytest.raises(Exception, match="question must not be empty"):
+        client.predict(handle_file(str(picture)), "  ", api_name="/ask")
+    with pytest.raises(Exception, match="at most 200 characters"):
+        client.predict(handle_file(str(picture)), "why " * 60, api_name="/ask")
+    with pytest.raises(Exception, match="unknown answerer '../vqa'"):
+        client.predict(handle_file(str(picture)), "Why?", "test-squares", "../vqa", api_name="/ask")
+    with pytest.raises(Exception, match="blip-vqa-base"):  # in the menu, not on this machine: says so, no path
+        client.predict(handle_file(str(picture)), "Why?", "test-squares", "blip-vqa-base", api_name="/ask")
 
 
 def test_errors_are_messages_and_the_server_keeps_serving(client, photo, tmp_path):

@@ -136,3 +136,31 @@ def test_cli_compares_captioners_side_by_side(
     assert rows[3]["caption"] is None and "blip-base" in rows[3]["error"]
     assert record["models"] == {"captioners": captioners.split(","), "segmenter": tiny_segmenter_dir}
     assert {"instances", "semantic", "panoptic"} <= set(record) and set(record["timings_ms"]) == {"segment", "total"}
+
+
+def test_cli_asks_each_question_of_each_image(tmp_path, tiny_blip_dir, tiny_blip_vqa_dir):
+    image = tmp_path / "shapes.png"
+    draw_shapes(seed=3).save(image)
+    out = tmp_path / "answers.json"
+    questions = ["How many triangles are there?", "What colour is the circle?"]
+    done = _run(
+        str(image), "--captioner", tiny_blip_dir, "--segmenter", "shapes", "--answerer", tiny_blip_vqa_dir,
+        "--ask", questions[0], "--ask", questions[1], "--device", "cpu", "--json", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [record] = json.loads(out.read_text())
+    counted, coloured = record["answers"]
+    triangles = [index for index, found in enumerate(record["instances"]) if found["label"] == "triangle"]
+    assert [answer["question"] for answer in record["answers"]] == questions
+    assert (counted["answer"], counted["source"], counted["instances"]) == (str(len(triangles)), "objects", triangles)
+    assert coloured["source"] == tiny_blip_vqa_dir and coloured["answer"]
+    for answer in record["answers"]:
+        assert f"  Q: {answer['question']}\n  A: {answer['sentence']} ({answer['source']})\n" in done.stdout
+
+
+def test_cli_refuses_an_empty_or_long_question(capsys):
+    for question, message in (("  ", "question must not be empty"), ("x" * 201, "at most 200 characters")):
+        with pytest.raises(SystemExit) as stopped:
+            parse_args(["a.png", "--ask", question])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+    assert parse_args(["a.png", "--ask", " Why? ", "--ask", "Where?"]).ask == ["Why?", "Where?"]

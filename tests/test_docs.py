@@ -34,6 +34,7 @@ from helpers import (
     install_torchvision_stand_in,
     install_wheel_of_checkout,
     save_tiny_blip,
+    save_tiny_blip_vqa,
     save_tiny_git,
     save_tiny_vit_gpt2,
     venv_seeing_this_environment,
@@ -130,6 +131,7 @@ class Workspace:
             "Salesforce/blip-image-captioning-large": root / "tiny-blip",
             "microsoft/git-base-coco": save_tiny_git(root / "tiny-git"),
             "nlpconnect/vit-gpt2-image-captioning": save_tiny_vit_gpt2(root / "tiny-vit-gpt2"),
+            "Salesforce/blip-vqa-base": save_tiny_blip_vqa(root / "tiny-blip-vqa"),
         }
         for repo_id, directory in stand_ins.items():
             install_hub_stand_in(root / "hf-cache", repo_id, directory)
@@ -430,6 +432,11 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^python -m train\.evaluate ", run_as_written),
     (r"^python -m train\.(caption|segment) .*--push_to_hub", push_stops_offline),
     (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),
+    (
+        r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models --only answerer$",
+        with_flags("--quick", "--weights_dir", "quick-weights", "--work_dir", "quick-work"),
+    ),
+    (r"^python -m train\.answer ", with_flags("--max_train_steps", "1", "--max_val_questions", "8")),
     (r"^hf auth login$", not_run("needs a Hugging Face account")),
     (r"^python space/deploy\.py .*--dry-run ", run_as_written),
     (r"^python space/loadtest\.py ", load_test_local_app),

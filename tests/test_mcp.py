@@ -6,6 +6,7 @@ serving. The live endpoint is no tool."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import json
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from helpers import EXAMPLES, serve
 
-TOOLS = {"caption", "segment", "analyze", "describe", "compare"}
+TOOLS = {"caption", "segment", "analyze", "describe", "ask", "compare"}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_the_tools_are_the_script_endpoints_with_what_an_assistant_needs(mcp_url
     assert "threshold: a number from 0 to 1" in tools["segment"].description
     for tool in listed:
         assert tool.description.split(". ")[0] and "Returns:" in tool.description, tool.name
-        assert tool.inputSchema["required"] == ["image"]
+        assert tool.inputSchema["required"] == (["image", "question"] if tool.name == "ask" else ["image"])
     # The schema route the Hugging Face MCP server reads (the test below finds it gone with MCP off): the same tools;
     # it lists every endpoint, live_frame marked as no tool.
     schema = json.loads(urllib.request.urlopen(mcp_url + "schema", timeout=30).read())
@@ -77,6 +78,17 @@ def test_describe_says_what_the_example_picture_shows(mcp_url):
     # The committed shapes models on their own example (README.md shows the same words).
     assert "A yellow triangle to the left of a blue circle and a red triangle." in text
     assert "2 triangles: one in the centre and one at the bottom left. 1 circle at the bottom." in text
+
+
+def test_ask_counts_the_example_pictures_triangles(mcp_url):
+    arguments = {"image": picture(), "question": "How many triangles are there?", "segmenter": "shapes"}
+    result = session_run(mcp_url, lambda session: session.call_tool("ask", arguments))
+    assert not result.isError, result.content
+    text = " ".join(part.text for part in result.content if part.type == "text")
+    answer = ast.literal_eval(text)  # gradio's MCP server gives a JSON output as its Python form
+    assert answer["answer"] == "2" and answer["source"] == "objects" and len(answer["instances"]) == 2
+    assert answer["sentence"] == "There are 2 triangles: one in the centre and one at the bottom left."
+    assert {answer["objects"][index]["label"] for index in answer["instances"]} == {"triangle"}
 
 
 def test_a_clients_mistakes_are_tool_errors_and_the_server_keeps_serving(mcp_url):

@@ -7,10 +7,11 @@ import time
 
 import numpy as np
 import pytest
-from helpers import EXAMPLES, TEST_CAPTIONER, draw_shapes
+from helpers import EXAMPLES, TEST_ANSWERER, TEST_CAPTIONER, draw_shapes
 from PIL import Image
 
-from pipeline import from_json, load_captioner, load_segmenter
+from pipeline import from_json, load_answerer, load_captioner, load_segmenter
+from pipeline.answering import NO_ANSWERER
 from pipeline.panoptic import with_threshold
 from pipeline.serve.cache import ModelCache
 from pipeline.serve.endpoints import DISPLAY_SIDE
@@ -30,7 +31,8 @@ def models(app_models):
 
 @pytest.fixture(scope="module")
 def service(models):
-    service = Service(ModelCache(device="cpu"), ModelMenus([TEST_CAPTIONER, "blip-base"], [CIRCLES, SQUARES]))
+    menus = ModelMenus([TEST_CAPTIONER, "blip-base"], [CIRCLES, SQUARES], answerers=[TEST_ANSWERER, "blip-vqa-base"])
+    service = Service(ModelCache(device="cpu"), menus)
     yield service
     service.close()
 
@@ -111,9 +113,42 @@ def test_endpoints_give_what_the_models_give(service, models, tmp_path):
     assert rows[1]["caption"] is None and "blip-base" in rows[1]["error"] and "/" not in rows[1]["error"]
 
 
+def test_ask_answers_from_the_objects_or_the_answerer_and_names_its_objects(service, models, photo):
+    image = Image.open(photo["path"]).convert("RGB")
+    circles = load_segmenter(models[CIRCLES], device="cpu")(image, threshold=0.1)["instances"]
+    assert circles, "the test segmenter must find its circles"
+    counted = service.endpoints.ask(photo, " How many circles? ", CIRCLES, "none", {"threshold": 0.1})
+    assert counted["question"] == "How many circles?" and counted["source"] == "objects"
+    assert counted["answer"] == str(len(circles)) and counted["instances"] == list(range(len(circles)))
+    assert [obj["box"] for obj in counted["objects"]] == [pytest.approx(obj["box"], abs=0.05) for obj in circles]
+    assert all(obj["label"] == "circle" and "circle" in obj["text"] for obj in counted["objects"])
+    assert service.endpoints.ask(photo, "Is there a square?", CIRCLES, TEST_ANSWERER, {})["answer"] == "no"
+    colour = service.endpoints.ask(photo, "What colour is the circle?", CIRCLES, TEST_ANSWERER, {"threshold": 0.1})
+    direct = load_answerer(models["answerer"], device="cpu")(image, question="What colour is the circle?")
+    assert colour["source"] == TEST_ANSWERER and colour["answer"] == direct["answer"] != ""
+    assert colour["instances"] == counted["instances"]  # the circles the question names
+    alone = service.endpoints.ask(photo, "What colour is the circle?", CIRCLES, "none", {})
+    assert alone["source"] is None and alone["answer"] == "" and alone["sentence"] == NO_ANSWERER
+    with pytest.raises(RequestError, match="answerer 'blip-vqa-base' is not in the Hugging Face cache|blip-vqa-base"):
+        service.endpoints.ask(photo, "What colour is the circle?", CIRCLES, "blip-vqa-base", {})
+    # An unavailable answerer is no matter for a question the objects answer: it is never loaded.
+    assert service.endpoints.ask(photo, "How many circles?", CIRCLES, "none", {})["source"] == "objects"
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
+        (lambda s, p: s.endpoints.ask(p, "", CIRCLES, "none", {}), "question must not be empty"),
+        (lambda s, p: s.endpoints.ask(p, "?" * 201, CIRCLES, "none", {}), "at most 200 characters"),
+        (lambda s, p: s.endpoints.ask(p, None, CIRCLES, "none", {}), "question must be a text"),
+        (
+            lambda s, p: s.endpoints.ask(p, "Is there a dog?", CIRCLES, "/etc", {}),
+            r"unknown answerer '/etc': choose one of \['test-vqa', 'blip-vqa-base', 'none'\]",
+        ),
+        (
+            lambda s, p: s.endpoints.ask(p, "Why?", CIRCLES, "none", {"num_beams": 2}),
+            r"unknown options \['num_beams'\]",
+        ),
         (
             lambda s, p: s.endpoints.caption(p, "/etc"),
             r"unknown captioner '/etc': choose one of \['test-tiny', 'blip-base'\]",
@@ -304,3 +339,30 @@ def test_a_trained_models_note_carries_its_card_summary_and_no_path(tmp_path):
         "on 4 validation images."
     )
     assert str(tmp_path) not in note
+
+
+def test_an_answer_runner_answers_elsewhere_what_the_photo_threads_would(models, photo):
+    """ZeroGPU's path: the question goes through the answer runner (there a spaces.GPU function calling answer_here),
+    with the same answer as in the photo threads."""
+    from pipeline.serve.zerogpu import gpu
+
+    calls = []
+
+    @gpu(duration=20)  # without the spaces package (here) the function itself
+    def on_gpu(*arguments):
+        calls.append(arguments[0])
+        return elsewhere.models.answer_here(*arguments)
+
+    menus = ModelMenus([TEST_CAPTIONER], [CIRCLES], answerers=[TEST_ANSWERER])
+    elsewhere = Service(ModelCache(device="cpu"), menus, answer_runner=on_gpu)
+    here = Service(ModelCache(device="cpu"), menus)
+    try:
+        for question in ("How many circles?", "What colour is the circle?"):
+            asked = [
+                service.endpoints.ask(photo, question, CIRCLES, TEST_ANSWERER, {}) for service in (elsewhere, here)
+            ]
+            assert asked[0] == asked[1]
+        assert calls == ["How many circles?", "What colour is the circle?"]
+    finally:
+        elsewhere.close()
+        here.close()

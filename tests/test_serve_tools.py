@@ -6,8 +6,8 @@ import pytest
 
 from pipeline.serve.tools import TOOLS, endpoint_description, tool_docstring
 
-MENUS = {"captioner": ["shapes", "blip-base"], "segmenter": ["shapes"]}
-DEFAULTS = {"captioner": "shapes", "segmenter": "shapes"}
+MENUS = {"captioner": ["shapes", "blip-base"], "segmenter": ["shapes"], "answerer": ["blip-vqa-base"]}
+DEFAULTS = {"captioner": "shapes", "segmenter": "shapes", "answerer": "none"}
 
 
 def test_descriptions_carry_each_option_with_its_bounds():
@@ -25,3 +25,11 @@ def test_an_image_parameter_says_this_servers_limits(monkeypatch):
     assert "captioner: one of this server's captioners ['shapes', 'blip-base'] (default 'shapes')" in text
     monkeypatch.setenv("PIPELINE_MAX_PIXELS", "2000000")  # an operator's lower limit is what clients read
     assert "at most 25 MB and 2 megapixels" in tool_docstring("caption", ["image"], MENUS, DEFAULTS)
+
+
+def test_the_ask_tool_says_where_answers_come_from_and_the_question_bounds():
+    text = tool_docstring("ask", ["image", "question", "segmenter", "answerer", "options"], MENUS, DEFAULTS)
+    assert "answered from the objects it finds" in text and "sentence (a full sentence to read aloud)" in text
+    assert "question: the question, a text of at most 200 characters, not empty" in text
+    assert "answerer: one of this server's question answerers ['blip-vqa-base', 'none'] (default 'none')" in text
+    assert "threshold: a number from 0 to 1 (default 0.5)" in text

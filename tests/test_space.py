@@ -84,6 +84,7 @@ def shapes_weights(request, tmp_path_factory) -> Path:
         return ROOT / "pipeline" / "weights"
     folder = tmp_path_factory.mktemp("stand-in-weights")
     shutil.copytree(request.getfixturevalue("tiny_blip_dir"), folder / "shapes-captioner")
+    shutil.copytree(request.getfixturevalue("tiny_blip_vqa_dir"), folder / "shapes-answerer")
     # Small heads and ResNet stages 2-3 only, as the trained shapes segmenter has: a few MB, not conftest's 118.
     torch.manual_seed(0)
     settings = {"min_size": 128, "max_size": 160, "returned_layers": [2, 3], "fpn_channels": 32}

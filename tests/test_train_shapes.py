@@ -93,3 +93,25 @@ def test_bad_arguments_name_the_value(tmp_path):
     with pytest.raises(ValueError, match="layout must be one of .* got 'tsv'"):
         shapes.write_captions(tmp_path / "x.txt", {}, "tsv")
     assert json.loads(json.dumps(shapes.vocabulary()))  # plain strings only
+
+
+def test_questions_and_answers_come_from_the_pictures_truth_in_the_vqa_layout(tmp_path):
+    from pipeline.evaluation import read_vqa, vqa_scores
+
+    root = shapes.write_split(tmp_path, "val", 6, seed=2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(root / "instances.json"))
+    asked = read_vqa(root)
+    for entry in asked:
+        image_id = next(i["id"] for i in coco.imgs.values() if entry["image"].endswith(i["file_name"]))
+        labels = [coco.cats[a["category_id"]]["name"] for a in coco.imgToAnns[image_id]]
+        assert len(entry["answers"]) == 10 and len(set(entry["answers"])) == 1
+        if entry["question_type"] == "count":
+            assert entry["answers"][0] == str(labels.count(entry["question"].split()[2][:-1]))
+        if entry["question_type"] == "presence":
+            assert entry["answers"][0] == ("yes" if entry["question"][11:-1] in labels else "no")
+        if entry["question_type"] in ("colour", "shape"):
+            assert entry["answers"][0] in (*shapes.COLORS, *shapes.CATEGORIES)
+    kinds = {entry["question_type"] for entry in asked}
+    assert kinds == {"count", "presence", "colour", "shape"} and len(asked) >= 6 * 7
+    assert vqa_scores([entry["answers"][0] for entry in asked], asked)["accuracy"] == 1.0

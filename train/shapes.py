@@ -20,6 +20,8 @@ A split folder holds what the training scripts read::
     <out>/<split>/annotations/000000.png ...   with --stuff: the semantic labels of each pixel
     <out>/<split>/instances.json     COCO instances (compressed RLE masks, areas, boxes, iscrowd 0)
     <out>/<split>/captions.txt       Flickr8k layout ("image,caption"), five phrasings per image
+    <out>/<split>/questions.json     VQAv2 layout: questions about each image (:func:`questions`), with
+    <out>/<split>/annotations.json   their answers from the picture's truth (ten answers each, as VQAv2 gives)
 
 (``--caption_layout token`` writes Flickr8k's ``Flickr8k.token.txt`` and ``results`` Flickr30k's ``results.csv``.)
 Every image is drawn from its own random generator seeded by ``(seed, split, index)``, so a file is the same on every
@@ -274,6 +276,71 @@ def describe(objects: Sequence[ShapeObject]) -> list[str]:
     ]
 
 
+def questions(objects: Sequence[ShapeObject]) -> list[dict[str, str]]:
+    """Questions about a picture with their answers from its truth: how many of each shape and whether there is one
+    (what the segmenter answers), the colour of each shape that is alone of its kind, and the shape of each colour
+    (a question-answering model's).
+
+    Returns:
+        list of ``{"question", "answer", "question_type", "answer_type"}``; ``answer_type`` is VQAv2's
+        (``"number"``, ``"yes/no"``, ``"other"``), ``question_type`` ``"count"``, ``"presence"``, ``"colour"`` or
+        ``"shape"``.
+
+    >>> shapes = [ShapeObject("circle", "red", np.zeros((1, 1), bool), 1.0),
+    ...           ShapeObject("circle", "blue", np.zeros((1, 1), bool), 5.0),
+    ...           ShapeObject("square", "green", np.zeros((1, 1), bool), 9.0)]
+    >>> [(q["question"], q["answer"]) for q in questions(shapes) if q["question_type"] in ("count", "colour")]
+    [('How many circles are there?', '2'), ('How many squares are there?', '1'), ('How many triangles are there?', \
+'0'), ('What colour is the square?', 'green')]
+    """
+    counts = {category: sum(shape.category == category for shape in objects) for category in CATEGORIES}
+    asked = [
+        {"question": f"How many {category}s are there?", "answer": str(counts[category]), "question_type": "count",
+         "answer_type": "number"}
+        for category in CATEGORIES
+    ] + [
+        {"question": f"Is there a {category}?", "answer": "yes" if counts[category] else "no",
+         "question_type": "presence", "answer_type": "yes/no"}
+        for category in CATEGORIES
+    ] + [
+        {"question": f"What colour is the {shape.category}?", "answer": shape.color, "question_type": "colour",
+         "answer_type": "other"}
+        for shape in objects if counts[shape.category] == 1
+    ] + [
+        {"question": f"What shape is the {shape.color} one?", "answer": shape.category, "question_type": "shape",
+         "answer_type": "other"}
+        for shape in objects
+    ]  # fmt: skip
+    return asked
+
+
+def write_questions(root: Path, asked: dict[int, list[dict[str, str]]], description: str) -> None:
+    """``questions.json`` and ``annotations.json`` in the VQAv2 layout (each answer given ten times, as VQAv2's ten
+    annotators would agree on a synthetic truth), question ids numbered in image order."""
+    questions_file: dict = {"info": {"description": description}, "questions": []}
+    annotations: dict = {"info": {"description": description}, "annotations": []}
+    for image_id, entries in asked.items():
+        for entry in entries:
+            question_id = len(questions_file["questions"]) + 1
+            questions_file["questions"].append(
+                {"image_id": image_id, "question": entry["question"], "question_id": question_id}
+            )
+            annotations["annotations"].append(
+                {
+                    "question_id": question_id,
+                    "image_id": image_id,
+                    "question_type": entry["question_type"],
+                    "answer_type": entry["answer_type"],
+                    "multiple_choice_answer": entry["answer"],
+                    "answers": [
+                        {"answer": entry["answer"], "answer_confidence": "yes", "answer_id": n} for n in range(1, 11)
+                    ],
+                }
+            )
+    (root / "questions.json").write_text(json.dumps(questions_file))
+    (root / "annotations.json").write_text(json.dumps(annotations))
+
+
 def write_captions(path: str | Path, captions: dict[str, list[str]], layout: str = "captions") -> Path:
     """Write captions in one of the Flickr layouts.
 
@@ -315,7 +382,8 @@ def write_split(
     caption_layout: str = "captions",
     stuff: bool = False,
 ) -> Path:
-    """Generate one split folder (images, ``instances.json``, captions) and return its path.
+    """Generate one split folder (images, ``instances.json``, captions, questions and answers) and return its
+    path.
 
     Args:
         output_dir (str | Path): the data set root; the split goes to ``output_dir/split``.
@@ -342,6 +410,7 @@ def write_split(
         "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)],
     }
     captions: dict[str, list[str]] = {}
+    asked: dict[int, list[dict[str, str]]] = {}
     for index in range(count):
         rng = np.random.default_rng([seed, SPLITS.index(split), index])
         sample = draw_sample(rng, image_size=image_size, max_objects=max_objects, stuff=stuff)
@@ -368,7 +437,9 @@ def write_split(
                 }
             )
         captions[file_name] = describe(sample.objects)
+        asked[index + 1] = questions(sample.objects)
     (root / "instances.json").write_text(json.dumps(coco))
+    write_questions(root, asked, coco["info"]["description"])
     write_captions(root / CAPTION_LAYOUTS[caption_layout], captions, caption_layout)
     return root
 

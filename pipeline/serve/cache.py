@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import torch
 
-from ..catalog import KINDS, load_captioner, load_segmenter, load_stuff
+from ..catalog import KINDS, load_answerer, load_captioner, load_segmenter, load_stuff
 from ..hub import ModelUnavailableError
 
 Loader = Callable[..., Any]
@@ -54,9 +54,10 @@ class ModelCache:
         max_bytes (int | None, default None): hold at most this many bytes of weights; None for no size limit.
         min_free_bytes (int, default 1 GiB): before loading, evict until the machine has this much memory free
             (or nothing is left to evict).
-        loaders (dict[str, Callable] | None, default None): ``{"captioner": fn, "segmenter": fn, "stuff": fn}``
-            called as ``fn(name, device=..., **options)``; defaults to :func:`~pipeline.catalog.load_captioner`,
-            :func:`~pipeline.catalog.load_segmenter` and :func:`~pipeline.catalog.load_stuff`.
+        loaders (dict[str, Callable] | None, default None): ``{"captioner": fn, "segmenter": fn, "stuff": fn,
+            "answerer": fn}`` (any of them) called as ``fn(name, device=..., **options)``; defaults to
+            :func:`~pipeline.catalog.load_captioner`, :func:`~pipeline.catalog.load_segmenter`,
+            :func:`~pipeline.catalog.load_stuff` and :func:`~pipeline.catalog.load_answerer`.
         memory_probe (Callable[[], int] | None, default None): returns the free bytes; defaults to
             :func:`available_memory` (tests pass their own).
     """
@@ -77,12 +78,13 @@ class ModelCache:
         self.max_models = max_models
         self.max_bytes = max_bytes
         self.min_free_bytes = min_free_bytes
-        self.loaders = {
+        defaults = {
             "captioner": load_captioner,
             "segmenter": load_segmenter,
             "stuff": load_stuff,
-            **(loaders or {}),
+            "answerer": load_answerer,
         }
+        self.loaders = {**defaults, **(loaders or {})}
         self.memory_probe = memory_probe or available_memory
         self._models: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
@@ -95,7 +97,7 @@ class ModelCache:
         """The pipeline for ``(kind, name, options)``, loading it on first use.
 
         Args:
-            kind (str): ``"captioner"``, ``"segmenter"`` or ``"stuff"``.
+            kind (str): one of :data:`pipeline.catalog.KINDS`.
             name (str): a catalog name (or anything the loader accepts).
             **options: extra loader keyword arguments; part of the cache key (hashable values only).
 

@@ -14,7 +14,7 @@ from ..catalog import NO_STUFF, availability, best_available, list_models, load_
 from ..env import env_flag, env_int
 from ..speed import PROFILES, default_profile
 from .cache import ModelCache
-from .menus import ModelMenus, operator_model
+from .menus import NO_ANSWERER, ModelMenus, operator_model
 from .service import Service
 from .zerogpu import default_device, on_zerogpu
 
@@ -67,12 +67,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_service(args: argparse.Namespace, *, runner: Callable | None = None) -> tuple[Service, dict[str, str]]:
+def build_service(
+    args: argparse.Namespace, *, runner: Callable | None = None, answer_runner: Callable | None = None
+) -> tuple[Service, dict[str, str]]:
     """The Service for these settings, and the models to start on (``{kind: name}``; ``"asked_<kind>"`` holds what
     was asked for when it cannot load here). The menus are the catalog plus the operator's own models (a directory
-    gets a name of its own, never shown as a path)."""
+    gets a name of its own, never shown as a path). ``runner`` and ``answer_runner``: the
+    :class:`~pipeline.serve.models.ModelRunner`'s (ZeroGPU's ``spaces.GPU`` functions)."""
     chosen: dict[str, str | None] = {}
     menus = {}
+    answerers = [spec.name for spec in list_models("answerer")]
+    # Questions the objects answer need no answerer: with none that loads here, the page starts on "none".
+    usable = [name for name in answerers if availability(name, "answerer")[0]]
+    chosen["answerer"] = best_available("answerer", usable) or NO_ANSWERER
     for kind, asked in (("captioner", args.captioner), ("segmenter", args.segmenter), ("stuff", args.stuff)):
         names = [spec.name for spec in list_models(kind)]
         named = operator_model(kind, asked) if asked else None
@@ -93,9 +100,16 @@ def build_service(args: argparse.Namespace, *, runner: Callable | None = None) -
     )
     service = Service(
         cache,
-        ModelMenus(menus["captioner"], menus["segmenter"], stuff=menus["stuff"], allow_hub=args.allow_hub_models),
+        ModelMenus(
+            menus["captioner"],
+            menus["segmenter"],
+            stuff=menus["stuff"],
+            answerers=answerers,
+            allow_hub=args.allow_hub_models,
+        ),
         live_sessions=args.live_sessions,
         runner=runner,
+        answer_runner=answer_runner,
     )
     return service, chosen
 

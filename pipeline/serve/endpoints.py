@@ -1,4 +1,5 @@
-"""The script endpoints' work, gradio-free: ``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/compare``.
+"""The script endpoints' work, gradio-free: ``/caption``, ``/segment``, ``/analyze``, ``/describe``, ``/ask``,
+``/compare``.
 
 Each checks a client's request (menus, option bounds, the image's limits), runs the models through the
 :class:`~pipeline.serve.models.ModelRunner` and answers plain JSON-ready data, masks as COCO RLE; pictures are
@@ -22,7 +23,7 @@ from ..render import draw_instances
 from ..segmentation import SEGMENT_OPTIONS
 from ..stream import scale_to_fit
 from .files import OutputFiles
-from .intake import RequestError, checked_options
+from .intake import RequestError, checked_options, checked_question
 from .models import ModelRunner
 
 #: Pictures for people are drawn at most this large (the longer side, in pixels), whatever the photo's size; the
@@ -35,6 +36,7 @@ ANALYZE_OPTIONS = (
 )  # fmt: skip
 DESCRIBE_OPTIONS = ("detail", "max_objects", "threshold")
 COMPARE_OPTIONS = ("max_new_tokens", "num_beams")
+ASK_OPTIONS = ("threshold",)
 #: The most captioners one /compare request may run.
 MAX_COMPARED = 4
 
@@ -123,6 +125,21 @@ class Endpoints:
             "models": {"captioner": captioner, "segmenter": segmenter, "stuff": stuff},
         }
 
+    def ask(self, image: Any, question: Any, segmenter: Any, answerer: Any, options: Any) -> dict[str, Any]:
+        """``/ask``: one question about one image, answered from the segmenter's objects (how many, is there, where,
+        about a label it knows) or by the answerer (``"none"``: the objects only): ``{"question", "answer",
+        "sentence", "source", "instances", "objects"}``, ``instances`` indexing ``objects`` (each with its label,
+        score, box, position and words)."""
+        question = checked_question(question)
+        menus = self.models.menus
+        segmenter, answerer = menus.check("segmenter", segmenter), menus.check("answerer", answerer)
+        settings = checked_options(options, ASK_OPTIONS)
+        picture = self.models.image(image)
+        segment_options = {"threshold": settings["threshold"], "subtask": "instance", "mask_format": "rle"}
+        instances = self.models.run(None, segmenter, picture, None, segment_options).segments[0]["instances"]
+        answer = self.models.answer(question, picture, instances, self.models.labels(segmenter), answerer)
+        return {**answer, "objects": _objects_by_index(instances, picture.size)}
+
     def compare(self, image: Any, captioners: Any, options: Any) -> list[dict[str, Any]]:
         """``/compare``: one image captioned by two to four of the menu's captioners, each caption with its time."""
         menus = self.models.menus
@@ -139,6 +156,22 @@ class Endpoints:
         loaders = {name: (lambda name=name: self.models.cache.get("captioner", name)) for name in names}
         job = self.models.photo_threads.submit(compare_captioners, picture, loaders, public=True, **settings)
         return job.result()
+
+
+def _objects_by_index(instances: list[dict[str, Any]], size: tuple[int, int]) -> list[dict[str, Any]]:
+    """The objects found, in the instances' own order (an answer's ``instances`` index them), each with its label,
+    score, box (pixels) and where it is in words."""
+    places = {place["index"]: place for place in locate_objects(instances, size)}
+    return [
+        {
+            "label": instance["label"],
+            "score": round(float(instance["score"]), 4),
+            "box": [round(float(value), 1) for value in instance["box"]],
+            "position": places[index]["position"],
+            "text": places[index]["text"],
+        }
+        for index, instance in enumerate(instances)
+    ]
 
 
 def _declared_by(declarations: tuple, settings: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..answering import check_question
 from ..images import ImageTooLargeError, load_image, max_pixels_from_env
 from ..options import OptionError
 from .options import MAX_IMAGE_BYTES, check_options
@@ -99,3 +100,12 @@ def checked_options(given: Any, names: Sequence[str]) -> dict[str, Any]:
         return check_options(given, names)
     except OptionError as error:
         raise RequestError(str(error), title="Bad option") from None
+
+
+def checked_question(question: Any) -> str:
+    """A client's question, stripped (:func:`pipeline.answering.check_question`), a :class:`RequestError` when it is
+    not a text, empty or over 200 characters."""
+    try:
+        return check_question(question)
+    except ValueError as error:
+        raise RequestError(str(error), title="Ask a question") from None

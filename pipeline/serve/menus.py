@@ -17,6 +17,8 @@ from typing import Any
 from ..catalog import KINDS, NO_STUFF, get_spec, list_models, looks_like_hub_id, register_model
 from .intake import RequestError
 
+#: The answerer menu's word for none: questions are then answered from the objects alone.
+NO_ANSWERER = "none"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
@@ -52,6 +54,8 @@ class ModelMenus:
         captioners, segmenters (Sequence[str]): the menu names (catalog names; see :func:`operator_model`).
         stuff (Sequence[str], default ()): the stuff models' menu names; ``"none"`` (no stuff model) is always
             offered, first.
+        answerers (Sequence[str], default ()): the question answerers' names; a client may also name
+            :data:`NO_ANSWERER` (``"none"``: questions answered from the objects alone).
         allow_hub (bool, default False): also accept any Hugging Face hub id as a captioner (the server then
             downloads what a client names: only for a server whose operator wants that, never on a public Space).
     """
@@ -62,12 +66,14 @@ class ModelMenus:
         segmenters: Sequence[str],
         *,
         stuff: Sequence[str] = (),
+        answerers: Sequence[str] = (),
         allow_hub: bool = False,
     ):
         self._names = {
             "captioner": list(dict.fromkeys(captioners)),
             "segmenter": list(dict.fromkeys(segmenters)),
             "stuff": list(dict.fromkeys([NO_STUFF, *stuff])),  # "none" is always a choice: things only
+            "answerer": list(dict.fromkeys(answerers)),
         }
         self.allow_hub = allow_hub
 
@@ -82,7 +88,7 @@ class ModelMenus:
         The message is the same whatever ``name`` is (a path that exists, one that does not, ``..``): it tells a
         client nothing about the server's disk.
         """
-        names = self.names(kind)
+        names = self.names(kind) + ([NO_ANSWERER] if kind == "answerer" else [])
         if isinstance(name, str) and name in names:
             return name
         if self.allow_hub and kind == "captioner" and self.is_hub_id(name):

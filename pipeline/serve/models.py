@@ -15,12 +15,13 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..answering import answer_question
 from ..catalog import NO_STUFF
 from ..combined import Halves, run_halves
 from ..kernels import limit_intraop_threads
 from .cache import ModelCache, public_message
 from .intake import RequestError, image_from_payload
-from .menus import ModelMenus
+from .menus import NO_ANSWERER, ModelMenus
 from .process import lower_thread_priority
 
 
@@ -35,6 +36,8 @@ class ModelRunner:
             function), called as ``runner(captioner, segmenter, images, caption_options, segment_options,
             stuff=stuff)`` (``stuff`` only when one is asked for) and returning :meth:`run_models`'
             :class:`~pipeline.combined.Halves`; None runs here, in the photo threads.
+        answer_runner (Callable | None, default None): answers a question elsewhere (ZeroGPU), called with
+            :meth:`answer_here`'s arguments and returning its answer; None answers in the photo threads.
         max_pixels (int | None, default None): the image pixel limit; None reads ``PIPELINE_MAX_PIXELS``.
     """
 
@@ -45,9 +48,11 @@ class ModelRunner:
         *,
         live_sessions: int = 2,
         runner: Callable[..., Halves] | None = None,
+        answer_runner: Callable[..., dict[str, Any]] | None = None,
         max_pixels: int | None = None,
     ):
         self.cache, self.menus, self.runner, self.max_pixels = cache, menus, runner, max_pixels
+        self.answer_runner = answer_runner
         self.live_sessions = live_sessions
         # Model work runs in threads of its own, so that the threads that ever run PyTorch (each with its own team of
         # intra-op threads and their caches) are these few, not whichever of the web server's threads took a
@@ -141,6 +146,46 @@ class ModelRunner:
             raise RequestError(str(error)) from None
         except RuntimeError as error:  # e.g. out of memory inside a model: say so, keep serving
             raise RequestError(f"The model failed on this image: {error}", title="Model failed") from None
+
+    def answer(
+        self,
+        question: str,
+        image: Image.Image,
+        instances: list[dict[str, Any]],
+        labels: list[str] | None,
+        answerer: str,
+        *,
+        image_size: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """Answer a (checked) question about a picture whose instances are known, from them or with the (checked)
+        answerer (:func:`pipeline.answering.answer_question`; ``"none"``: the objects only), in a photo thread; a
+        model failure is a :class:`RequestError` and the server keeps serving. ``image_size``: the size the boxes are
+        in, when ``image`` is a display copy."""
+        if answerer != NO_ANSWERER:
+            self.model("answerer", answerer)  # load (or fail with a message) before any GPU time is asked for
+        try:
+            if self.answer_runner is not None:
+                return self.answer_runner(question, image, instances, labels, answerer, image_size)
+            return self.photo_threads.submit(
+                self.answer_here, question, image, instances, labels, answerer, image_size
+            ).result()
+        except (ValueError, TypeError) as error:
+            raise RequestError(str(error)) from None
+        except RuntimeError as error:
+            raise RequestError(f"The model failed on this image: {error}", title="Model failed") from None
+
+    def answer_here(
+        self,
+        question: str,
+        image: Image.Image,
+        instances: list[dict[str, Any]],
+        labels: list[str] | None,
+        answerer: str,
+        image_size: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`answer`'s work in this thread (a ZeroGPU worker's ``spaces.GPU`` function runs it there)."""
+        model = None if answerer == NO_ANSWERER else self.cache.get("answerer", answerer)
+        return answer_question(question, image, instances, labels=labels, answerer=model, image_size=image_size)
 
     def close(self) -> None:
         for pool in (self.photo_threads, self.live_threads, self.live_caption_thread):

@@ -33,8 +33,8 @@ from typing import Any
 
 from ..describe import locate_objects
 
-#: The page's stylesheet and scripts (``page.css``, ``a11y.js``, ``speech.js``, ``read_aloud.js``): package data, so
-#: that the app finds them in a checkout, on the Space and installed from a wheel alike.
+#: The page's stylesheet and scripts (``page.css``, ``a11y.js``, ``speech.js``, ``read_aloud.js``, ``answer.js``):
+#: package data, so that the app finds them in a checkout, on the Space and installed from a wheel alike.
 PAGE_ASSETS = Path(__file__).resolve().parent / "page"
 
 #: What the two blocks say before there is a photo (and what a screen reader finds there).
@@ -44,6 +44,10 @@ GROUNDED_NAME = "The caption, its objects marked"
 #: Said after a caption word that names an object the segmenter did not find.
 MISSING_NOTE = "(not found in the picture)"
 EMPTY_OBJECTS = '<p class="objects-empty">The objects found appear here, one per line.</p>'
+#: What the answer block says before a question (and what a screen reader finds there).
+EMPTY_ANSWER = '<p class="answer-empty">Ask a question about the photo: its answer appears here.</p>'
+#: How many earlier questions about the current photo the answer block keeps.
+HISTORY_LENGTH = 5
 
 
 def box_fractions(box: Sequence[float], image_size: Sequence[int]) -> list[float]:
@@ -148,3 +152,56 @@ def objects_list_html(instances: Sequence[Mapping[str, Any]], image_size: Sequen
         items.append(f'<li tabindex="0" data-boxes="{boxes}">{html.escape(text)}</li>')
     heading = f"Objects found, in reading order: {_objects(len(instances))}"
     return f'<ul class="objects-items" aria-label="{heading}">\n' + "".join(items) + "</ul>"
+
+
+def _source(answer: Mapping[str, Any]) -> str:
+    if answer["source"] == "objects":
+        return "from the objects found"
+    return f"by the answerer {answer['source']}" if answer["source"] else "no answerer chosen"
+
+
+def answer_html(
+    answer: Mapping[str, Any],
+    instances: Sequence[Mapping[str, Any]],
+    image_size: Sequence[int],
+    earlier: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The answer block of the photo tab: the answer's sentence in large type, the question and its source, a button
+    that outlines the objects it refers to (``data-boxes``, as the caption's words), and the earlier answers about
+    the same photo, newest first.
+
+    Args:
+        answer (dict): :func:`pipeline.answering.answer_question`'s (``question``, ``sentence``, ``source``,
+            ``instances``).
+        instances (Sequence[dict]): the instances the answer's ``instances`` index; only ``box`` is read.
+        image_size (tuple[int, int]): ``(width, height)`` of the picture the boxes are in, in pixels.
+        earlier (Sequence[dict], default ()): earlier answers (``question``, ``sentence``), newest first; at most
+            :data:`HISTORY_LENGTH` are shown.
+
+    Returns:
+        str: escaped HTML.
+
+    >>> cup = [{"box": [0, 0, 50, 50]}]
+    >>> said = {"question": "Is there a cup?", "sentence": "Yes: 1 cup.", "source": "objects", "instances": [0]}
+    >>> print(answer_html(said, cup, (100, 100)))  # doctest: +NORMALIZE_WHITESPACE
+    <p class="answer-sentence">Yes: 1 cup.</p><p class="answer-question">You asked: Is there a cup? (answered
+    from the objects found)</p><button type="button" class="answer-objects" data-boxes="[[0.0, 0.0, 0.5, 0.5]]">Outline
+    the 1 object it refers to</button>
+    """
+    parts = [
+        f'<p class="answer-sentence">{html.escape(answer["sentence"])}</p>',
+        f'<p class="answer-question">You asked: {html.escape(answer["question"])} (answered {_source(answer)})</p>',
+    ]
+    if answer["instances"]:
+        boxes = _boxes_attribute(instances, list(answer["instances"]), image_size)
+        parts.append(
+            f'<button type="button" class="answer-objects" data-boxes="{boxes}">Outline the '
+            f"{_objects(len(answer['instances']))} it refers to</button>"
+        )
+    if earlier:
+        items = "".join(
+            f"<li>{html.escape(item['question'])} {html.escape(item['sentence'])}</li>"
+            for item in earlier[:HISTORY_LENGTH]
+        )
+        parts.append(f'<ol class="answer-history" aria-label="Earlier questions about this photo">{items}</ol>')
+    return "".join(parts)

@@ -26,9 +26,16 @@ from ..render import describe_objects, draw_instances, draw_panoptic, draw_seman
 from ..stream import scale_to_fit
 from .endpoints import DISPLAY_SIDE
 from .files import OutputFiles
-from .intake import checked_options
+from .intake import RequestError, checked_options, checked_question
 from .models import ModelRunner
-from .page_html import EMPTY_CAPTION, EMPTY_OBJECTS, grounded_caption_html, objects_list_html
+from .page_html import (
+    EMPTY_CAPTION,
+    EMPTY_OBJECTS,
+    HISTORY_LENGTH,
+    answer_html,
+    grounded_caption_html,
+    objects_list_html,
+)
 
 #: The page runs the segmenter at no more than this threshold and filters for display, so that raising the slider
 #: (and lowering it down to here) redraws without running the model again.
@@ -191,6 +198,39 @@ class PhotoPage:
             "timings": timings,
             "download": download,
         }
+
+    def ask(
+        self,
+        analysis: Analysis | None,
+        question: Any,
+        answerer: Any,
+        *,
+        threshold: float,
+        history: dict[str, Any] | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """Answer a question about the page's photo from its kept analysis (the objects shown at ``threshold``; the
+        segmenter does not run again), or by the answerer on its display picture.
+
+        Returns:
+            tuple ``(html, history)``: the answer block (:func:`~pipeline.serve.page_html.answer_html`, with the
+            earlier answers about the same photo) and the history to keep, newest first (``{"digest", "answers"}``;
+            another photo starts a new one).
+        """
+        question = checked_question(question)
+        answerer = self.models.menus.check("answerer", answerer)
+        threshold = checked_options({"threshold": threshold}, ("threshold",))["threshold"]
+        if analysis is None:
+            raise RequestError("No photo yet: upload, paste, drop or take a photo, then ask.", title="No photo")
+        cut = max(threshold, analysis.floor)
+        shown = [instance for instance in analysis.segments["instances"] if instance["score"] >= cut]
+        answer = self.models.answer(
+            question, analysis.picture, shown, analysis.labels, answerer, image_size=analysis.size
+        )
+        same = history is not None and history.get("digest") == analysis.digest
+        earlier = list(history["answers"]) if same else []
+        said = {"question": answer["question"], "sentence": answer["sentence"]}
+        kept = {"digest": analysis.digest, "answers": [said, *earlier][:HISTORY_LENGTH]}
+        return answer_html(answer, shown, analysis.size, earlier), kept
 
     # -- the page's photo --------------------------------------------------------------------------------------
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ..answering import QUESTION
 from ..images import max_pixels_from_env
-from .endpoints import ANALYZE_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
+from .endpoints import ANALYZE_OPTIONS, ASK_OPTIONS, COMPARE_OPTIONS, DESCRIBE_OPTIONS, MAX_COMPARED
+from .menus import NO_ANSWERER
 from .options import MAX_IMAGE_BYTES, OPTIONS, describe_options
 
 #: Per endpoint: (what it does and returns, its bounded options: in its ``options`` object, or ``segment``'s own
@@ -45,6 +47,16 @@ TOOLS: dict[str, tuple[str, Sequence[str]]] = {
         "instances with COCO RLE masks, semantic and panoptic maps, timings) and the annotated picture (an image, "
         "its longer side at most 1280 px).",
         ANALYZE_OPTIONS,
+    ),
+    "ask": (
+        "Answer a question about a picture, for someone who cannot see it. How many, is there and where questions "
+        "about objects the segmenter knows are answered from the objects it finds; other questions (a colour, an "
+        "activity, what someone holds) by the question-answering model. Returns: JSON with question, answer (short: "
+        "a number in digits, yes or no, a word or two), sentence (a full sentence to read aloud), source ('objects', "
+        "the answerer's name, or null when no answerer was chosen and the objects cannot answer), instances (the "
+        "indices of the objects the answer refers to) and objects (label, score, box and position of each object "
+        "found, in the order the indices count).",
+        ASK_OPTIONS,
     ),
     "compare": (
         f"Caption one picture with 2 to {MAX_COMPARED} captioners side by side. Returns: a JSON list of "
@@ -88,8 +100,8 @@ def tool_docstring(
     Args:
         name: an endpoint of :data:`TOOLS`.
         parameters: its parameters, in order.
-        menus: ``{"captioner": [...], "segmenter": [...]}``: the names a client may choose.
-        defaults: ``{"captioner": name, "segmenter": name}``: the server's defaults.
+        menus: ``{"captioner": [...], "segmenter": [...], "answerer": [...]}``: the names a client may choose.
+        defaults: ``{"captioner": name, "segmenter": name, "answerer": name}``: the server's defaults.
 
     >>> print(tool_docstring("caption", ["image", "captioner"], {"captioner": ["shapes", "blip-base"]},
     ...                      {"captioner": "shapes"}))
@@ -117,6 +129,13 @@ def _parameter(
             f"this server's stuff model for sky, grass, water, ... around the objects, one of "
             f"{list(menus.get('stuff', ['none']))} (default {defaults.get('stuff', 'none')!r}; 'none': objects only)"
         )
+    if parameter == "answerer":
+        return (
+            f"one of this server's question answerers {[*menus['answerer'], NO_ANSWERER]} (default "
+            f"{defaults.get(parameter)!r}); {NO_ANSWERER!r}: answers from the objects only"
+        )
+    if parameter == "question":
+        return f"the question, {QUESTION.accepted(bounded=True)}, not empty (e.g. 'How many people are there?')"
     if parameter == "captioners":
         return f"a list of 2 to {MAX_COMPARED} different names of {list(menus['captioner'])}"
     if parameter == "options":
