@@ -124,7 +124,12 @@ def _body(facts: CardFacts, results: list) -> list[str]:
         if figures
         else ["Not evaluated: the run had no validation data."]
     )
-    loader = {"captioner": "load_captioner", "segmenter": "load_segmenter", "stuff": "load_stuff"}[facts.kind]
+    loader = {
+        "captioner": "load_captioner",
+        "segmenter": "load_segmenter",
+        "stuff": "load_stuff",
+        "answerer": "load_answerer",
+    }[facts.kind]
     return [
         f"# A {facts.kind} fine-tuned on {facts.dataset}",
         "",
