@@ -24,6 +24,7 @@ from ..masks import MaskCrop, crop_of
 from ..render import describe_objects, draw_instances
 from ..speed import segmenter_view
 from ..stream import LIVE_MAX_SIDE, LiveStream, scale_to_fit
+from .files import OutputFiles
 from .intake import RequestError, checked_options
 from .models import ModelRunner
 from .overlay import outlines_svg
@@ -40,8 +41,8 @@ class LiveSessions:
             captions).
     """
 
-    def __init__(self, models: ModelRunner):
-        self.models = models
+    def __init__(self, models: ModelRunner, files: OutputFiles):
+        self.models, self.files = models, files
         self.registry = SessionRegistry(self._stream, max_sessions=max(4, 2 * models.live_sessions))
 
     def _stream(self, settings: tuple[str, str]) -> LiveStream:
@@ -77,19 +78,21 @@ class LiveSessions:
 
     def frame(
         self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any
-    ) -> tuple[Image.Image, str, dict[str, Any]]:
-        """``/live_frame``: one frame of a session's stream -> (the annotated frame, the running caption, stats with
-        the frame's ``instances`` at the size sent). The newest frame wins: one sent while another is processed
-        replaces any waiting. Other models start a new stream; another threshold applies to the next frame of the
-        same one. The picture stays in memory (Gradio encodes it for the client)."""
+    ) -> tuple[str, str, dict[str, Any]]:
+        """``/live_frame``: one frame of a session's stream -> (the annotated frame's path, the running caption,
+        stats with the frame's ``instances`` at the size sent). The newest frame wins: one sent while another is
+        processed replaces any waiting. Another threshold or other models apply to the next frame of the same
+        stream. The annotated frame is a file of its own (:class:`OutputFiles`, bounded): Gradio's cache names a
+        picture handed over in memory by its content and writes it again in place, so two clients sent the same
+        frame would read it while it is rewritten."""
         _, shown, picture = self._process(key, frame, captioner, segmenter, threshold)
         if shown.image is None:  # nothing processed yet in this session (this frame was replaced at once)
-            return scale_to_fit(picture, LIVE_MAX_SIDE), "", shown.summary()
+            return self.files.image(scale_to_fit(picture, LIVE_MAX_SIDE), "frame"), "", shown.summary()
         found = shown.result["instances"]
         annotated = draw_instances(shown.image, found, opacity=0.5)
         stats = {**shown.summary(), "objects": describe_objects(found)}
         stats["instances"] = sent_size(found, picture.size)
-        return annotated, shown.caption, stats
+        return self.files.image(annotated, "frame"), shown.caption, stats
 
     def overlay(
         self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any

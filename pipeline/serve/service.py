@@ -44,7 +44,7 @@ class Service:
         self.files = OutputFiles()
         self.endpoints = Endpoints(self.models, self.files)
         self.photos = PhotoPage(self.models, self.files)
-        self.live = LiveSessions(self.models)
+        self.live = LiveSessions(self.models, self.files)
 
     def run_models(self, *args: Any, **kwargs: Any) -> Halves:
         """:meth:`ModelRunner.run_models`: what a ZeroGPU worker runs inside ``spaces.GPU``."""
