@@ -111,7 +111,7 @@ class ViewBuilder:
         scores = scores or {}
         # One pass over the free pixels, whatever the number of regions: each pixel's region by np.unique's inverse.
         free = (self.panoptic_map if self.panoptic_map is not None else self.semantic_map) == 0
-        label_ids, region_of, counts = np.unique(stuff_map[free], return_inverse=True, return_counts=True)
+        label_ids, region_of, counts = _regions(stuff_map[free])
         segment_of = np.zeros(len(label_ids), dtype=np.int32)  # region -> its new panoptic segment id, 0: left out
         kept_label = np.zeros(len(label_ids), dtype=np.int32)  # region -> its label id where kept
         for index, (label_id, area) in enumerate(zip(label_ids.tolist(), counts.tolist())):
@@ -316,6 +316,24 @@ def stuff_area_min(height: int, width: int) -> int:
     (328, 4096)
     """
     return min(DEFAULT_STUFF_AREA_MIN, max(1, int(np.ceil(STUFF_SHARE_MIN * height * width))))
+
+
+def _regions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True, return_counts=True)`` for label ids within a small range (a stuff
+    map's), by counting instead of sorting: on a 40-megapixel photo, sorting took several copies of the map in int64.
+
+    >>> [part.tolist() for part in _regions(np.array([1003, 0, 1003, 1001]))]
+    [[0, 1001, 1003], [2, 0, 2, 1], [1, 1, 2]]
+    """
+    if values.size == 0 or int(values.max()) - int(values.min()) >= 1 << 16:
+        return np.unique(values, return_inverse=True, return_counts=True)
+    low = int(values.min())
+    codes = (values - low).astype(np.int32, copy=False)
+    every = np.bincount(codes)
+    present = np.flatnonzero(every)
+    lookup = np.zeros(len(every), dtype=np.int32)
+    lookup[present] = np.arange(len(present), dtype=np.int32)
+    return present + low, lookup[codes], every[present]
 
 
 def add_stuff(result: Mapping[str, Any], stuff: Mapping[str, Any], *, area_min: int | None = None) -> dict[str, Any]:

@@ -46,7 +46,11 @@ from pipeline.evaluation import (
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("captioner", "segmenter"), help="what to evaluate (answerers: not yet)")
+    parser.add_argument(
+        "kind",
+        choices=("captioner", "segmenter", "stuff"),
+        help="what to evaluate (stuff: the fused panoptic view's PQ; answerers: evaluation.evaluate_answerer)",
+    )
     parser.add_argument(
         "model",
         help="catalog name (e.g. shapes), local directory, or hub id (captioners); several captioners, "
