@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -127,7 +128,15 @@ class SegmentationPipeline(Pipeline):
         sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         return ImageList(transform.batch_images(images, size_divisible=transform.size_divisible), sizes)
 
-    def _forward(self, model_inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
+        preprocess_kwargs, forward_kwargs, postprocess_kwargs = super()._sanitize_parameters(**kwargs)
+        # The model itself drops what the threshold would (see _forward), so it gets the threshold too.
+        forward_kwargs["threshold"] = postprocess_kwargs.get("threshold", THRESHOLD.default)
+        return preprocess_kwargs, forward_kwargs, postprocess_kwargs
+
+    def _forward(
+        self, model_inputs: list[dict[str, Any]], threshold: float = THRESHOLD.default
+    ) -> list[dict[str, Any]]:
         # torchvision's GeneralizedRCNN.forward up to its transform.postprocess, which would paste every detection's
         # mask into a picture-sized float image; boxes are brought back to the input's frame here, masks later.
         model = self.model
@@ -136,7 +145,7 @@ class SegmentationPipeline(Pipeline):
         if isinstance(features, torch.Tensor):
             features = {"0": features}
         proposals, _ = model.rpn(batch, features)
-        detections, _ = model.roi_heads(features, proposals, batch.image_sizes)
+        detections, _ = self._heads(threshold)(features, proposals, batch.image_sizes)
         outputs = []
         for detection, scaled, inputs in zip(detections, batch.image_sizes, model_inputs):
             boxes = resize_boxes(detection["boxes"], scaled, inputs["padded"])
@@ -154,6 +163,24 @@ class SegmentationPipeline(Pipeline):
                 }
             )
         return outputs
+
+    def _heads(self, threshold: float) -> torch.nn.Module:
+        """The model's box and mask heads, keeping only detections the threshold keeps.
+
+        torchvision's heads keep every box scoring above ``box_score_thresh`` (0.05) and run the mask head on each,
+        up to ``box_detections_per_img`` (100): on a busy photo most of the mask head's work was for boxes the
+        threshold then dropped. Dropping them before the mask head gives the same instances (non-maximum suppression
+        keeps or drops a box by the boxes scoring higher only, and the highest ``box_detections_per_img`` above the
+        threshold are the same), for a share of the work. A shallow copy of the heads per call, so that calls with
+        other thresholds can run at once; the weights are the same objects.
+        """
+        heads = self.model.roi_heads
+        floor = math.nextafter(float(threshold), -math.inf)  # torchvision keeps scores above score_thresh
+        if floor <= heads.score_thresh:
+            return heads
+        pruned = copy.copy(heads)
+        pruned.score_thresh = floor
+        return pruned
 
     def postprocess(
         self,

@@ -14,6 +14,8 @@ A profile is applied once, when a model loads (``load_pipeline(..., profile="fas
   native bfloat16 (AMX or AVX512-BF16), Mask R-CNN's convolution stages and BLIP's vision encoder in bfloat16.
 - ``"live"`` is ``"fast"`` at 288 px for webcam frames (which :mod:`pipeline.stream` first shrinks to 480 px);
   :func:`segmenter_view` gives the live view a segmenter with these settings that shares the loaded weights.
+  ``"live-small"`` (224 px, 50 proposals) is what the live view runs on a CPU without native bfloat16
+  (:func:`live_profile`), where a key frame at 288 px took long enough for outlines to trail moving objects.
 
 Segmenter settings are caps, never raises: a fine-tuned checkpoint trained at 256 px keeps 256 px under ``"fast"``.
 Caller-given ``model_kwargs`` win over the profile. ``PIPELINE_BFLOAT16=auto|1|0`` decides the bfloat16 stages.
@@ -100,6 +102,12 @@ PROFILES: dict[str, SpeedProfile] = {
         description="webcam frames (shrunk to 480 px by the live view): the fast profile with Mask R-CNN at 288 px",
         segmenter={**_FAST.segmenter, "min_size": 288, "max_size": 432},
     ),
+    "live-small": replace(
+        _FAST,
+        name="live-small",
+        description="webcam frames on a CPU without native bfloat16: the live profile at 224 px with 50 proposals",
+        segmenter={**_FAST.segmenter, "min_size": 224, "max_size": 336, "rpn_post_nms_top_n_test": 50},
+    ),
 }
 
 
@@ -119,6 +127,20 @@ def default_profile(device: str | torch.device | None = "auto") -> str:
     if device is None or str(device) == "auto":
         return "full" if torch.cuda.is_available() else "fast"
     return "full" if torch.device(device).type == "cuda" else "fast"
+
+
+def live_profile(device: str | torch.device = "cpu") -> str:
+    """The profile of the live view's key frames on ``device``: ``"live"``, or ``"live-small"`` on a CPU whose
+    profile runs without bfloat16 (no native bfloat16, or ``PIPELINE_BFLOAT16=0``).
+
+    Without bfloat16 a key frame at 288 px took about 1.1 s on 2 cores beside the caption, and outlines carried
+    that long trail objects that move or come into view (space/benchmark/README.md, the live view); 224 px with half
+    the proposals costs about two thirds of the arithmetic.
+
+    >>> live_profile("cuda")
+    'live'
+    """
+    return "live-small" if torch.device(device).type == "cpu" and not bfloat16_enabled(device) else "live"
 
 
 def get_profile(profile: str | SpeedProfile | None) -> SpeedProfile:

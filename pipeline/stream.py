@@ -139,7 +139,7 @@ class LiveStream:
     Args:
         segmenter (Callable[[PIL.Image.Image], dict]): called as ``segmenter(image, threshold=..., subtask=
             "instance")``; usually a :class:`SegmentationPipeline`; for speed give it
-            ``pipeline.speed.segmenter_view(segmenter, "live")``.
+            ``pipeline.speed.segmenter_view(segmenter, live_profile())``.
         captioner (Callable[[PIL.Image.Image], dict] | None, default None): returns ``{"caption": str}``; None for
             no caption.
         threshold (float, default 0.5): segmenter score threshold.

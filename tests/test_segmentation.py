@@ -65,6 +65,24 @@ def test_threshold_and_order(segmenter):
     assert none["instances"] == [] and not none["semantic"]["map"].any() and none["panoptic"]["segments"] == []
 
 
+def test_the_mask_head_runs_only_on_what_the_threshold_keeps_with_the_same_instances(model, segmenter):
+    image = draw_shapes(120, 90, seed=2)
+    boxes_masked = []
+    hook = model.roi_heads.mask_head.register_forward_hook(lambda _m, args, _o: boxes_masked.append(len(args[0])))
+    try:
+        everything = segmenter(image, threshold=0.0, subtask="instance", mask_format="rle")["instances"]
+        cut = float(np.median([obj["score"] for obj in everything]))
+        kept = segmenter(image, threshold=cut, subtask="instance", mask_format="rle")["instances"]
+    finally:
+        hook.remove()
+    assert boxes_masked == [len(everything), len(kept)] and len(kept) < len(everything)
+    expected = [obj for obj in everything if obj["score"] >= cut]
+    assert [(o["label"], o["score"], o["box"], o["mask"]) for o in kept] == [
+        (o["label"], o["score"], o["box"], o["mask"]) for o in expected
+    ]
+    assert model.roi_heads.score_thresh == 0.05  # the model's own setting is left as it was
+
+
 def test_views_follow_subtask(segmenter):
     image = draw_shapes(120, 90, seed=3)
     assert set(segmenter(image, subtask="instance")) == {"instances"}

@@ -256,6 +256,16 @@ def test_live_frames_carry_their_instances_and_a_new_threshold_keeps_the_stream(
     assert other["instances"] and {found["label"] for found in other["instances"]} <= {"square"}
 
 
+def test_live_key_frames_run_the_cpus_live_profile(service, monkeypatch):
+    from pipeline.speed import segmenter_settings
+
+    monkeypatch.setenv("PIPELINE_BFLOAT16", "0")  # a CPU without native bfloat16: fewer proposals per key frame
+    segmenter, _ = service.live._models((TEST_CAPTIONER, CIRCLES))
+    assert segmenter_settings(segmenter.model)["rpn_post_nms_top_n_test"] <= 50
+    full = service.models.model("segmenter", CIRCLES)
+    assert segmenter_settings(full.model)["rpn_post_nms_top_n_test"] > 50  # photos keep theirs
+
+
 def test_two_live_sessions_at_once_keep_their_own_streams(service, tmp_path):
     """Two clients stream at the same time: each keeps its own frames, key frames and models, and neither waits for
     the other's key frames (the server's live threads run one session's key frame each)."""

@@ -16,6 +16,7 @@ from pipeline.speed import (
     SpeedProfile,
     apply_captioner_profile,
     get_profile,
+    live_profile,
     segmenter_precision,
     segmenter_settings,
     segmenter_view,
@@ -257,3 +258,12 @@ def test_cpu_segmenters_pool_regions_in_parallel(tiny_segmenter_dir):
     assert not isinstance(model.roi_heads.box_roi_pool.inner, ParallelRoIPool)
     view = segmenter_view(load_segmenter(tiny_segmenter_dir, device="cpu"), "live").model
     assert not isinstance(view.roi_heads.box_roi_pool.inner, ParallelRoIPool)  # never wrapped twice
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("0", "live-small"), ("1", "live")])
+def test_the_live_view_runs_smaller_key_frames_where_bfloat16_is_off(monkeypatch, choice, expected):
+    monkeypatch.setenv("PIPELINE_BFLOAT16", choice)
+    assert live_profile("cpu") == expected
+    assert live_profile("cuda") == "live"
+    small, live = get_profile("live-small").segmenter, get_profile("live").segmenter
+    assert small["min_size"] < live["min_size"] and small["rpn_post_nms_top_n_test"] < live["rpn_post_nms_top_n_test"]

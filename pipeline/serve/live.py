@@ -22,7 +22,7 @@ from PIL import Image
 from ..jsonform import encode_mask
 from ..masks import MaskCrop, crop_of
 from ..render import describe_objects, draw_instances
-from ..speed import segmenter_view
+from ..speed import live_profile, segmenter_view
 from ..stream import LIVE_MAX_SIDE, LiveStream, scale_to_fit
 from .files import OutputFiles
 from .intake import RequestError, checked_options
@@ -56,7 +56,8 @@ class LiveSessions:
 
     def _models(self, settings: tuple[str, str]) -> tuple[Any, Any]:
         captioner, segmenter = settings
-        live_segmenter = segmenter_view(self.models.model("segmenter", segmenter), "live")
+        model = self.models.model("segmenter", segmenter)
+        live_segmenter = segmenter_view(model, live_profile(model.device))
         return live_segmenter, self.models.model("captioner", captioner)
 
     def _process(self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any):

@@ -65,7 +65,7 @@ if __package__ in (None, ""):  # run as a script (python space/benchmark/bench.p
 from pipeline.captioning import caption_sentence  # noqa: E402
 from pipeline.machine import load_average, machine_info  # noqa: E402
 from pipeline.speed import PROFILES as SPEED_PROFILES  # noqa: E402
-from pipeline.speed import profile_summary, segmenter_view  # noqa: E402
+from pipeline.speed import live_profile, profile_summary, segmenter_view  # noqa: E402
 
 PROFILES = ("full", "fast")
 FRAME_SIZE = (640, 480)
@@ -395,7 +395,8 @@ def simulate_stream(
 
 def stream_side(name: str, side: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Live frames/s of one side: the naive way and ``full`` caption and segment every frame; ``fast`` runs the
-    app's live path, :class:`pipeline.stream.LiveStream`, with :func:`pipeline.speed.segmenter_view` ``"live"``."""
+    app's live path, :class:`pipeline.stream.LiveStream`, with :func:`pipeline.speed.segmenter_view` of the CPU's
+    :func:`pipeline.speed.live_profile`."""
     if name != "fast":
 
         def whole(frame: Image.Image, captured_at: float) -> float:
@@ -411,7 +412,7 @@ def stream_side(name: str, side: Any, args: argparse.Namespace) -> dict[str, Any
         return side.pipe.captioner(image, **options)
 
     live = LiveStream(
-        segmenter_view(side.pipe.segmenter, "live"),
+        segmenter_view(side.pipe.segmenter, live_profile(side.pipe.segmenter.device)),
         caption,
         threshold=side.options["threshold"],
         caption_every_s=args.caption_every,
