@@ -69,6 +69,10 @@ THEME = gr.themes.Soft(primary_hue="indigo", text_size="lg")
 #: The size is the one Gradio asks for when given no constraints.
 REAR_VIDEO = {"facingMode": {"ideal": "environment"}, "width": {"ideal": 1920}, "height": {"ideal": 1440}}
 REAR_CAMERA = gr.WebcamOptions(mirror=False, constraints={"video": REAR_VIDEO})
+#: The live tab asks for a 640x480 camera: the browser encodes every frame it sends as a JPEG, and the live view
+#: shrinks frames to 480 px first (pipeline.stream), so a larger camera costs each frame time and gives nothing.
+LIVE_VIDEO = {**REAR_VIDEO, "width": {"ideal": 640}, "height": {"ideal": 480}}
+LIVE_CAMERA = gr.WebcamOptions(mirror=False, constraints={"video": LIVE_VIDEO})
 
 
 # -- handlers: module-level, over the Service ---------------------------------------------------------------------
@@ -371,7 +375,7 @@ def _live_tab() -> _Parts:
                 type="pil",
                 elem_id="live-in",
                 height=320,
-                webcam_options=REAR_CAMERA,
+                webcam_options=LIVE_CAMERA,
             )
         # The outlines of each frame, as SVG that serve/page/live_overlay.js lays over the camera's own preview.
         parts["outlines"] = gr.HTML(EMPTY_OUTLINES, elem_id="live-outlines", padding=False)

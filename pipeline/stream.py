@@ -16,11 +16,11 @@ A webcam sends frames faster than a CPU can segment them. :class:`LiveStream` ke
 
 A served app keeps one per browser tab or client (:class:`pipeline.serve.live.SessionRegistry`).
 
->>> meter = FpsMeter(window=4)
->>> for t in (0.0, 0.5, 1.0, 1.5):
+>>> meter = FpsMeter(window_s=1.5)
+>>> for t in (0.0, 0.5, 1.0, 1.5, 2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5):
 ...     meter.tick(t)
->>> meter.fps()
-2.0
+>>> meter.fps()  # over the last 1.5 s: 4 frames a second
+4.0
 """
 
 from __future__ import annotations
@@ -46,20 +46,27 @@ LIVE_MAX_SIDE = 480
 
 
 class FpsMeter:
-    """Frames per second over the last ``window`` frames.
+    """Frames per second over the last ``window_s`` seconds.
+
+    A window of time, not of frames: frame times vary (a key frame's masks carried through the frames that came
+    meanwhile, a busy CPU), and a figure over the last ten frames jumped with them, far from what the browser showed
+    over a few seconds.
 
     Args:
-        window (int, default 10): how many frame times to average over.
+        window_s (float, default 3.0): how many seconds of frame times to count.
     """
 
-    def __init__(self, window: int = 10):
-        if window < 2:
-            raise ValueError(f"window must be at least 2, got {window!r}")
-        self._times: deque[float] = deque(maxlen=window)
+    def __init__(self, window_s: float = 3.0):
+        if not window_s > 0:
+            raise ValueError(f"window_s must be a positive number of seconds, got {window_s!r}")
+        self.window_s = window_s
+        self._times: deque[float] = deque()
 
     def tick(self, now: float) -> None:
         """Record one processed frame at time ``now`` (seconds, monotonic)."""
         self._times.append(now)
+        while now - self._times[0] > self.window_s:
+            self._times.popleft()
 
     def fps(self) -> float:
         """Frames per second over the window; 0.0 until two frames were seen."""

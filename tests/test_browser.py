@@ -175,6 +175,8 @@ def test_live_tab_outlines_the_camera_several_times_a_second(browser, url):
     assert figures["polygons"] >= 1
     assert figures["drawing"] == pytest.approx(figures["video"], abs=1.5), figures
     assert page.locator("#live-out").count() == 0
+    # The camera streams at 640x480, not the photo camera's size: the browser encodes every frame it sends.
+    assert page.evaluate("() => document.querySelector('#live-in video').videoWidth") == 640
     # Several drawings a second, and the page's frames/s says what the browser saw (within 25%).
     time.sleep(6.0)
     figures = overlay_figures(page)

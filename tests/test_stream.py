@@ -45,14 +45,17 @@ class RecordingSegmenter:
         return {"instances": []}
 
 
-def test_fps_meter():
-    meter = FpsMeter(window=3)
+def test_fps_meter_counts_the_last_seconds():
+    meter = FpsMeter(window_s=1.0)
     assert meter.fps() == 0.0
-    for now in (0.0, 0.25, 0.5, 0.75):
+    for now in (0.0, 0.1, 0.2, 0.3):  # a burst, then a steady 4 a second
+        meter.tick(now)
+    for now in (1.0, 1.25, 1.5, 1.75, 2.0):
         meter.tick(now)
     assert meter.fps() == pytest.approx(4.0)
-    with pytest.raises(ValueError, match="window must be at least 2"):
-        FpsMeter(window=1)
+    assert len(meter._times) == 5  # older times are let go
+    with pytest.raises(ValueError, match="window_s must be a positive"):
+        FpsMeter(window_s=0)
 
 
 def test_latest_frame_wins_and_the_replaced_one_is_dropped():
