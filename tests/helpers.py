@@ -5,6 +5,7 @@ app served on the test models. Never a hub download: every model here is made in
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,18 @@ from pipeline.builders import build_blip, build_blip_vqa, build_git, build_maskr
 from pipeline.checkpoints import save_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(path: Path, name: str) -> Any:
+    """A script of the repository (not a package: ``space/benchmark/*.py``) imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: The Chromium the browser tests drive, with the benchmark's flags (one list for both).
+BROWSER = load_script(ROOT / "space" / "benchmark" / "browser.py", "benchmark_browser")
 EXAMPLES = ROOT / "space" / "examples"
 TINY_WORDS = "a an the of in on picture photo red blue green circle square triangle and to left right".split()
 TINY_CATEGORIES = ["__background__", "circle", "square", "triangle"]
@@ -249,17 +262,7 @@ def serve(
 
 # -- the app in a real browser (test_browser.py, test_accessibility.py) ---------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
+CHROMIUM, CHROMIUM_ARGS = BROWSER.CHROMIUM, BROWSER.CHROMIUM_ARGS
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 RESULT_TIMEOUT_MS = 90_000
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, load_script
 
 # The benchmark is a script beside its results, outside the library's imports: loaded from its file.
-_SPEC = importlib.util.spec_from_file_location("bench", ROOT / "space" / "benchmark" / "bench.py")
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+bench = load_script(ROOT / "space" / "benchmark" / "bench.py", "bench")
 
 
 def test_bench_quick_tiny_end_to_end(tmp_path, capsys):
@@ -102,9 +99,7 @@ def test_bench_quality_limit_scores_like_train_evaluate(tmp_path, tiny_blip_dir,
     assert quality["profiles"]["full"]["bbox_AP"] == pytest.approx(direct["bbox_AP"])
 
 
-_LIVE_SPEC = importlib.util.spec_from_file_location("live_bench", ROOT / "space" / "benchmark" / "live.py")
-live_bench = importlib.util.module_from_spec(_LIVE_SPEC)
-_LIVE_SPEC.loader.exec_module(live_bench)
+live_bench = load_script(ROOT / "space" / "benchmark" / "live.py", "live_bench")
 
 
 def test_live_bench_rejects_bad_flags():

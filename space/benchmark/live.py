@@ -63,6 +63,20 @@ CAMERA_FPS = 30.0
 STREAM_EVERY = 0.04  # app.LIVE_STREAM_EVERY: the browser's least time between two frames
 
 
+@functools.cache
+def load_script(name: str) -> Any:
+    """A script beside this one (``bench``, ``browser``) imported as a module, once."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """bench.py's p50 and p95, or only the count when there is nothing to count."""
+    return load_script("bench").percentiles(values) if values else {"n": 0}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python space/benchmark/live.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench-results", help="folder for live.json")
@@ -87,13 +101,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 < args.seconds <= 600:
         parser.error(f"--seconds must be between 0 and 600, got {args.seconds}")
     return args
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    array = np.asarray(values, dtype=np.float64)
-    return {"p50": float(np.percentile(array, 50)), "p95": float(np.percentile(array, 95)), "n": len(values)}
 
 
 def camera(seconds: float, size: tuple[int, int] = (640, 480)) -> Callable[[float], tuple[int, Any]]:
@@ -191,18 +198,9 @@ def measure_browser(url: str, seconds: float) -> dict[str, Any]:
     """The live tab in Chromium with its fake camera: outline redraws per second the page showed."""
     from playwright.sync_api import sync_playwright
 
-    chromium_args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-    ]
+    browser_flags = load_script("browser")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=chromium_args)
+        browser = playwright.chromium.launch(executable_path=browser_flags.CHROMIUM, args=browser_flags.CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(url)
@@ -267,9 +265,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.serve.config import build_service
     from pipeline.serve.config import parse_args as app_args
 
-    spec = importlib.util.spec_from_file_location("bench", HERE / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench")
     report: dict[str, Any] = {"path": args.child, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
     with tempfile.TemporaryDirectory() as folder:
         built = bench.build_models(Path(folder), tiny=args.tiny)
