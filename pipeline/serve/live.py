@@ -25,8 +25,8 @@ from ..render import describe_objects, draw_instances
 from ..speed import live_profile, segmenter_view
 from ..stream import LIVE_MAX_SIDE, LiveStream, scale_to_fit
 from .files import OutputFiles
-from .intake import RequestError, checked_options
-from .models import ModelRunner
+from .intake import checked_options
+from .models import ModelRunner, model_failures
 from .overlay import outlines_svg
 
 #: The live tab's figures (frames/s, counts, objects) are sent at most this often (s); the outlines every frame.
@@ -72,10 +72,8 @@ class LiveSessions:
             session.use(*self._models((captioner, segmenter)))
             session.settings = (captioner, segmenter)
         session.threshold = threshold  # the next frame uses it: the stream, its caption and frames/s go on
-        try:
+        with model_failures("frame"):
             return session, session.process(picture), picture
-        except RuntimeError as error:
-            raise RequestError(f"The model failed on this frame: {error}", title="Model failed") from None
 
     def frame(
         self, key: Any, frame: Any, captioner: Any, segmenter: Any, threshold: Any

@@ -8,7 +8,8 @@ elsewhere through ``runner`` (ZeroGPU's ``spaces.GPU``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +24,20 @@ from .cache import ModelCache, public_message
 from .intake import RequestError, image_from_payload
 from .menus import NO_ANSWERER, ModelMenus
 from .process import lower_thread_priority
+
+
+@contextlib.contextmanager
+def model_failures(what: str) -> Iterator[None]:
+    """A model's failure inside the block as a :class:`RequestError` that says what failed, so the server keeps
+    serving: an option a model refuses (``ValueError``/``TypeError``, e.g. a prompt it takes none of) in its own
+    words, anything else the model raised (``RuntimeError``, e.g. out of memory) as "The model failed on this
+    ``what``"."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        raise RequestError(str(error)) from None
+    except RuntimeError as error:
+        raise RequestError(f"The model failed on this {what}: {error}", title="Model failed") from None
 
 
 class ModelRunner:
@@ -133,7 +148,7 @@ class ModelRunner:
             if name:
                 self.model(kind, name)  # load (or fail with a message) before any GPU time is asked for
         extra = {"stuff": stuff} if stuff else {}  # a runner written before stuff existed still works without it
-        try:
+        with model_failures("image"):
             if self.runner is not None:
                 return self.runner(captioner, segmenter, [image], caption_options, segment_options, **extra)
             if captioner and segmenter:
@@ -142,10 +157,6 @@ class ModelRunner:
             return self.photo_threads.submit(
                 self.run_models, captioner, segmenter, [image], caption_options, segment_options, **extra
             ).result()
-        except (ValueError, TypeError) as error:  # an option a model refuses (e.g. a prompt it takes none of)
-            raise RequestError(str(error)) from None
-        except RuntimeError as error:  # e.g. out of memory inside a model: say so, keep serving
-            raise RequestError(f"The model failed on this image: {error}", title="Model failed") from None
 
     def answer(
         self,
@@ -163,16 +174,12 @@ class ModelRunner:
         in, when ``image`` is a display copy."""
         if answerer != NO_ANSWERER:
             self.model("answerer", answerer)  # load (or fail with a message) before any GPU time is asked for
-        try:
+        with model_failures("image"):
             if self.answer_runner is not None:
                 return self.answer_runner(question, image, instances, labels, answerer, image_size)
             return self.photo_threads.submit(
                 self.answer_here, question, image, instances, labels, answerer, image_size
             ).result()
-        except (ValueError, TypeError) as error:
-            raise RequestError(str(error)) from None
-        except RuntimeError as error:
-            raise RequestError(f"The model failed on this image: {error}", title="Model failed") from None
 
     def answer_here(
         self,
