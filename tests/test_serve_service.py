@@ -376,3 +376,25 @@ def test_an_answer_runner_answers_elsewhere_what_the_photo_threads_would(models,
     finally:
         elsewhere.close()
         here.close()
+
+
+def test_a_model_failing_on_a_live_frame_or_a_photo_is_a_request_error_and_the_next_call_works(
+    service, photo, monkeypatch
+):
+    from pipeline.serve.models import model_failures
+    from pipeline.stream import LiveStream
+
+    with pytest.raises(RequestError, match="takes no prompt"), model_failures("image"):
+        raise ValueError("this model takes no prompt")
+    original = LiveStream.process
+
+    def out_of_memory(self, image):
+        raise RuntimeError("not enough memory")
+
+    monkeypatch.setattr(LiveStream, "process", out_of_memory)
+    with pytest.raises(RequestError, match="The model failed on this frame: not enough memory") as failed:
+        service.live.frame("failing", photo, TEST_CAPTIONER, "test-circles", 0.5)
+    assert failed.value.title == "Model failed"
+    monkeypatch.setattr(LiveStream, "process", original)
+    _, _, stats = service.live.frame("failing", photo, TEST_CAPTIONER, "test-circles", 0.5)
+    assert stats["frames_processed"] >= 1 and "instances" in stats
