@@ -74,6 +74,10 @@ def axe_counts(violations: list[dict]) -> tuple[Counter, Counter]:
 
 
 def check_axe(page, where: str) -> None:
+    # Gradio fades a component to 20% opacity while its event runs: on a busy machine the last one may still be
+    # fading back, and axe would read its colours at that moment.
+    page.wait_for_function("() => !document.querySelector('.pending')", timeout=30_000)
+    page.wait_for_timeout(300)  # the fade's transition
     violations = axe_violations(page)
     by_impact, by_rule = axe_counts(violations)
     print(f"\naxe-core, {where}: by impact {dict(by_impact)}; by rule {dict(by_rule)}")
