@@ -31,6 +31,10 @@ from .overlay import outlines_svg
 
 #: The live tab's figures (frames/s, counts, objects) are sent at most this often (s); the outlines every frame.
 STATS_EVERY_S = 0.5
+#: A session's caption is refreshed once its frame is this old (s), or at once on a scene change. Where a caption
+#: takes longer (BLIP-base on 2 cores without native bfloat16: about 1.6 s) the next starts as the last ends; where
+#: it is quicker, the caption thread rests between them.
+CAPTION_EVERY_S = 1.5
 
 
 class LiveSessions:
@@ -48,6 +52,7 @@ class LiveSessions:
     def _stream(self, settings: tuple[str, str]) -> LiveStream:
         stream = LiveStream(
             *self._models(settings),
+            caption_every_s=CAPTION_EVERY_S,
             executor=self.models.live_caption_thread,
             workers=self.models.live_threads,
         )
