@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.models.detection.transform import resize_boxes
@@ -175,7 +176,9 @@ class SegmentationPipeline(Pipeline):
         other thresholds can run at once; the weights are the same objects.
         """
         heads = self.model.roi_heads
-        floor = math.nextafter(float(threshold), -math.inf)  # torchvision keeps scores above score_thresh
+        # torchvision keeps scores above score_thresh, and both it and postprocess compare float32 scores in float32:
+        # the float32 just below the threshold keeps a score equal to it.
+        floor = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
         if floor <= heads.score_thresh:
             return heads
         pruned = copy.copy(heads)
