@@ -3,7 +3,10 @@
 The segmenter knows counts and positions better than any captioner, so a question of one of these kinds about a
 label the segmenter knows (its own label names, their synonyms and plurals, as :func:`pipeline.describe.ground_caption`
 finds them) is answered from the instances alone: no model runs. Other questions (a colour, an activity, "what is
-the man holding") are a question-answering model's, and :func:`answer_from_objects` returns None for them.
+the man holding") are a question-answering model's, and :func:`answer_from_objects` returns None for them; but when
+such a question names only objects the segmenter knows and did not find ("What colour is the square?" with no square
+found), :func:`answer_question` answers it from the objects too (``answer`` :data:`NOT_FOUND`, "I see no square."):
+a model asked about something that is not there makes an answer up ("red").
 
 An answer follows the output contract for questions: ``{"question", "answer", "sentence", "source", "instances"}``
 with ``answer`` short, VQA style (a number in digits, "yes" or "no", a place), ``sentence`` a full sentence to read
@@ -48,6 +51,9 @@ NO_ANSWERER = (
     "I can answer how many, is there and where questions about the objects I know; other questions need a "
     "question-answering model."
 )
+#: The short answer to a question about objects the segmenter knows and did not find ("Where is the dog?", "What
+#: colour is the square?" when it found none): the objects answer it, not a model, which would make one up.
+NOT_FOUND = "not found"
 #: The kinds of question the objects answer, each recognised by how the question starts.
 QUESTION_KINDS = {
     "count": re.compile(r"^\s*how\s+many\b", re.IGNORECASE),
@@ -91,6 +97,12 @@ def _places(places: Sequence[Mapping[str, Any]]) -> str:
 def _there_are(label: str, places: Sequence[Mapping[str, Any]]) -> str:
     """Several objects of one label, counted and placed: "There are 2 cups: one on the left and one in the centre."."""
     return f"There are {count_phrase(label, len(places))}: {_places(places)}."
+
+
+def _none_of(words: Sequence[Mapping[str, Any]]) -> str:
+    """What a question names and the segmenter did not find: "I see no square.", "I see no dogs and no frisbee."."""
+    missing = {word["label"]: noun(word["label"], 2 if word["word"].lower().endswith("s") else 1) for word in words}
+    return "I see " + " and ".join(f"no {name}" for name in missing.values()) + "."
 
 
 def answer_from_objects(
@@ -140,7 +152,7 @@ def answer_from_objects(
         else:
             sentence = f"No, I see no {noun(label, 2 if named[0]['word'].lower().endswith('s') else 1)}."
     else:
-        answer = _places(places) if count else "not found"
+        answer = _places(places) if count else NOT_FOUND
         if count == 0:
             sentence = f"I see no {noun(label)}."
         elif count == 1:
@@ -234,17 +246,25 @@ def answer_question(
     Returns:
         dict with ``"question"``, ``"answer"``, ``"sentence"``, ``"source"`` (``"objects"``, the answerer's name,
         or None when nobody could answer) and ``"instances"`` (from the model: the objects its question names).
+        A question that names objects the segmenter knows, none of which it found, is answered from the objects
+        whatever its kind: ``answer`` :data:`NOT_FOUND`, ``sentence`` "I see no square.", ``instances`` empty.
 
     >>> from PIL import Image
     >>> cups = [{"label": "cup", "score": 0.9, "box": [5, 40, 25, 60], "area": 300}]
     >>> answer_question("What colour is the cup?", Image.new("RGB", (100, 100)), cups)["instances"]
     [0]
+    >>> answer_question("What colour are the dogs?", Image.new("RGB", (100, 100)), cups)["sentence"]
+    'I see no dogs.'
     """
     question = check_question(question)
     found = answer_from_objects(question, instances, image_size or image.size, labels=labels)
     if found is not None:
         return found
-    named = sorted({index for word in ground_caption(question, instances, labels) for index in word["instances"]})
+    words = ground_caption(question, instances, labels)
+    named = sorted({index for word in words for index in word["instances"]})
+    if words and not named:  # it asks about objects the segmenter knows and did not find: no model guesses them
+        return {"question": question, "answer": NOT_FOUND, "sentence": _none_of(words), "source": "objects",
+                "instances": []}  # fmt: skip
     if answerer is None:
         return {"question": question, "answer": "", "sentence": NO_ANSWERER, "source": None, "instances": named}
     answer = answerer(image, question=question, **answer_options)["answer"]

@@ -154,6 +154,30 @@ def test_questions_go_to_the_objects_or_the_model_and_name_their_objects(answere
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("question", "sentence"),
+    [
+        ("What colour is the triangle?", "I see no triangle."),
+        ("What colour are the triangles?", "I see no triangles."),
+        ("What is beside the triangle, and the dog?", "I see no triangle."),  # a dog is no shapes label
+    ],
+)
+def test_a_question_about_a_known_object_not_found_is_not_left_to_the_model(
+    answerer, shapes_image, question, sentence
+):
+    found = [thing("circle", 25, 25), thing("square", 70, 40)]
+    for model in (answerer, None):  # the model is never asked, so the answer is the same without one
+        got = answer_question(question, shapes_image, found, labels=SHAPES_LABELS, answerer=model)
+        assert got == {"question": question, "answer": "not found", "sentence": sentence, "source": "objects",
+                       "instances": []}  # fmt: skip
+    # Both named, one found: the model answers about the one that is there.
+    both = answer_question("Is the square left of the triangle?", shapes_image, found, labels=SHAPES_LABELS,
+                           answerer=answerer)  # fmt: skip
+    assert both["source"] == answerer.name and both["instances"] == [1]
+    coco = answer_question("What is the man holding, a cup or a dog?", shapes_image, [], answerer=None)
+    assert coco["sentence"] == "I see no person and no cup and no dog." and coco["answer"] == "not found"
+
+
 def test_the_combined_pipeline_asks_with_one_segmentation(tiny_blip_dir, tiny_blip_vqa_dir, tmp_path, shapes_image):
     segmenter = load_segmenter(
         save_tiny_segmenter(tmp_path / "squares", favourite=TINY_CATEGORIES.index("square")), device="cpu"

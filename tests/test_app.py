@@ -123,10 +123,19 @@ def test_ask_answers_from_the_objects_and_the_answerer(client, app_models, tmp_p
     assert (counted["answer"], counted["source"]) == (str(len(squares)), "objects")
     assert counted["instances"] == list(range(len(squares))) and len(counted["objects"]) == len(squares)
     assert counted["sentence"].startswith(f"There {'is' if len(squares) == 1 else 'are'} {len(squares)} square")
-    colour = client.predict(handle_file(str(picture)), "What colour is the square?", api_name="/ask")
+    colour = client.predict(
+        handle_file(str(picture)),
+        "What colour is the square?",
+        "test-squares",
+        TEST_ANSWERER,
+        {"threshold": 0.2},
+        api_name="/ask",
+    )
     direct = load_answerer(app_models["answerer"], device="cpu")(image, question="What colour is the square?")
     assert colour["source"] == TEST_ANSWERER and colour["answer"] == direct["answer"]
     assert set(colour) == {"question", "answer", "sentence", "source", "instances", "objects"}
+    missing = client.predict(handle_file(str(picture)), "What colour is the circle?", "test-squares", api_name="/ask")
+    assert (missing["answer"], missing["sentence"], missing["source"]) == ("not found", "I see no circle.", "objects")
     with pytest.raises(Exception, match="question must not be empty"):
         client.predict(handle_file(str(picture)), "  ", api_name="/ask")
     with pytest.raises(Exception, match="at most 200 characters"):

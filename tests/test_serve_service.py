@@ -127,6 +127,12 @@ def test_ask_answers_from_the_objects_or_the_answerer_and_names_its_objects(serv
     direct = load_answerer(models["answerer"], device="cpu")(image, question="What colour is the circle?")
     assert colour["source"] == TEST_ANSWERER and colour["answer"] == direct["answer"] != ""
     assert colour["instances"] == counted["instances"]  # the circles the question names
+    # A square the segmenter knows and did not find: the objects say so; the answerer is not asked to make one up.
+    missing = service.endpoints.ask(photo, "What colour is the square?", CIRCLES, TEST_ANSWERER, {"threshold": 0.1})
+    assert {key: missing[key] for key in ("answer", "sentence", "source", "instances")} == {
+        "answer": "not found", "sentence": "I see no square.", "source": "objects", "instances": [],
+    }  # fmt: skip
+    assert [obj["label"] for obj in missing["objects"]] == ["circle"] * len(circles)  # what it found instead
     alone = service.endpoints.ask(photo, "What colour is the circle?", CIRCLES, "none", {})
     assert alone["source"] is None and alone["answer"] == "" and alone["sentence"] == NO_ANSWERER
     with pytest.raises(RequestError, match="answerer 'blip-vqa-base' is not in the Hugging Face cache|blip-vqa-base"):
