@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -51,9 +52,19 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "space" / "examples"
 PAGE_DIR = PAGE_ASSETS  # the page's stylesheet and scripts, shipped with the package
 CSS = (PAGE_DIR / "page.css").read_text()
 READ_ALOUD_JS = (PAGE_DIR / "read_aloud.js").read_text()
-ANSWER_JS = (PAGE_DIR / "answer.js").read_text()  # after an answer: the live region, its outlines, its speech
+ANSWER_SOURCE = (PAGE_DIR / "answer.js").read_text()  # after an answer: the live region, its outlines, its speech
 # Run once on load: the accessibility fixes and highlights, speech, the camera choice (each one arrow function).
 PAGE_SCRIPTS = ("a11y.js", "speech.js", "camera.js", "live_overlay.js")
+
+
+def answer_js(block: str, region: str, speak: str) -> str:
+    """serve/page/answer.js for one tab's answer block, live region and "Read answers aloud" box (CSS ids)."""
+    return f"() => ({ANSWER_SOURCE.strip()})({json.dumps({'block': block, 'region': region, 'speak': speak})})()"
+
+
+#: After an answer on the photo tab, and on the live tab.
+ANSWER_JS = answer_js("#answer", "#answer-announcer", "#speak-answers")
+LIVE_ANSWER_JS = answer_js("#live-answer", "#live-answer-announcer", "#speak-live-answers")
 #: The live tab's outlines before the first frame: an empty drawing.
 EMPTY_OUTLINES = outlines_svg([], (4, 3))
 #: The least time between two frames the browser sends (s): 25 a second at most.
@@ -122,6 +133,11 @@ def analyze_ui(service, payload, captioner, segmenter, threshold, opacity, views
 @for_clients
 def ask_ui(service, question, answerer, threshold, last, history):
     return service.photos.ask(last, question, answerer, threshold=threshold, history=history)
+
+
+@for_clients
+def live_ask_ui(service, question, answerer, history, request: gr.Request):
+    return service.live.ask(request.session_hash, question, answerer, history)
 
 
 @for_clients
@@ -367,6 +383,7 @@ def _live_tab() -> _Parts:
                 interactive=True,  # read by the page's script, an input of no event: Gradio would disable it
                 min_width=160,
             )
+        _live_ask_box(parts)
         with gr.Row(elem_id="live-row"):
             parts["camera"] = gr.Image(
                 label="Camera",
@@ -383,6 +400,32 @@ def _live_tab() -> _Parts:
         gr.HTML('<p id="live-announcer" class="visually-hidden" aria-live="polite"></p>', elem_id="live-region")
         parts["stats"] = gr.Markdown("Waiting for the camera…", elem_id="live-stats")
     return parts
+
+
+def _live_ask_box(parts: _Parts) -> None:
+    """The live tab's questions about the camera's latest frame, as the photo tab's: a labelled box (Enter asks), the
+    answer in large type with the earlier ones, a polite live region, reading aloud on request; the answerer is the
+    photo tab's menu."""
+    with gr.Group(elem_id="live-ask-group"):
+        parts["question"] = gr.Textbox(
+            label="Ask about what the camera shows",
+            placeholder="How many people are there? What colour is the car? Where is the door?",
+            max_length=QUESTION.max_length,
+            lines=1,
+            max_lines=1,
+            elem_id="live-question",
+        )
+        with gr.Row(elem_id="live-ask-controls"):
+            parts["ask"] = gr.Button("Ask", elem_id="live-ask-button", min_width=100)
+            parts["speak_answers"] = gr.Checkbox(
+                False, label="Read answers aloud", elem_id="speak-live-answers", interactive=True, min_width=160
+            )
+        parts["answer"] = gr.HTML(EMPTY_ANSWER, elem_id="live-answer")
+        gr.HTML(
+            '<p id="live-answer-announcer" class="visually-hidden" aria-live="polite"></p>',
+            elem_id="live-answer-region",
+        )
+        parts["history"] = gr.State(None, time_to_live=1800)
 
 
 def _compare_tab(service: Service, chosen: str | None) -> _Parts:
@@ -515,6 +558,22 @@ def _wire_live(service: Service, page: _Parts, live: _Parts, time_limit: int) ->
         concurrency_limit=service.models.live_sessions,
         show_progress="hidden",
     )
+
+    # Not named "ask": Gradio names an event's endpoint after its function, and /ask is the scripts' own.
+    def live_question(question, answerer, history, request: gr.Request):
+        return live_ask_ui(service, question, answerer, history, request)
+
+    asked = {
+        "fn": live_question,
+        "inputs": [live.question, page.answerer, live.history],
+        "outputs": [live.answer, live.history],
+        "api_visibility": "private",
+        "concurrency_id": "heavy",
+        "concurrency_limit": 1,
+        "show_progress_on": [live.answer],
+    }
+    for trigger in (live.question.submit, live.ask.click):
+        trigger(**asked).success(None, None, None, js=LIVE_ANSWER_JS, api_visibility="private")
 
 
 #: The endpoints for scripts (each an MCP tool too): (name, its hidden inputs, its outputs). The descriptions, with

@@ -254,6 +254,13 @@ class LiveStream:
                 self._busy = False
                 self._wake.notify_all()
 
+    @property
+    def latest(self) -> LiveFrame | None:
+        """The last frame processed (its picture, as processed, and its objects), kept in memory only, so that a
+        question about what the camera shows is answered about it; None before the first."""
+        with self._lock:
+            return self._last
+
     def use(self, segmenter: Callable[..., dict[str, Any]], captioner: Callable[..., dict[str, Any]] | None) -> None:
         """Go on with other models: the next frame starts a key frame with ``segmenter`` (the outlines shown are
         carried until it is done), and a caption with ``captioner``; frames/s and the counts go on."""

@@ -136,8 +136,62 @@ def test_live_tab_passes_axe_and_announces_each_new_caption_once(browser, server
     assert all(before != after for before, after in zip(texts, texts[1:])), texts
     assert processed() - seen > len(texts) - 1
     check_axe(page, "live tab, camera streaming")
+    ask_about_the_camera(page)
     page.locator("#live-in button", has_text="Stop").click()
     page.context.close()
+
+
+def ask_about_the_camera(page) -> None:
+    """Questions on the live tab about the latest frame: Enter asks; the answer in large type, said once in the polite
+    live region, spoken (reading answers aloud is on), its objects outlined over the camera, kept in a history."""
+    page.locator("#live-ask-group").get_by_role("checkbox", name="Read answers aloud").check()
+    box = page.get_by_role("textbox", name="Ask about what the camera shows")
+    box.fill("How many circles are there?")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => { const s = document.querySelector('#live-answer .answer-sentence');"
+        " return s && s.textContent.startsWith('There '); }",
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    sentence = page.text_content("#live-answer .answer-sentence")
+    found = re.match(r"^There (?:is|are) (\d+|no) circles?\b", sentence)
+    assert found, sentence
+    circles = 0 if found.group(1) == "no" else int(found.group(1))
+    asked = page.text_content("#live-answer .answer-question")
+    assert asked == "You asked: How many circles are there? (answered from the objects found)", asked
+    size = page.eval_on_selector("#live-answer .answer-sentence", "e => parseFloat(getComputedStyle(e).fontSize)")
+    caption = page.eval_on_selector("#live-caption textarea", "e => parseFloat(getComputedStyle(e).fontSize)")
+    assert size >= 24 and size == caption, (size, caption)
+    page.wait_for_function(
+        "(s) => document.querySelector('[aria-live=polite]#live-answer-announcer').textContent === s", arg=sentence
+    )
+    page.wait_for_function("(s) => window.__spoken.some(said => said.text === s)", arg=sentence, timeout=10_000)
+    # The circles it counted, outlined over the camera's preview, in a layer of their own on the video's box.
+    page.wait_for_function(
+        "(n) => { const svg = document.querySelector('#live-in .live-answer-overlay svg');"
+        " return svg && svg.querySelectorAll('g').length === n; }",
+        arg=circles,
+        timeout=5_000,
+    )
+    layer = page.eval_on_selector("#live-in .live-answer-overlay", "e => e.getBoundingClientRect().toJSON()")
+    video = page.eval_on_selector("#live-in video", "e => e.getBoundingClientRect().toJSON()")
+    assert [layer[k] for k in ("x", "y", "width", "height")] == pytest.approx(
+        [video[k] for k in ("x", "y", "width", "height")], abs=1.5
+    )
+    page.screenshot(path=str(SCREENSHOTS / "live-ask-answer.png"))
+    # The Ask button asks too; the first answer stays in the camera's history.
+    box.fill("Is there a triangle?")
+    page.locator("#live-ask-button").click()
+    page.wait_for_function(
+        "() => { const q = document.querySelector('#live-answer .answer-question');"
+        " return q && q.textContent.startsWith('You asked: Is there a triangle?'); }",
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    second = page.text_content("#live-answer .answer-sentence")
+    assert re.match(r"^(Yes: \d+ triangles?|No, I see no triangle\.)", second), second
+    history = page.get_by_role("list", name="Earlier questions about the camera").get_by_role("listitem")
+    assert history.all_inner_texts() == [f"How many circles are there? {sentence}"]
+    check_axe(page, "live tab, after two questions")
 
 
 def test_caption_description_and_objects_are_reachable_by_role_and_name(browser, server):

@@ -272,6 +272,38 @@ def test_live_key_frames_run_the_cpus_live_profile(service, monkeypatch):
     assert segmenter_settings(full.model)["rpn_post_nms_top_n_test"] > 50  # photos keep theirs
 
 
+def test_a_live_question_is_answered_about_the_sessions_latest_frame(service, tmp_path):
+    with pytest.raises(RequestError, match="No camera frame yet: start the camera, then ask"):
+        service.live.ask("asking", "How many circles?", "none")
+    path = tmp_path / "frame.png"
+    draw_shapes(960, 720, seed=3).save(path)
+    _, _, stats = service.live.frame("asking", {"path": str(path)}, TEST_CAPTIONER, CIRCLES, 0.0)
+    circles = len(stats["instances"])
+    assert circles, "the test segmenter must find its circles"
+    block, history = service.live.ask("asking", " How many circles? ", "none")
+    sentence = f"There {'is' if circles == 1 else 'are'} {circles} circle"
+    assert f'<p class="answer-sentence">{sentence}' in block and "answered from the objects found" in block
+    # The circles' outlines, in the frame's coordinates (segmented at 480 x 360), for the page to lay over the camera.
+    assert 'class="answer-outlines"' in block and 'viewBox="0 0 480 360"' in block and "data-boxes" not in block
+    assert block.count("<g ") == circles and 'data-frame="1"' in block
+    colour, history = service.live.ask("asking", "What colour is the circle?", TEST_ANSWERER, history)
+    assert f"answered by the answerer {TEST_ANSWERER}" in colour and colour.count("<g ") == circles
+    assert 'data-frame="2"' in colour
+    assert [said["question"] for said in history["answers"]] == ["What colour is the circle?", "How many circles?"]
+    assert "Earlier questions about the camera" in colour and "How many circles?" in colour
+    missing, _ = service.live.ask("asking", "What colour is the square?", TEST_ANSWERER, history)
+    assert "I see no square." in missing and "<g " not in missing  # not made up, nothing outlined
+    for question, answerer, message in [
+        ("", "none", "question must not be empty"),
+        ("x" * 201, "none", "at most 200 characters"),
+        ("Why?", "/etc/passwd", "unknown answerer"),
+    ]:
+        with pytest.raises(RequestError, match=message):
+            service.live.ask("asking", question, answerer)
+    with pytest.raises(RequestError, match="No camera frame yet"):
+        service.live.ask("another-session", "How many circles?", "none")  # a session's frames are its own
+
+
 def test_two_live_sessions_at_once_keep_their_own_streams(service, tmp_path):
     """Two clients stream at the same time: each keeps its own frames, key frames and models, and neither waits for
     the other's key frames (the server's live threads run one session's key frame each)."""

@@ -25,9 +25,10 @@ from ..render import describe_objects, draw_instances
 from ..speed import live_profile, segmenter_view
 from ..stream import LIVE_MAX_SIDE, LiveStream, scale_to_fit
 from .files import OutputFiles
-from .intake import checked_options
+from .intake import RequestError, checked_options, checked_question
 from .models import ModelRunner, model_failures
 from .overlay import outlines_svg
+from .photo import answered
 
 #: The live tab's figures (frames/s, counts, objects) are sent at most this often (s); the outlines every frame.
 STATS_EVERY_S = 0.5
@@ -119,6 +120,32 @@ class LiveSessions:
             stats = {**shown.summary(), "objects": describe_objects(found)}
         return svg, caption, stats
 
+    def ask(
+        self, key: Any, question: Any, answerer: Any, history: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """The live tab's questions: one about the last frame the session's stream processed (kept in memory only,
+        :attr:`~pipeline.stream.LiveStream.latest`), answered from its objects or by the (checked) answerer on that
+        frame, as the photo tab's are.
+
+        Returns:
+            tuple ``(html, history)``: the answer block (:func:`pipeline.serve.photo.answered`), the outlines of the
+            objects it refers to (SVG in the frame's coordinates, for ``page/live_overlay.js`` to lay over the camera)
+            in place of the photo tab's button, and the history of this session's answers, newest first.
+        """
+        question = checked_question(question)
+        answerer = self.models.menus.check("answerer", answerer)
+        session = self.registry.find(key)
+        shown = session.latest if session is not None else None
+        if shown is None or shown.image is None:
+            raise RequestError("No camera frame yet: start the camera, then ask.", title="No frame")
+        found = shown.result["instances"]
+        labels = self.models.labels(session.settings[1]) if session.settings else None
+        answer = self.models.answer(question, shown.image, found, labels, answerer)
+        session.answers_given = getattr(session, "answers_given", 0) + 1  # tells one answer's outlines from the next
+        referred = [found[index] for index in answer["instances"]]
+        outlines = outlines_svg(referred, shown.image.size, frame=session.answers_given)
+        return answered(answer, found, shown.image.size, history, "live", outlines=outlines)
+
     def close(self) -> None:
         self.registry.close()
 
@@ -202,6 +229,11 @@ class SessionRegistry:
             self._sessions.move_to_end(key)
             session.last_used = now
             return session
+
+    def find(self, key: Any) -> LiveStream | None:
+        """The session of ``key``, or None when there is none (none is made)."""
+        with self._lock:
+            return self._sessions.get(key)
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -165,10 +165,13 @@ def answer_html(
     instances: Sequence[Mapping[str, Any]],
     image_size: Sequence[int],
     earlier: Sequence[Mapping[str, Any]] = (),
+    *,
+    outlines: str | None = None,
 ) -> str:
-    """The answer block of the photo tab: the answer's sentence in large type, the question and its source, a button
-    that outlines the objects it refers to (``data-boxes``, as the caption's words), and the earlier answers about
-    the same photo, newest first.
+    """The answer block of the photo and live tabs: the answer's sentence in large type, the question and its source,
+    a button that outlines the objects it refers to (``data-boxes``, as the caption's words) or, on the live tab,
+    their outlines for the page to lay over the camera, and the earlier answers about the same photo (or camera),
+    newest first.
 
     Args:
         answer (dict): :func:`pipeline.answering.answer_question`'s (``question``, ``sentence``, ``source``,
@@ -177,6 +180,8 @@ def answer_html(
         image_size (tuple[int, int]): ``(width, height)`` of the picture the boxes are in, in pixels.
         earlier (Sequence[dict], default ()): earlier answers (``question``, ``sentence``), newest first; at most
             :data:`HISTORY_LENGTH` are shown.
+        outlines (str | None, default None): the objects' outlines as SVG (:func:`pipeline.serve.overlay.outlines_svg`)
+            in place of the button, kept out of view for ``page/live_overlay.js`` to lay over the camera's preview.
 
     Returns:
         str: escaped HTML.
@@ -192,7 +197,9 @@ def answer_html(
         f'<p class="answer-sentence">{html.escape(answer["sentence"])}</p>',
         f'<p class="answer-question">You asked: {html.escape(answer["question"])} (answered {_source(answer)})</p>',
     ]
-    if answer["instances"]:
+    if outlines is not None:
+        parts.append(f'<div class="answer-outlines" aria-hidden="true">{outlines}</div>')
+    elif answer["instances"]:
         boxes = _boxes_attribute(instances, list(answer["instances"]), image_size)
         parts.append(
             f'<button type="button" class="answer-objects" data-boxes="{boxes}">Outline the '
@@ -203,5 +210,6 @@ def answer_html(
             f"<li>{html.escape(item['question'])} {html.escape(item['sentence'])}</li>"
             for item in earlier[:HISTORY_LENGTH]
         )
-        parts.append(f'<ol class="answer-history" aria-label="Earlier questions about this photo">{items}</ol>')
+        about = "the camera" if outlines is not None else "this photo"
+        parts.append(f'<ol class="answer-history" aria-label="Earlier questions about {about}">{items}</ol>')
     return "".join(parts)

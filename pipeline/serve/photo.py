@@ -95,6 +95,25 @@ class Analysis:
         )  # fmt: skip
 
 
+def answered(
+    answer: dict[str, Any],
+    instances: Sequence[dict[str, Any]],
+    size: tuple[int, int],
+    history: dict[str, Any] | None,
+    digest: str,
+    *,
+    outlines: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """An answer's block for a page (:func:`~pipeline.serve.page_html.answer_html`) with the earlier answers about the
+    same picture (``digest``: the photo's, or one live session's camera), and the history to keep, newest first
+    (``{"digest", "answers"}``; another digest starts a new one). ``outlines``: see ``answer_html``."""
+    same = history is not None and history.get("digest") == digest
+    earlier = list(history["answers"]) if same else []
+    said = {"question": answer["question"], "sentence": answer["sentence"]}
+    kept = {"digest": digest, "answers": [said, *earlier][:HISTORY_LENGTH]}
+    return answer_html(answer, instances, size, earlier, outlines=outlines), kept
+
+
 class PhotoPage:
     """The photo tab over one :class:`ModelRunner`: analyse a photo (only what changed), show a kept analysis at
     display settings, and say what each model menu offers."""
@@ -226,11 +245,7 @@ class PhotoPage:
         answer = self.models.answer(
             question, analysis.picture, shown, analysis.labels, answerer, image_size=analysis.size
         )
-        same = history is not None and history.get("digest") == analysis.digest
-        earlier = list(history["answers"]) if same else []
-        said = {"question": answer["question"], "sentence": answer["sentence"]}
-        kept = {"digest": analysis.digest, "answers": [said, *earlier][:HISTORY_LENGTH]}
-        return answer_html(answer, shown, analysis.size, earlier), kept
+        return answered(answer, shown, analysis.size, history, analysis.digest)
 
     # -- the page's photo --------------------------------------------------------------------------------------
 
