@@ -71,3 +71,23 @@ def test_resume_continues_from_the_saved_step(shapes_data, tiny_vqa, tmp_path):
 def test_a_question_type_the_data_lacks_is_one_line(shapes_data, tiny_vqa, tmp_path):
     with pytest.raises(SystemExit, match="no training question of the types 'weather'"):
         _train(shapes_data, tiny_vqa, tmp_path / "none", "--question_types", "weather", "--max_train_steps", "1")
+
+
+def test_the_vision_encoder_trains_at_its_own_rate_or_not_at_all(shapes_data, tiny_vqa, tmp_path):
+    from transformers import BlipForQuestionAnswering
+
+    def moved(run: str, *flags: str) -> tuple[float, float]:
+        _train(shapes_data, tiny_vqa, tmp_path / run, "--max_train_steps", "2", "--weight_decay", "0", *flags)
+        before = BlipForQuestionAnswering.from_pretrained(tiny_vqa).state_dict()
+        after = BlipForQuestionAnswering.from_pretrained(tmp_path / run).state_dict()
+        change = {name: (after[name] - value).abs().max().item() for name, value in before.items()}
+        vision = max(value for name, value in change.items() if name.startswith("vision_model."))
+        return vision, max(value for name, value in change.items() if name.startswith("text_encoder."))
+
+    vision, text = moved("slow-vision", "--vision_learning_rate", "1e-9")
+    assert vision < 1e-7 < 1e-4 < text, (vision, text)  # AdamW moves each weight by about its rate a step
+    vision, text = moved("own-rate", "--vision_learning_rate", "1e-3")
+    assert 1e-4 < vision and 1e-4 < text, (vision, text)
+    assert moved("frozen", "--freeze_vision")[0] == 0.0
+    with pytest.raises(SystemExit):
+        _train(shapes_data, tiny_vqa, tmp_path / "bad", "--vision_learning_rate", "0", "--max_train_steps", "1")

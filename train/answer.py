@@ -143,6 +143,19 @@ def evaluate(
     return vqa_scores([found[index] for index in order], [entries[index] for index in order])
 
 
+def _parameter_groups(model: torch.nn.Module, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The trained parameters, the vision encoder's in a group of its own when it has its own learning rate (the
+    scheduler scales every group's rate alike)."""
+    vision = {id(parameter) for parameter in model.vision_model.parameters()}
+    trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    if args.vision_learning_rate is None:
+        return [{"params": trained}]
+    return [
+        {"params": [parameter for parameter in trained if id(parameter) not in vision]},
+        {"params": [parameter for parameter in trained if id(parameter) in vision], "lr": args.vision_learning_rate},
+    ]
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -163,9 +176,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--freeze_vision", action="store_true", help="keep the vision encoder as it is (e.g. a captioner's)"
     )
+    parser.add_argument(
+        "--vision_learning_rate",
+        type=float,
+        default=None,
+        help="peak learning rate of the vision encoder, when it trains (default: --learning_rate); lower keeps more "
+        "of a captioner's encoder",
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     check_common_arguments(parser, args)
+    if args.vision_learning_rate is not None and not args.vision_learning_rate > 0:
+        parser.error(f"--vision_learning_rate must be positive, got {args.vision_learning_rate}")
     for name in ("max_val_questions", "max_answer_tokens"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -205,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             QuestionPairs(val_entries), batch_size=args.per_device_batch_size, collate_fn=collator,
             num_workers=args.num_workers,
         )  # fmt: skip
-    trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(trained, lr=args.learning_rate, weight_decay=args.weight_decay)
+    groups = _parameter_groups(model, args)
+    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, weight_decay=args.weight_decay)
     model, progress, metrics = fit(
         accelerator, args, output_dir, model, optimizer, train_loader, val_loader, train_set,
         compute_loss=answer_loss,
