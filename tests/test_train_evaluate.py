@@ -84,3 +84,20 @@ def test_several_captioners_give_one_table_in_json_and_markdown(people_data, peo
     assert "\n".join(table) in capsys.readouterr().out
     with pytest.raises(SystemExit):
         evaluate.parse_args(["segmenter", "shapes,maskrcnn-v2", str(people_data)])
+
+
+def test_an_answerer_is_scored_by_vqa_accuracy_on_a_vqav2_layout_folder(tmp_path, capsys):
+    from pipeline import load_answerer
+    from pipeline.evaluation import evaluate_answerer
+    from train import shapes
+
+    root = shapes.write_split(tmp_path, "test", 4, seed=1)
+    figures = evaluate.main(
+        ["answerer", "shapes", str(root), "--question_types", "colour,shape", "--json", str(tmp_path / "vqa.json")]
+    )
+    direct = evaluate_answerer(load_answerer("shapes", device="cpu"), root, question_types=["colour", "shape"])
+    assert {key: figures[key] for key in ("accuracy", "accuracy_colour", "accuracy_shape", "questions")} == {
+        key: direct[key] for key in ("accuracy", "accuracy_colour", "accuracy_shape", "questions")
+    }
+    assert json.loads((tmp_path / "vqa.json").read_text())["accuracy"] == figures["accuracy"]
+    assert "accuracy_count" not in figures and f"questions  {int(figures['questions'])}" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Evaluate a catalog captioner or segmenter on a data set folder and print its metrics.
+"""Evaluate a catalog captioner, segmenter, stuff model or answerer on a data set folder and print its metrics.
 
 The metrics are the training scripts' own (:mod:`pipeline.evaluation`): for a captioner BLEU-1..4, METEOR, ROUGE-L and
 CIDEr against all reference captions of each image, and the gender misclassification rates (among images whose
@@ -22,6 +22,11 @@ gender rates and seconds per image, printed in Markdown and written with ``--jso
     python -m train.evaluate segmenter maskrcnn-v2 coco/val2017-folder --device cuda
     python -m train.shapes --output_dir data/shapes-stuff-heldout --stuff --seed 1 --train 0 --val 0 --test 100
     python -m train.evaluate stuff shapes data/shapes-stuff-heldout/test --segmenter shapes --threshold 0.5
+    python -m train.evaluate answerer shapes data/shapes-heldout/test --question_types colour,shape
+
+An answerer is scored on a VQAv2-layout folder (``questions.json``, ``annotations.json``, ``images/``; a
+``train/shapes.py`` split has them) by the official VQA accuracy (:func:`pipeline.evaluation.vqa_scores`), over all
+questions and per question and answer type; ``--max_images`` then counts questions.
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "kind",
-        choices=("captioner", "segmenter", "stuff"),
-        help="what to evaluate (stuff: the fused panoptic view's PQ; answerers: evaluation.evaluate_answerer)",
+        choices=("captioner", "segmenter", "stuff", "answerer"),
+        help="what to evaluate (stuff: the fused panoptic view's PQ; answerer: VQA accuracy on a VQAv2-layout folder)",
     )
     parser.add_argument(
         "model",
@@ -80,6 +85,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="captioner on a shapes data set: also the shares of pictures whose caption names the right kinds with "
         "the right counts, and the right colours (train.shape_words)",
+    )
+    parser.add_argument(
+        "--question_types",
+        default=None,
+        help="answerer: comma-separated question_type values to score (e.g. colour,shape); default: all",
     )
     parser.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file")
     parser.add_argument("--markdown", help="captioners: also write the comparison table to this Markdown file")
@@ -147,6 +157,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         except JavaUnavailableError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+    elif args.kind == "answerer":
+        from pipeline import load_answerer
+        from pipeline.evaluation import evaluate_answerer
+
+        model = load_answerer(args.model, device=args.device, batch_size=args.batch_size)
+        types = [kind.strip() for kind in (args.question_types or "").split(",") if kind.strip()] or None
+        metrics = evaluate_answerer(model, args.data_dir, question_types=types, max_questions=args.max_images)
     elif args.kind == "stuff":
         segmenter = load_segmenter(args.segmenter, device=args.device, batch_size=args.batch_size)
         stuff = load_stuff(args.model, device=args.device, batch_size=args.batch_size)
@@ -157,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         threshold = args.threshold or 0.0
         metrics = evaluate_segmenter(model, args.data_dir, max_images=args.max_images, threshold=threshold)
     for name, value in metrics.items():
-        whole = name in ("images", "gender_images", "pictures") or name.startswith("categories")
+        whole = name in ("images", "gender_images", "pictures", "questions") or name.startswith("categories")
         print(f"{name:>18}  {int(value)}" if whole else f"{name:>18}  {value:.4f}")
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(metrics, indent=1) + "\n")
