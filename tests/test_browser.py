@@ -24,6 +24,7 @@ from PIL import Image
 
 from pipeline import load_captioner
 from pipeline.captioning import caption_sentence
+from pipeline.stream import FpsMeter
 
 pytestmark = pytest.mark.browser
 
@@ -178,11 +179,14 @@ def test_live_tab_outlines_the_camera_several_times_a_second(browser, url):
     # The camera streams at 640x480, not the photo camera's size: the browser encodes every frame it sends.
     assert page.evaluate("() => document.querySelector('#live-in video').videoWidth") == 640
     # Several drawings a second, and the page's frames/s says what the browser saw (within 25%).
+    # Both over the same last seconds (the page's figure is the server's over FpsMeter's window, sent twice a
+    # second): on a busy machine the rate moves from one few seconds to the next.
     time.sleep(6.0)
     figures = overlay_figures(page)
-    times = [t for t in figures["times"] if t >= figures["times"][-1] - 5000]
-    seen = (len(times) - 1) / ((times[-1] - times[0]) / 1000)
     said = float(re.search(r"([\d.]+) frames/s", page.inner_text("#live-stats")).group(1))
+    window_ms = 1000 * FpsMeter().window_s
+    times = [t for t in figures["times"] if t >= figures["times"][-1] - window_ms]
+    seen = (len(times) - 1) / ((times[-1] - times[0]) / 1000)
     assert seen >= 3.0, f"the outlines were redrawn {seen:.1f} times a second"
     assert abs(said - seen) <= 0.25 * seen, (said, seen)
     page.screenshot(path=str(SCREENSHOTS / "live-desktop.png"))
