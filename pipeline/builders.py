@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
 
+from .word_vocabulary import byte_level_bpe
+
 #: Architectures a segmenter checkpoint may name. The ``resnet50`` ones are torchvision's COCO models; the
 #: ``maskrcnn_fpn`` family takes any torchvision ResNet as ``backbone`` (the ``shapes`` model uses resnet18).
 ARCHITECTURES = ("maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", "maskrcnn_fpn")
@@ -215,30 +217,6 @@ def build_blip_vqa(words: Sequence[str], **settings: Any) -> tuple[Any, Any]:
     # The answer decoder starts from [CLS] (bos) and stops at [SEP], as build_blip's captioner does.
     model.generation_config.update(**captioner.generation_config.to_diff_dict())
     return model, processor
-
-
-def byte_level_bpe(words: Sequence[str]) -> Any:
-    """A GPT-2 (byte-level BPE) tokenizer whose vocabulary is ``words``, each with and without its leading space.
-
-    The merges are learned offline by the ``tokenizers`` library from the words alone (no byte alphabet beyond their
-    letters), so every word is one token and the vocabulary stays small; ``<|endoftext|>`` (id 0) is GPT-2's start,
-    end and padding token.
-
-    >>> byte_level_bpe(["a", "red", "circle"]).tokenize("a red circle")
-    ['a', 'Ġred', 'Ġcircle']
-    """
-    import json
-
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import GPT2Tokenizer
-
-    words = list(dict.fromkeys(words))
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=100_000, special_tokens=["<|endoftext|>"], show_progress=False)
-    bpe.train_from_iterator([*words, *(" " + word for word in words)], trainer)
-    learned = json.loads(bpe.to_str())["model"]
-    return GPT2Tokenizer(vocab=learned["vocab"], merges=[tuple(pair) for pair in learned["merges"]])
 
 
 def build_vit_gpt2(

@@ -15,12 +15,19 @@ a prompt) becomes model inputs and whether a prompt is accepted:
   such a directory used to fail with "You need to specify either text or text_target"), so
   :class:`ImageTextProcessor` pairs the two. Decoding starts from the config's ``decoder_start_token_id``. Prompts
   are refused: these checkpoints are trained to caption from the start token only.
+- ``"attention-lstm"``: the classic CNN encoder + LSTM decoder with soft attention (Show, Attend and Tell;
+  :mod:`pipeline.attention_lstm`), not a transformers model: its own directory format, a word vocabulary and an
+  image processor paired by :class:`ImageTextProcessor`. Greedy and beam search take the same options; no prompts.
+- ``"clip-prefix"``: CLIP prefix captioning (ClipCap; :mod:`pipeline.clip_prefix`): a CLIP vision encoder, an MLP to
+  a GPT-2 prefix, GPT-2; its own directory format, a CLIP image processor and GPT-2's tokenizer paired by
+  :class:`ImageTextProcessor`, decoding by GPT-2's ``generate``; no prompts.
 - ``"image-text-to-text"``: any other ``AutoModelForImageTextToText`` model whose processor takes
   ``(images=..., text=...)``, called the BLIP way (the prompt, if any, goes to the processor as text).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +38,11 @@ from .base import Pipeline
 from .options import Option, by_name
 
 #: The caption families, see the module docstring.
-FAMILIES = ("blip", "git", "vision-encoder-decoder", "image-text-to-text")
+FAMILIES = ("blip", "git", "vision-encoder-decoder", "attention-lstm", "clip-prefix", "image-text-to-text")
+#: The families whose processor is an image processor and a tokenizer side by side (the pipeline calls each).
+PAIRED_FAMILIES = ("git", "vision-encoder-decoder", "attention-lstm", "clip-prefix")
+#: The families that are not transformers models (their directories load with their own modules).
+OWN_FAMILIES = ("attention-lstm", "clip-prefix")
 #: The families that accept a prompt.
 PROMPT_FAMILIES = ("blip", "git", "image-text-to-text")
 
@@ -135,6 +146,17 @@ def load_caption_model(source: str | Path, *, dtype: Any = None, **options: Any)
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
+    own = own_family(source)
+    if own == "attention-lstm":
+        from .attention_lstm import load_attention_lstm
+
+        model, image_processor, vocabulary = load_attention_lstm(source, dtype=dtype)
+        return model, ImageTextProcessor(image_processor, vocabulary)
+    if own == "clip-prefix":
+        from .clip_prefix import load_clip_prefix
+
+        model, image_processor, tokenizer = load_clip_prefix(source, dtype=dtype)
+        return model, ImageTextProcessor(image_processor, tokenizer)
     config = AutoConfig.from_pretrained(source, **options)
     if caption_family(config) == "vision-encoder-decoder":
         processor = ImageTextProcessor.from_pretrained(source, **options)
@@ -142,6 +164,22 @@ def load_caption_model(source: str | Path, *, dtype: Any = None, **options: Any)
         processor = AutoProcessor.from_pretrained(source, **options)
     model = AutoModelForImageTextToText.from_pretrained(source, config=config, dtype=dtype or torch.float32, **options)
     return model.eval(), processor
+
+
+def own_family(source: str | Path) -> str | None:
+    """The family of :data:`OWN_FAMILIES` a local directory holds, from its ``config.json``; None otherwise.
+
+    >>> own_family("pipeline/weights/shapes-lstm"), own_family("Salesforce/blip-image-captioning-base")
+    ('attention-lstm', None)
+    """
+    path = Path(source) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        model_type = json.loads(path.read_text()).get("model_type")
+    except (ValueError, AttributeError):
+        return None  # transformers reports a broken config better
+    return model_type if model_type in OWN_FAMILIES else None
 
 
 class CaptionPipeline(Pipeline):
@@ -183,7 +221,7 @@ class CaptionPipeline(Pipeline):
         if not hasattr(model, "generate"):
             raise TypeError(f"model must be a transformers generation model, got {type(model).__name__}")
         self.family = caption_family(model)
-        if self.family in ("git", "vision-encoder-decoder") and not (
+        if self.family in PAIRED_FAMILIES and not (
             hasattr(processor, "image_processor") and hasattr(processor, "tokenizer")
         ):
             raise TypeError(
@@ -213,7 +251,7 @@ class CaptionPipeline(Pipeline):
 
     def preprocess(self, image: Image.Image, prompt: str | None = None) -> dict[str, torch.Tensor]:
         text = prompt.strip() if prompt else None
-        if self.family in ("git", "vision-encoder-decoder"):
+        if self.family in PAIRED_FAMILIES:
             pixels = self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
             inputs = {"pixel_values": pixels}
             if text:  # GIT only: the prompt check refused it for the others

@@ -2,7 +2,8 @@
 
 Captioners load with transformers from a hub id (``Salesforce/blip-image-captioning-base``) or a local
 ``save_pretrained`` directory, of any caption family (:mod:`pipeline.captioning`: BLIP, GIT, ViT-GPT2 and other
-``VisionEncoderDecoderModel`` or ``AutoModelForImageTextToText`` models). Answerers (visual question answering,
+``VisionEncoderDecoderModel`` or ``AutoModelForImageTextToText`` models), or from a directory of the project's own
+attention-lstm captioner (:mod:`pipeline.attention_lstm`). Answerers (visual question answering,
 :mod:`pipeline.answering`) load the same way, as ``AutoModelForVisualQuestionAnswering`` (BLIP VQA). Segmenters
 load from a torchvision weights enum (COCO weights, label names from ``weights.meta["categories"]``) or from a
 fine-tuned checkpoint directory (:mod:`pipeline.checkpoints`). Stuff models (sky, grass, water, ...) are any
@@ -114,6 +115,14 @@ _BUILTIN = [
         "captioner",
         str(WEIGHTS_DIR / "shapes-captioner"),
         "tiny BLIP trained on the synthetic shapes data set: offline demo, describes coloured shapes only",
+    ),
+    ModelSpec(
+        "shapes-lstm",
+        "captioner",
+        str(WEIGHTS_DIR / "shapes-lstm"),
+        "small CNN + LSTM with soft attention (Show, Attend and Tell) trained on the synthetic shapes data set: "
+        "offline demo, describes coloured shapes only; no released checkpoint for photos (train one with "
+        "train.caption --architecture attention-lstm)",
     ),
     ModelSpec(
         "maskrcnn-v2",

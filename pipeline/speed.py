@@ -235,7 +235,12 @@ def segmenter_precision(model: torch.nn.Module) -> str:
 
 #: Where each caption family (:data:`pipeline.captioning.FAMILIES`) keeps its vision encoder: the part
 #: :attr:`SpeedProfile.bfloat16` stores and runs in bfloat16. Other families have none that the profile knows.
-VISION_ENCODERS = {"blip": "vision_model", "git": "git.image_encoder", "vision-encoder-decoder": "encoder"}
+VISION_ENCODERS = {
+    "blip": "vision_model",
+    "git": "git.image_encoder",
+    "vision-encoder-decoder": "encoder",
+    "clip-prefix": "vision",
+}
 
 
 def captioner_vision_encoder(model: torch.nn.Module) -> str | None:

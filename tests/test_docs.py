@@ -388,6 +388,16 @@ def push_stops_offline(space: Workspace, command: Command) -> None:
     assert not output.exists(), "the run wrote its output folder before it stopped"
 
 
+def resnet50_stops_offline(space: Workspace, command: Command) -> None:
+    """An attention-lstm run from ResNet-50's ImageNet weights, offline with an empty ``$TORCH_HOME``: it must stop
+    within seconds, before training, naming the weights file and where to put it."""
+    env, argv = _split_env(command.text)
+    argv[0] = sys.executable
+    done = subprocess.run(argv, cwd=space.root, env={**space.env, **env}, capture_output=True, text=True, timeout=120)
+    message = done.stdout + done.stderr
+    assert done.returncode != 0 and "resnet50-11ad3fa6.pth" in message and "torch-home" in message, message
+
+
 def run_in_checkout(space: Workspace, command: Command) -> None:
     env, argv = _split_env(command.text)
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -431,9 +441,10 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^python -m train\.stuff ", with_flags("--max_train_steps", "4")),
     (r"^python -m train\.evaluate ", run_as_written),
     (r"^python -m train\.(caption|segment) .*--push_to_hub", push_stops_offline),
+    (r"^python -m train\.caption --architecture attention-lstm --encoder resnet50 ", resnet50_stops_offline),
     (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),
     (
-        r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models --only answerer$",
+        r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models --only (answerer|attention-lstm)$",
         with_flags("--quick", "--weights_dir", "quick-weights", "--work_dir", "quick-work"),
     ),
     (r"^python -m train\.answer ", with_flags("--max_train_steps", "1", "--max_val_questions", "8")),

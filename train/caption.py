@@ -58,6 +58,7 @@ jitter, float16 storage.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +69,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.caption_files import find_caption_data, read_captions
-from pipeline.captioning import caption_family, load_caption_model
+from pipeline.captioning import ImageTextProcessor, caption_family, load_caption_model
 from pipeline.checkpoints import make_readable
 from pipeline.evaluation import CAPTION_METRICS, GENDER_METRICS, caption_metrics, require_java, start_meteor
 from train.common import (
@@ -82,6 +83,15 @@ from train.common import (
     present_images,
     start_run,
 )
+
+#: --architecture -> the caption family of :func:`pipeline.captioning.caption_family`.
+ARCHITECTURES = {
+    "blip": "blip",
+    "git": "git",
+    "vit-gpt2": "vision-encoder-decoder",
+    "attention-lstm": "attention-lstm",
+    "clip-prefix": "clip-prefix",
+}
 
 
 def read_name_list(path: str | Path) -> list[str]:
@@ -222,14 +232,14 @@ class EncoderDecoderCollator:
 def build_train_collator(model: Any, processor: Any, max_length: int) -> Any:
     """The training collator for the model's caption family (see the module docstring)."""
     family = caption_family(model)
-    if family == "vision-encoder-decoder":
+    if family in ("vision-encoder-decoder", "attention-lstm", "clip-prefix"):
         return EncoderDecoderCollator(processor, max_length, model.config.eos_token_id)
     if family == "blip":
         return TrainCollator(processor, max_length, start_token_id=model.config.text_config.bos_token_id)
     if family == "git":
         return TrainCollator(processor, max_length)
     raise ValueError(
-        "train/caption.py fine-tunes BLIP, GIT and VisionEncoderDecoder captioners, got a "
+        "train/caption.py trains BLIP, GIT, VisionEncoderDecoder, attention-lstm and clip-prefix captioners, got a "
         f"{model.config.model_type!r} model ({type(model).__name__})"
     )
 
@@ -308,9 +318,50 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     augment.add_argument("--color_jitter", type=float, default=0.0, help="brightness/contrast/saturation jitter")
     model = parser.add_argument_group("model")
     model.add_argument(
+        "--architecture",
+        choices=tuple(ARCHITECTURES),
+        help="the captioner family; blip, git and vit-gpt2 start from --model_name_or_path (checked against it), "
+        "attention-lstm is built new from the training captions unless --model_name_or_path names one to continue",
+    )
+    model.add_argument(
         "--model_name_or_path",
-        required=True,
-        help="captioner hub id or save_pretrained directory: BLIP, GIT or a VisionEncoderDecoderModel (ViT-GPT2)",
+        help="captioner hub id or save_pretrained directory: BLIP, GIT, a VisionEncoderDecoderModel (ViT-GPT2) or "
+        "an attention-lstm directory",
+    )
+    lstm = parser.add_argument_group(
+        "attention-lstm (a new model: pipeline.attention_lstm; --min_word_count also "
+        "for a clip-prefix from configurations)"
+    )
+    lstm.add_argument("--encoder", choices=("resnet50", "small"), default="resnet50", help="default resnet50")
+    lstm.add_argument(
+        "--encoder_weights",
+        choices=("imagenet", "none"),
+        default="imagenet",
+        help="ResNet-50's start: torchvision's ResNet50_Weights.IMAGENET1K_V2 (default) or random; small: random",
+    )
+    lstm.add_argument("--no_attention", action="store_true", help="the plain CNN-LSTM: the grid's mean every step")
+    lstm.add_argument(
+        "--min_word_count",
+        type=int,
+        default=5,
+        help="the vocabulary: training-caption words seen at least this often (default 5, as Show, Attend and Tell); "
+        "rarer words become <unk>",
+    )
+    lstm.add_argument("--lstm_image_size", type=int, default=224, help="square input side (default 224)")
+    lstm.add_argument(
+        "--lstm_config",
+        default="{}",
+        help='JSON of AttentionLSTMConfig widths, e.g. \'{"hidden_size": 256, "embed_size": 128, "dropout": 0.3}\'',
+    )
+    clip = parser.add_argument_group("clip-prefix (a new model: pipeline.clip_prefix)")
+    clip.add_argument("--clip_model", default="openai/clip-vit-base-patch32", help="the CLIP checkpoint (vision half)")
+    clip.add_argument("--gpt2_model", default="gpt2", help="the GPT-2 checkpoint and its tokenizer (default gpt2)")
+    clip.add_argument("--prefix_length", type=int, default=10, help="GPT-2 prefix embeddings per image (default 10)")
+    clip.add_argument(
+        "--clip_prefix_config",
+        default=None,
+        help="JSON: build from configurations instead, random weights and a tokenizer of the training words: "
+        '\'{"image_size": 96, "vision": {CLIPVisionConfig overrides}, "decoder": {GPT2Config overrides}}\'',
     )
     model.add_argument("--max_length", type=int, default=40, help="longest training caption in tokens (default 40)")
     model.add_argument("--max_new_tokens", type=int, default=30, help="longest generated caption in evaluation")
@@ -324,6 +375,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     check_common_arguments(parser, args)
     args.command = command_line("train.caption", argv)
+    if args.architecture not in ("attention-lstm", "clip-prefix") and not args.model_name_or_path:
+        parser.error(f"--architecture {args.architecture or 'blip, git, vit-gpt2'} needs --model_name_or_path")
+    for name in ("lstm_config", "clip_prefix_config"):
+        text = getattr(args, name)
+        try:
+            setattr(args, name, None if text is None else json.loads(text))
+        except ValueError as error:
+            parser.error(f"--{name} is not JSON: {error}")
+        if text is not None and not isinstance(getattr(args, name), dict):
+            parser.error(f"--{name} must be a JSON object, got {text!r}")
+    if args.min_word_count < 1:
+        parser.error(f"--min_word_count must be at least 1, got {args.min_word_count}")
     if args.train_dir:
         args.captions_file, args.images_dir = (str(p) for p in find_caption_data(args.train_dir))
     if not (args.captions_file and args.images_dir):
@@ -388,6 +451,76 @@ def read_data(args: argparse.Namespace, accelerator: Any) -> tuple[list[str], li
     return train_names, val_names, references, val_images_dir, train_file.captions
 
 
+def build_model(args: argparse.Namespace, captions: Sequence[str]) -> tuple[Any, Any]:
+    """The model and processor to train: loaded from ``--model_name_or_path`` (its family checked against
+    ``--architecture``), or a new attention-lstm or clip-prefix captioner (see the module docstring)."""
+    if args.model_name_or_path:
+        model, processor = load_caption_model(args.model_name_or_path)
+        if args.architecture and caption_family(model) != ARCHITECTURES[args.architecture]:
+            raise SystemExit(
+                f"error: --architecture {args.architecture} but {args.model_name_or_path} is a "
+                f"{caption_family(model)} captioner"
+            )
+        return model, processor
+    from pipeline.hub import ModelUnavailableError
+
+    try:
+        if args.architecture == "clip-prefix":
+            return new_clip_prefix(args, captions)
+        return new_attention_lstm(args, captions)
+    except (ValueError, TypeError, OSError, ModelUnavailableError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def new_attention_lstm(args: argparse.Namespace, captions: Sequence[str]) -> tuple[Any, Any]:
+    """A new attention-lstm captioner with the vocabulary of ``captions`` (``--min_word_count``)."""
+    from pipeline.attention_lstm import build_attention_lstm
+    from pipeline.hub import require_torchvision_weights
+    from pipeline.word_vocabulary import WordVocabulary
+
+    vocabulary = WordVocabulary.build(captions, min_count=args.min_word_count)
+    weights = None
+    if args.encoder == "resnet50" and args.encoder_weights == "imagenet":
+        weights = require_torchvision_weights("the attention-lstm encoder", "resnet50")
+    model, image_processor = build_attention_lstm(
+        vocabulary, image_size=args.lstm_image_size, encoder_weights=weights, encoder=args.encoder,
+        attention=not args.no_attention, **args.lstm_config,
+    )  # fmt: skip
+    return model, ImageTextProcessor(image_processor, vocabulary)
+
+
+def new_clip_prefix(args: argparse.Namespace, captions: Sequence[str]) -> tuple[Any, Any]:
+    """A new clip-prefix captioner: from ``--clip_model`` and ``--gpt2_model``, or with ``--clip_prefix_config``
+    from configurations, with a GPT-2 tokenizer of the training captions' words (``--min_word_count``)."""
+    from pipeline.clip_prefix import build_clip_prefix
+    from pipeline.word_vocabulary import WordVocabulary
+
+    if args.clip_prefix_config is not None:
+        words = WordVocabulary.build(captions, min_count=args.min_word_count).words[4:]
+        settings = {"prefix_length": args.prefix_length, **args.clip_prefix_config}
+        model, image_processor, tokenizer = build_clip_prefix(words, **settings)
+    else:
+        from pipeline.hub import prepare_hub_download
+
+        # Fail in seconds offline, naming the model, not after a hub timeout; load from the cache when both are there.
+        halves = (("clip-prefix's CLIP", args.clip_model), ("clip-prefix's GPT-2", args.gpt2_model))
+        cached = [prepare_hub_download(label, source) for label, source in halves if not Path(source).is_dir()]
+        model, image_processor, tokenizer = build_clip_prefix(
+            clip_model=args.clip_model, gpt2_model=args.gpt2_model, prefix_length=args.prefix_length,
+            local_files_only=bool(cached) and all(cached),
+        )  # fmt: skip
+    return model, ImageTextProcessor(image_processor, tokenizer)
+
+
+def new_model_words(args: argparse.Namespace) -> str:
+    """Where a new model started, in words, for its card."""
+    if args.architecture == "clip-prefix":
+        if args.clip_prefix_config is not None:
+            return "a new clip-prefix captioner (random weights)"
+        return f"a new clip-prefix captioner ({args.clip_model} and {args.gpt2_model})"
+    return f"a new attention-lstm ({args.encoder} encoder, {args.encoder_weights} weights)"
+
+
 def caption_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The captioner's language-modelling loss of one batch (pixel values, labels and, BLIP and GIT, input ids)."""
     return model(**batch).loss
@@ -448,7 +581,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         if not args.no_meteor:
             start_meteor()  # its JVM loads while the model does
 
-    model, processor = load_caption_model(args.model_name_or_path)
+    model, processor = build_model(args, [caption for name in train_names for caption in train_captions[name]])
+    accelerator.print(f"captioner: {caption_family(model)}, {sum(p.numel() for p in model.parameters())} parameters")
     for change in complete_special_tokens(model, processor.tokenizer):
         accelerator.print(f"config: set {change} from the tokenizer")
     collator = build_train_collator(model, processor, args.max_length)
@@ -513,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     card = {
         "kind": "captioner",
-        "base_model": args.model_name_or_path,
+        "base_model": args.model_name_or_path or new_model_words(args),
         "dataset": dataset_name(Path(args.captions_file).parent),
         "evaluated_on": f"{len(val_names)} validation images",
         "data": [

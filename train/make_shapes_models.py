@@ -129,6 +129,39 @@ ANSWERER_PHASES = [
 #: over-fitted (training loss 0.13, colours right in 0.80 of the validation questions, 0.82 of the held-out ones).
 ANSWERER_TRAIN_IMAGES = 12000
 
+#: The attention-lstm captioner (``shapes-lstm``): built new by ``train/caption.py`` from the training captions
+#: (every word kept: the shapes vocabulary is small and complete), a small ResNet on 96 px pictures (a 12 x 12
+#: grid), one run of 450 steps of 32 (about one epoch; 5-6 minutes on one shared core).
+LSTM_ARGS = [
+    "--architecture", "attention-lstm", "--encoder", "small", "--min_word_count", "1", "--lstm_image_size", "96",
+    "--lstm_config", json.dumps({"hidden_size": 256, "embed_size": 128, "attention_size": 128, "dropout": 0.3}),
+    "--learning_rate", "2e-3", "--warmup_steps", "30", "--lr_scheduler", "cosine", "--weight_decay", "0.0001",
+    "--per_device_batch_size", "32", "--max_train_steps", "450", "--checkpointing_steps", "150",
+    "--logging_steps", "50", "--no_meteor", "--seed", "0", "--save_float16",
+]  # fmt: skip
+
+#: The clip-prefix captioner (``shapes-clip-prefix``): built new by ``train/caption.py`` from configurations (no
+#: CLIP or GPT-2 weights offline): a 3-layer CLIP ViT of width 128 on 96 px (16 px patches), a 4-vector prefix, a
+#: 3-layer GPT-2 of width 128 with a byte-level BPE of the caption words; one run of 450 steps of 32.
+CLIP_PREFIX_CONFIG = {
+    "image_size": 96,
+    "vision": {"hidden_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 512,
+               "patch_size": 16},
+    "decoder": {"n_embd": 128, "n_layer": 3, "n_head": 4, "n_positions": 64},
+}  # fmt: skip
+CLIP_PREFIX_ARGS = [
+    "--architecture", "clip-prefix", "--min_word_count", "1", "--prefix_length", "4",
+    "--clip_prefix_config", json.dumps(CLIP_PREFIX_CONFIG),
+    "--learning_rate", "1e-3", "--warmup_steps", "50", "--lr_scheduler", "cosine", "--weight_decay", "0.01",
+    "--per_device_batch_size", "32", "--max_train_steps", "450", "--checkpointing_steps", "150",
+    "--logging_steps", "50", "--no_meteor", "--seed", "0", "--save_float16",
+]  # fmt: skip
+#: The captioners of the architectures train/caption.py builds new: ``--only`` name -> (flags, installed folder).
+OWN_CAPTIONERS = {
+    "attention-lstm": ("shapes-lstm", LSTM_ARGS),
+    "clip-prefix": ("shapes-clip-prefix", CLIP_PREFIX_ARGS),
+}
+
 MODEL_FILES = {
     "captioner": (
         "config.json",
@@ -142,6 +175,14 @@ MODEL_FILES = {
     "stuff": ("config.json", "model.safetensors", "preprocessor_config.json"),
 }
 MODEL_FILES["answerer"] = MODEL_FILES["captioner"]
+MODEL_FILES["attention-lstm"] = ("config.json", "model.safetensors", "preprocessor_config.json", "vocabulary.json")
+MODEL_FILES["clip-prefix"] = (
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
 
 
 def install(run_dir: Path, kind: str, destination: Path) -> Path:
@@ -172,7 +213,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights_dir", default=str(WEIGHTS_DIR), help="where the shapes-* model folders go")
     parser.add_argument(
         "--only",
-        choices=("captioner", "segmenter", "stuff", "answerer"),
+        choices=("captioner", "segmenter", "stuff", "answerer", *OWN_CAPTIONERS),
         help="rebuild one of the models only (the answerer starts from the installed captioner's vision encoder)",
     )
     parser.add_argument("--torch_threads", type=int, default=1, help="CPU threads per run (default 1)")
@@ -210,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     if args.only in (None, "segmenter") and not (stuff_data / "val" / "instances.json").is_file():
         shapes.main(["--output_dir", str(stuff_data), "--stuff", "--seed", str(DATA_SEED), "--train", str(counts[0]),
                      "--val", str(counts[1]), "--test", "0"])  # fmt: skip
-    if args.only != "captioner" and not (stuff_heldout / "test" / "instances.json").is_file():
+    if args.only not in ("captioner", *OWN_CAPTIONERS) and not (stuff_heldout / "test" / "instances.json").is_file():
         shapes.main(["--output_dir", str(stuff_heldout), "--stuff", "--seed", str(HELDOUT_SEED), "--train", "0",
                      "--val", "0", "--test", str(min(counts[2], STUFF_TEST_IMAGES))])  # fmt: skip
     common = ["--torch_threads", str(args.torch_threads)]
@@ -278,7 +319,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
                          "--test", "0"])  # fmt: skip
         flags = [*common, *resume_flags(args)]
         figures["answerer"] = make_answerer(work, weights, answer_data, heldout, suffix, flags)
+    for family in OWN_CAPTIONERS:
+        if args.only in (None, family):
+            run = work / f"{family}{suffix}"
+            figures[family] = make_own_captioner(family, run, weights, data, heldout, [*common, *resume(run)])
     return figures
+
+
+def make_own_captioner(
+    family: str, run: Path, weights: Path, data: Path, heldout: Path, flags: list[str]
+) -> dict[str, float]:
+    """Train a captioner of :data:`OWN_CAPTIONERS` with its flags, install it in its folder and score it."""
+    folder, family_args = OWN_CAPTIONERS[family]
+    _fresh_accelerate_state()
+    caption.main(["--train_dir", str(data / "train"), "--val_dir", str(data / "val"), "--output_dir", str(run),
+                  *family_args, *flags])  # fmt: skip
+    target = install(run, family, weights / folder)
+    from pipeline import load_captioner
+
+    scored = evaluate_captioner(load_captioner(str(target), device="cpu"), heldout / "test")
+    (target / "heldout_metrics.json").write_text(json.dumps(scored, indent=1) + "\n")
+    print(f"{family} captioner ({folder}), held-out test:", scored)
+    return scored
 
 
 def resume_flags(args: argparse.Namespace) -> list[str]:
