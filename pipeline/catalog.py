@@ -3,8 +3,9 @@
 Captioners load with transformers from a hub id (``Salesforce/blip-image-captioning-base``) or a local
 ``save_pretrained`` directory, of any caption family (:mod:`pipeline.captioning`: BLIP, GIT, ViT-GPT2 and other
 ``VisionEncoderDecoderModel`` or ``AutoModelForImageTextToText`` models), or from a directory of the project's own
-attention-lstm captioner (:mod:`pipeline.attention_lstm`). Answerers (visual question answering,
-:mod:`pipeline.answering`) load the same way, as ``AutoModelForVisualQuestionAnswering`` (BLIP VQA). Segmenters
+attention-lstm or clip-prefix captioners (:mod:`pipeline.attention_lstm`, :mod:`pipeline.clip_prefix`). Answerers
+(visual question answering, :mod:`pipeline.answering`) load the same way, as
+``AutoModelForVisualQuestionAnswering`` (BLIP VQA). Segmenters
 load from a torchvision weights enum (COCO weights, label names from ``weights.meta["categories"]``) or from a
 fine-tuned checkpoint directory (:mod:`pipeline.checkpoints`). Stuff models (sky, grass, water, ...) are any
 transformers ``AutoModelForSemanticSegmentation`` from a hub id or a local directory (:mod:`pipeline.stuff`);
@@ -123,6 +124,13 @@ _BUILTIN = [
         "small CNN + LSTM with soft attention (Show, Attend and Tell) trained on the synthetic shapes data set: "
         "offline demo, describes coloured shapes only; no released checkpoint for photos (train one with "
         "train.caption --architecture attention-lstm)",
+    ),
+    ModelSpec(
+        "shapes-clip-prefix",
+        "captioner",
+        str(WEIGHTS_DIR / "shapes-clip-prefix"),
+        "small CLIP prefix captioner (ClipCap: a CLIP vision encoder, an MLP to a GPT-2 prefix, GPT-2) trained from "
+        "scratch on the synthetic shapes data set: offline demo, describes coloured shapes only",
     ),
     ModelSpec(
         "maskrcnn-v2",

@@ -41,7 +41,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 HARDWARE = ("cpu-basic", "zero-a10g")
 #: The models the Space must ship: it starts on them when nothing can be downloaded.
-SHAPES_MODELS = ("shapes-captioner", "shapes-segmenter", "shapes-stuff", "shapes-answerer", "shapes-lstm")
+SHAPES_MODELS = (
+    "shapes-captioner",
+    "shapes-segmenter",
+    "shapes-stuff",
+    "shapes-answerer",
+    "shapes-lstm",
+    "shapes-clip-prefix",
+)
 #: What never goes into the Space from the folders it copies.
 IGNORED = ("__pycache__", "*.pyc", "*.pyo", ".DS_Store", "checkpoints", ".ipynb_checkpoints")
 #: Requirements only ``train/`` needs; dropped unless the shipped code imports them.

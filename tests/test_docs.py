@@ -398,6 +398,15 @@ def resnet50_stops_offline(space: Workspace, command: Command) -> None:
     assert done.returncode != 0 and "resnet50-11ad3fa6.pth" in message and "torch-home" in message, message
 
 
+def clip_and_gpt2_stop_offline(space: Workspace, command: Command) -> None:
+    """A clip-prefix run from CLIP and GPT-2 on the hub, offline: it stops within seconds, naming CLIP's id."""
+    env, argv = _split_env(command.text)
+    argv[0] = sys.executable
+    done = subprocess.run(argv, cwd=space.root, env={**space.env, **env}, capture_output=True, text=True, timeout=120)
+    message = done.stdout + done.stderr
+    assert done.returncode != 0 and "openai/clip-vit-base-patch32" in message and "HF_HUB_OFFLINE" in message, message
+
+
 def run_in_checkout(space: Workspace, command: Command) -> None:
     env, argv = _split_env(command.text)
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -442,9 +451,10 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^python -m train\.evaluate ", run_as_written),
     (r"^python -m train\.(caption|segment) .*--push_to_hub", push_stops_offline),
     (r"^python -m train\.caption --architecture attention-lstm --encoder resnet50 ", resnet50_stops_offline),
+    (r"^python -m train\.caption --architecture clip-prefix --images_dir ", clip_and_gpt2_stop_offline),
     (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),
     (
-        r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models --only (answerer|attention-lstm)$",
+        r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models --only (answerer|attention-lstm|clip-prefix)$",
         with_flags("--quick", "--weights_dir", "quick-weights", "--work_dir", "quick-work"),
     ),
     (r"^python -m train\.answer ", with_flags("--max_train_steps", "1", "--max_val_questions", "8")),
