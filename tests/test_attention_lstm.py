@@ -117,6 +117,8 @@ def test_the_catalogs_shapes_lstm_captions_the_example_with_beam_search():
         words = set(text.lower().rstrip(".").split())
         # Its colours are right (a yellow triangle, a blue circle, a red triangle); two of its shape kinds are not.
         assert words <= set(shapes.vocabulary()) and {"yellow", "blue", "red", "circle"} <= words
+    fast = load_captioner("shapes-lstm", device="cpu", profile="fast")  # int8 Linear layers of the decoder
+    assert set(fast(str(EXAMPLES / "shapes.png"))["caption"].lower().rstrip(".").split()) <= set(shapes.vocabulary())
     metrics = json.loads((Path(get_spec("shapes-lstm", "captioner").source) / "heldout_metrics.json").read_text())
     assert metrics["images"] == 300 and metrics["CIDEr"] > 1.0
 
