@@ -58,6 +58,8 @@ class CardFacts:
         data: Markdown lines on the data layout (folders, counts, categories).
         license: the licence identifier of the weights (Hub metadata ``license``).
         extra_tags: tags beside :data:`TAG` and the task's.
+        library_name: the Hub's ``library_name``; None: the kind's (transformers for captioners), "pytorch" for the
+            project's own captioners (attention-lstm, clip-prefix), which transformers does not load.
     """
 
     kind: str
@@ -70,6 +72,7 @@ class CardFacts:
     data: list[str] = field(default_factory=list)
     license: str = "apache-2.0"
     extra_tags: list[str] = field(default_factory=list)
+    library_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in HUB_TASKS:
@@ -106,7 +109,7 @@ def render_model_card(facts: CardFacts) -> str:
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     ]
     data = ModelCardData(
-        library_name=task["library_name"],
+        library_name=facts.library_name or task["library_name"],
         pipeline_tag=task["pipeline_tag"],
         base_model=hub_base,
         license=facts.license,

@@ -155,6 +155,8 @@ def test_training_builds_the_vocabulary_evaluates_and_resumes(shapes_data, tmp_p
     words = {word for texts in captions.values() for text in texts for word in split_words(text)}
     assert set(WordVocabulary.from_pretrained(straight).words[4:]) == words  # every word: --min_word_count 1
     assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["step_3", "step_6"]
+    card = (straight / "README.md").read_text()  # not a transformers model, and where it started, in words
+    assert "library_name: pytorch" in card and "a new attention-lstm (small encoder, random weights)" in card
     resumed = tmp_path / "resumed"
     shutil.copytree(straight / "checkpoints" / "step_3", resumed / "checkpoints" / "step_3")
     _train(shapes_data, resumed, "--max_train_steps", "6", "--resume_from_checkpoint", "latest")

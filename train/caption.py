@@ -69,7 +69,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.caption_files import find_caption_data, read_captions
-from pipeline.captioning import ImageTextProcessor, caption_family, load_caption_model
+from pipeline.captioning import OWN_FAMILIES, ImageTextProcessor, caption_family, load_caption_model
 from pipeline.checkpoints import make_readable
 from pipeline.evaluation import CAPTION_METRICS, GENDER_METRICS, caption_metrics, require_java, start_meteor
 from train.common import (
@@ -518,7 +518,8 @@ def new_model_words(args: argparse.Namespace) -> str:
         if args.clip_prefix_config is not None:
             return "a new clip-prefix captioner (random weights)"
         return f"a new clip-prefix captioner ({args.clip_model} and {args.gpt2_model})"
-    return f"a new attention-lstm ({args.encoder} encoder, {args.encoder_weights} weights)"
+    imagenet = args.encoder == "resnet50" and args.encoder_weights == "imagenet"
+    return f"a new attention-lstm ({args.encoder} encoder, {'ImageNet' if imagenet else 'random'} weights)"
 
 
 def caption_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -657,6 +658,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             f"{args.color_jitter}, crop scale {args.random_resized_crop_scale}",
         ],
         "extra_tags": ["image-captioning"],
+        # the project's own captioners load with pipeline.load_captioner, not transformers
+        "library_name": "pytorch" if caption_family(model) in OWN_FAMILIES else None,
     }
     finish_run(
         accelerator, args, model, progress, metrics, save=save, plotted=CAPTION_METRICS + GENDER_METRICS[1:], card=card
