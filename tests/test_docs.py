@@ -441,6 +441,7 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^(HF_HUB_OFFLINE=1 )?python \S+/bench\.py --stuff-cost ", with_flags("--tiny", "--stuff-cost", "1")),
     (r"^(HF_HUB_OFFLINE=1 )?python -m pipeline ", run_as_written),
     (r"^python -m train\.shapes .*--test 300$", with_replaced("--test 300", "--test 3")),
+    (r"^python -m train\.shapes .*--varied .*--train 8000 ", with_replaced("--train 8000", "--train 8")),
     (r"^python -m train\.shapes ", run_as_written),
     (r"^python -m train\.shapes_shifted .*--count 200$", with_replaced("--count 200", "--count 4")),
     (r"^python -m pipeline\.batch .*--ray-address auto", run_on_ray_head),

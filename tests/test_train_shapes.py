@@ -9,10 +9,12 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 
 from pipeline.caption_files import read_captions
 from train import shapes
+from train.shape_words import colours, mentions
 
 
 def _digest(root) -> str:
@@ -76,6 +78,45 @@ def test_describe_orders_shapes_left_to_right():
     assert shapes.describe(objects[:1])[0] == "a red circle"
     vocabulary = set(shapes.vocabulary())
     assert all(set(text.split()) <= vocabulary for text in phrasings)
+
+
+def test_grouped_captions_count_each_kind_in_words():
+    blank = np.zeros((1, 1), bool)
+    objects = [
+        shapes.ShapeObject("triangle", "yellow", blank, 10.0),
+        shapes.ShapeObject("circle", "blue", blank, 50.0),
+        shapes.ShapeObject("triangle", "red", blank, 90.0),
+    ]
+    text = shapes.grouped(objects)
+    assert text == "a blue circle and two triangles in red and yellow"
+    assert mentions(text) == mentions(shapes.describe(objects)[0])  # the same truth as the five phrasings
+    assert mentions(text) == {"circle": 1, "triangle": 2} and colours(text) == {"blue", "red", "yellow"}
+    three = [shapes.ShapeObject("square", colour, blank, x) for colour, x in (("purple", 1), ("red", 5), ("blue", 9))]
+    assert shapes.grouped(three) == "three squares in red blue and purple"
+    assert set(shapes.grouped(three).split()) <= set(shapes.vocabulary(grouped=True))
+    # The grouped captions' words come last: the plain vocabulary (the committed captioner's) is a prefix.
+    plain = shapes.vocabulary()
+    assert shapes.vocabulary(grouped=True) == [*plain, "in", "circles", "squares", "triangles"]
+
+
+def test_varied_splits_vary_the_rendering_and_keep_masks_and_captions_true(tmp_path):
+    root = shapes.write_split(tmp_path, "train", 24, seed=5, varied=True, grouped_captions=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(root / "instances.json"))
+    captions = read_captions(root / "captions.txt").captions
+    sizes = set()
+    for image_id, entry in coco.imgs.items():
+        image = Image.open(root / "images" / entry["file_name"])
+        assert image.size == (entry["width"], entry["height"])
+        sizes.add(image.size)
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+        assert all(coco.annToMask(a).shape == (entry["height"], entry["width"]) for a in annotations)
+        (text,) = captions[entry["file_name"]]  # one phrasing: the grouped one
+        named = sorted(coco.cats[a["category_id"]]["name"] for a in annotations)
+        assert sorted(mentions(text).elements()) == named
+    assert len(sizes) > 10  # picture sizes and aspects vary
+    with pytest.raises(ValueError, match="varied or stuff"):
+        shapes.write_split(tmp_path, "val", 2, varied=True, stuff=True)
 
 
 def test_every_layout_round_trips(tmp_path):

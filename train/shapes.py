@@ -27,10 +27,17 @@ A split folder holds what the training scripts read::
 Every image is drawn from its own random generator seeded by ``(seed, split, index)``, so a file is the same on every
 machine and a split of another seed shares no image with it.
 
+With ``--varied`` (:func:`draw_varied`) each picture is rendered differently (:data:`VARIED`): its size (96 to 288 px)
+and aspect, plain, light noisy or stuff backgrounds, smaller and larger shapes, blur and JPEG artefacts, a quarter of
+them as above. With ``--grouped`` each picture has one caption, its shapes grouped by kind with counts in words
+(:func:`grouped`: "a blue circle and two triangles in red and yellow"). Both are for captioner experiments
+(train/README.md has what they gave); the committed models are trained on the default splits.
+
 Command (the ``shapes`` models are trained on the default splits; their held-out test split uses ``--seed 1``)::
 
     python -m train.shapes --output_dir data/shapes --seed 0 --train 3000 --val 200 --test 300
     python -m train.shapes --output_dir data/shapes-stuff --stuff --seed 0 --train 600 --val 60 --test 60
+    python -m train.shapes --output_dir data/shapes-varied --varied --grouped --train 8000 --val 0 --test 0
 
 >>> sample = draw_sample(np.random.default_rng(0))
 >>> sample.image.size, len(sample.objects) >= 1
@@ -41,13 +48,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from pycocotools import mask as mask_utils
 
 CATEGORIES = ("circle", "square", "triangle")
@@ -192,6 +200,7 @@ def draw_sample(
     min_gap: int = 14,
     min_visible: float = 0.6,
     stuff: bool = False,
+    radius: tuple[float, float] = (0.09, 0.2),
 ) -> Sample:
     """Draw one picture with 1 to ``max_objects`` shapes.
 
@@ -203,6 +212,7 @@ def draw_sample(
         min_visible (float, default 0.6): least fraction of a shape left in view by the shapes drawn over it.
         stuff (bool, default False): a background of stuff regions (:func:`_stuff_background`) instead of a plain
             one; the sample's ``stuff`` then holds their labels.
+        radius (tuple[float, float], default (0.09, 0.2)): the range of the shapes' radii, a fraction of the side.
 
     Returns:
         Sample: the RGB image and its shapes sorted by centre x (left to right).
@@ -219,7 +229,7 @@ def draw_sample(
         stuff_labels = np.zeros((image_size, image_size), dtype=np.uint8) if stuff else None
     count = int(rng.integers(1, max_objects + 1))
     for _ in range(100):  # rejection sampling of a layout; a few tries at most in practice
-        radii = rng.uniform(0.09, 0.2, size=count) * image_size
+        radii = rng.uniform(*radius, size=count) * image_size
         centers_x = [rng.uniform(r * 1.1, image_size - r * 1.1) for r in radii]
         centers_y = [rng.uniform(r, image_size - r) for r in radii]
         gaps = np.diff(np.sort(centers_x))
@@ -244,6 +254,89 @@ def draw_sample(
         objects.append(ShapeObject(category, color, mask, float(center_x)))
     objects.sort(key=lambda shape: shape.center_x)
     return Sample(Image.fromarray(pixels), objects, stuff_labels)
+
+
+#: What :func:`draw_varied` varies, so that a model trained on it meets other renderings: the picture's longer side
+#: and its aspect (height / width), the backgrounds' share ("plain": :func:`_background`, "light": a bright noisy one,
+#: "stuff": :func:`_stuff_background`), the shapes' radius as a fraction of the picture's side, the share of pictures
+#: blurred and the blur radius, the share saved through JPEG and its quality, and the share left as :func:`draw_sample`
+#: draws them (128 px, plain background).
+VARIED = {
+    "side": (96, 288),
+    "aspect": (0.7, 1.45),
+    "backgrounds": {"plain": 0.4, "light": 0.3, "stuff": 0.3},
+    "radius": (0.055, 0.2),
+    "blur": (0.5, (0.2, 1.4)),
+    "jpeg": (0.6, (30, 95)),
+    "unchanged": 0.25,
+}
+
+
+def _light_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A bright background with grain, sometimes shaded from one side (the colours stay the shapes')."""
+    pixels = rng.uniform(150, 245) + rng.uniform(-12, 12, size=3) + rng.normal(0, rng.uniform(0, 35), (size, size, 1))
+    if rng.random() < 0.5:
+        shade = np.linspace(-1, 1, size)[None, :, None] * rng.uniform(5, 40)
+        pixels = pixels + (shade if rng.random() < 0.5 else shade.transpose(1, 0, 2))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def draw_varied(rng: np.random.Generator, *, max_objects: int = 3) -> Sample:
+    """One training picture in a varied rendering (:data:`VARIED`): picture size and aspect, background, shape sizes,
+    blur and JPEG artefacts all drawn at random, the shapes and captions those of :func:`draw_sample`.
+
+    >>> sample = draw_varied(np.random.default_rng(3))
+    >>> 1 <= len(sample.objects) <= 3 and sample.objects[0].mask.shape == sample.image.size[::-1]
+    True
+    """
+    if rng.random() < VARIED["unchanged"]:
+        return draw_sample(rng, max_objects=max_objects)
+    side = int(rng.integers(VARIED["side"][0], VARIED["side"][1] + 1))
+    kinds = list(VARIED["backgrounds"])
+    background = kinds[rng.choice(len(kinds), p=list(VARIED["backgrounds"].values()))]
+    sample = draw_sample(
+        rng, image_size=side, max_objects=max_objects, min_gap=max(6, side // 10), radius=VARIED["radius"],
+        stuff=background == "stuff",
+    )  # fmt: skip
+    pixels = np.asarray(sample.image).copy()
+    if background == "light":
+        shapes_there = np.any([shape.mask for shape in sample.objects], axis=0)
+        pixels[~shapes_there] = _light_background(rng, side)[~shapes_there]
+    aspect = rng.uniform(*VARIED["aspect"])
+    width, height = (side, max(64, round(side * aspect))) if aspect < 1 else (max(64, round(side / aspect)), side)
+    image = Image.fromarray(pixels).resize((width, height), Image.BILINEAR)
+    chance, radii = VARIED["blur"]
+    if rng.random() < chance:
+        image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(*radii))))
+    chance, qualities = VARIED["jpeg"]
+    if rng.random() < chance:
+        encoded = io.BytesIO()
+        image.save(encoded, format="JPEG", quality=int(rng.integers(qualities[0], qualities[1] + 1)))
+        image = Image.open(io.BytesIO(encoded.getvalue())).convert("RGB")
+    for shape in sample.objects:
+        shape.mask = np.asarray(Image.fromarray(shape.mask).resize((width, height), Image.NEAREST))
+        shape.center_x *= width / side
+    return Sample(image, sample.objects)
+
+
+def grouped(objects: Sequence[ShapeObject]) -> str:
+    """What a picture shows, kind by kind with counts in words: circles, then squares, then triangles; the colours of
+    a kind in :data:`COLORS` order ("a red circle and two squares in green and blue"). ``--grouped`` writes it as a
+    picture's only caption; its words are :func:`vocabulary`'s with ``grouped=True``.
+
+    >>> blank = np.zeros((1, 1), bool)
+    >>> grouped([ShapeObject("square", "blue", blank, 1.0), ShapeObject("circle", "red", blank, 5.0),
+    ...          ShapeObject("square", "green", blank, 9.0)])
+    'a red circle and two squares in green and blue'
+    """
+    groups = []
+    for kind in CATEGORIES:
+        shades = sorted((shape.color for shape in objects if shape.category == kind), key=list(COLORS).index)
+        if len(shades) == 1:
+            groups.append(f"a {shades[0]} {kind}")
+        elif shades:
+            groups.append(f"{COUNT_WORDS[len(shades)]} {kind}s in {' '.join(shades[:-1])} and {shades[-1]}")
+    return groups[0] if len(groups) == 1 else " ".join(groups[:-1]) + f" and {groups[-1]}"
 
 
 def describe(objects: Sequence[ShapeObject]) -> list[str]:
@@ -381,6 +474,8 @@ def write_split(
     max_objects: int = 3,
     caption_layout: str = "captions",
     stuff: bool = False,
+    varied: bool = False,
+    grouped_captions: bool = False,
 ) -> Path:
     """Generate one split folder (images, ``instances.json``, captions, questions and answers) and return its
     path.
@@ -393,11 +488,16 @@ def write_split(
         image_size, max_objects: see :func:`draw_sample`.
         caption_layout (str, default "captions"): see :func:`write_captions`.
         stuff (bool, default False): stuff backgrounds, with ``annotations/`` and ``labels.json`` (module docstring).
+        varied (bool, default False): pictures in varied renderings (:func:`draw_varied`; not with ``stuff``).
+        grouped_captions (bool, default False): each picture's only caption is :func:`grouped`'s instead of
+            :func:`describe`'s five phrasings.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if count < 1:
         raise ValueError(f"count must be a positive number of images, got {count!r}")
+    if varied and stuff:
+        raise ValueError("varied pictures draw their own backgrounds: give varied or stuff, not both")
     root = Path(output_dir) / split
     (root / "images").mkdir(parents=True, exist_ok=True)
     if stuff:
@@ -413,7 +513,10 @@ def write_split(
     asked: dict[int, list[dict[str, str]]] = {}
     for index in range(count):
         rng = np.random.default_rng([seed, SPLITS.index(split), index])
-        sample = draw_sample(rng, image_size=image_size, max_objects=max_objects, stuff=stuff)
+        if varied:
+            sample = draw_varied(rng, max_objects=max_objects)
+        else:
+            sample = draw_sample(rng, image_size=image_size, max_objects=max_objects, stuff=stuff)
         file_name = f"{index:06d}.png"
         sample.image.save(root / "images" / file_name)
         if sample.stuff is not None:
@@ -421,7 +524,8 @@ def write_split(
             for shape in sample.objects:
                 semantic[shape.mask] = SHAPE_LABEL
             Image.fromarray(semantic).save(root / "annotations" / file_name)
-        coco["images"].append({"id": index + 1, "file_name": file_name, "width": image_size, "height": image_size})
+        width, height = sample.image.size
+        coco["images"].append({"id": index + 1, "file_name": file_name, "width": width, "height": height})
         for shape in sample.objects:
             rle = mask_utils.encode(np.asfortranarray(shape.mask.astype(np.uint8)))
             x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
@@ -436,7 +540,7 @@ def write_split(
                     "iscrowd": 0,
                 }
             )
-        captions[file_name] = describe(sample.objects)
+        captions[file_name] = [grouped(sample.objects)] if grouped_captions else describe(sample.objects)
         asked[index + 1] = questions(sample.objects)
     (root / "instances.json").write_text(json.dumps(coco))
     write_questions(root, asked, coco["info"]["description"])
@@ -444,10 +548,13 @@ def write_split(
     return root
 
 
-def vocabulary(max_objects: int = 4) -> list[str]:
-    """Every word a shapes caption can use, in a fixed order (the ``shapes`` captioner's vocabulary)."""
+def vocabulary(max_objects: int = 4, *, grouped: bool = False) -> list[str]:
+    """Every word a shapes caption can use, in a fixed order (the ``shapes`` captioner's vocabulary); with
+    ``grouped``, the words of :func:`grouped` captions too."""
     words = "a picture of on plain background one shape only shapes to the left right and".split()
     words += [COUNT_WORDS[n] for n in range(2, max_objects + 1)] + list(COLORS) + list(CATEGORIES)
+    if grouped:  # last, so that the plain vocabulary is a prefix of this one (its words keep their ids)
+        words += ["in", *(kind + "s" for kind in CATEGORIES)]
     return list(dict.fromkeys(words))
 
 
@@ -463,6 +570,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image_size", type=int, default=128, help="image width and height in pixels (default 128)")
     parser.add_argument("--max_objects", type=int, default=3, help="most shapes per image, 1-4 (default 3)")
     parser.add_argument("--stuff", action="store_true", help="stuff backgrounds with semantic annotations")
+    parser.add_argument(
+        "--varied", action="store_true", help="varied renderings: sizes, backgrounds, blur, JPEG (VARIED)"
+    )
+    parser.add_argument(
+        "--grouped",
+        action="store_true",
+        help='one caption per image, by kind with counts: "two circles in red and blue"',
+    )
     parser.add_argument(
         "--caption_layout", default="captions", choices=tuple(CAPTION_LAYOUTS), help="caption file layout"
     )
@@ -485,6 +600,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 max_objects=args.max_objects,
                 caption_layout=args.caption_layout,
                 stuff=args.stuff,
+                varied=args.varied,
+                grouped_captions=args.grouped,
             )
             print(f"wrote {getattr(args, split)} images to {root}")
 
