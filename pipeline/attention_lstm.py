@@ -37,10 +37,11 @@ from PIL import Image
 from torch import nn
 
 from .decoding import beam_search, greedy_search
+from .model_dirs import CONFIG_FILE, WEIGHTS_FILE, CaptionOutput, read_model_config
 from .word_vocabulary import WordVocabulary
 
 MODEL_TYPE = "attention-lstm"
-CONFIG_FILE, WEIGHTS_FILE, PREPROCESSOR_FILE = "config.json", "model.safetensors", "preprocessor_config.json"
+PREPROCESSOR_FILE = "preprocessor_config.json"
 #: encoder name -> (channels of its grid, its stride in pixels).
 ENCODERS = {"resnet50": (2048, 32), "small": (128, 8)}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -203,11 +204,6 @@ class AttentionDecoder(nn.Module):
         return self.output(self.dropout(state[0])), state, weights
 
 
-class CaptionOutput(NamedTuple):
-    loss: torch.Tensor | None
-    logits: torch.Tensor
-
-
 class AttentionLSTMCaptioner(nn.Module):
     """CNN encoder + LSTM decoder with soft attention: training loss, greedy and beam search, a directory format.
 
@@ -304,10 +300,7 @@ class AttentionLSTMCaptioner(nn.Module):
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (directory / name).is_file():
-                raise OSError(f"{directory / name} does not exist: an attention-lstm directory holds {name}")
-        model = cls(AttentionLSTMConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text())))
+        model = cls(AttentionLSTMConfig.from_dict(read_model_config(directory, "an attention-lstm")))
         model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
         return model.to(dtype or torch.float32).eval()
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
 
+from .model_dirs import CONFIG_FILE, WEIGHTS_FILE, CaptionOutput, read_model_config
+
 MODEL_TYPE = "clip-prefix"
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
 @dataclasses.dataclass
@@ -59,11 +60,6 @@ class ClipPrefixConfig:
         if unknown:
             raise ValueError(f"unknown clip-prefix config keys {unknown}; known: {sorted(known)}")
         return cls(**{key: value for key, value in values.items() if key in known})
-
-
-class CaptionOutput(NamedTuple):
-    loss: torch.Tensor | None
-    logits: torch.Tensor
 
 
 class ClipPrefixCaptioner(nn.Module):
@@ -148,10 +144,7 @@ class ClipPrefixCaptioner(nn.Module):
         from safetensors.torch import load_model
 
         directory = Path(directory)
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (directory / name).is_file():
-                raise OSError(f"{directory / name} does not exist: a clip-prefix directory holds {name}")
-        model = cls(ClipPrefixConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text())))
+        model = cls(ClipPrefixConfig.from_dict(read_model_config(directory, "a clip-prefix")))
         load_model(model, str(directory / WEIGHTS_FILE))
         return model.to(dtype or torch.float32).eval()
 
