@@ -394,7 +394,7 @@ def _copy_weights(target: torch.nn.Module, source: dict[str, torch.Tensor]) -> N
 def make_answerer(
     work: Path, weights: Path, data: Path, heldout: Path, suffix: str, flags: list[str]
 ) -> dict[str, float]:
-    """Build the answerer (the installed captioner's vision encoder, the rest fresh), train, install and score it."""
+    """Build the answerer from the installed captioner (:func:`answerer_from_captioner`), train, install, score."""
     initial = work / f"answerer-init{suffix}"
     if not initial.is_dir():
         trained = weights / "shapes-captioner"  # this run's, else the committed one (--only answerer elsewhere)
