@@ -57,14 +57,15 @@ ANSWER_SOURCE = (PAGE_DIR / "answer.js").read_text()  # after an answer: the liv
 PAGE_SCRIPTS = ("a11y.js", "speech.js", "camera.js", "live_overlay.js")
 
 
-def answer_js(block: str, region: str, speak: str) -> str:
-    """serve/page/answer.js for one tab's answer block, live region and "Read answers aloud" box (CSS ids)."""
-    return f"() => ({ANSWER_SOURCE.strip()})({json.dumps({'block': block, 'region': region, 'speak': speak})})()"
+def answer_js(prefix: str) -> str:
+    """serve/page/answer.js for one tab's answer block, live region and "Read answers aloud" box: the ids
+    :func:`_question_box` gives them after ``prefix``."""
+    ids = {"block": f"#{prefix}answer", "region": f"#{prefix}answer-announcer", "speak": f"#{prefix}speak-answers"}
+    return f"() => ({ANSWER_SOURCE.strip()})({json.dumps(ids)})()"
 
 
 #: After an answer on the photo tab, and on the live tab.
-ANSWER_JS = answer_js("#answer", "#answer-announcer", "#speak-answers")
-LIVE_ANSWER_JS = answer_js("#live-answer", "#live-answer-announcer", "#speak-live-answers")
+ANSWER_JS, LIVE_ANSWER_JS = answer_js(""), answer_js("live-")
 #: The live tab's outlines before the first frame: an empty drawing.
 EMPTY_OUTLINES = outlines_svg([], (4, 3))
 #: The least time between two frames the browser sends (s): 25 a second at most.
@@ -327,26 +328,33 @@ def _photo_tab(service, captioners, segmenters, captioner, segmenter, examples_d
     return parts
 
 
-def _ask_box(service: Service, page: _Parts, answerer: str) -> None:
-    """The photo tab's questions: a labelled box (Enter asks), the answer in large type with the earlier ones, a
-    polite live region that says each answer, and the answerer menu ("none": the objects only)."""
-    with page.ask_group:
-        page["question"] = gr.Textbox(
-            label="Ask about this photo",
-            placeholder="How many people are there? What colour is the car? Where is the dog?",
-            max_length=QUESTION.max_length,
-            lines=1,
-            max_lines=1,
-            elem_id="ask-question",
+def _question_box(parts: _Parts, prefix: str, label: str, example: str) -> None:
+    """One tab's questions: a labelled box (Enter asks), the answer in large type with the earlier ones, a polite live
+    region that says each answer (serve/page/answer.js writes it there: a screen reader hears each answer once, not
+    the progress text) and "Read answers aloud". Element ids: the photo tab's, ``prefix`` ("live-") before them."""
+    parts["question"] = gr.Textbox(
+        label=label,
+        placeholder=f"How many people are there? What colour is the car? {example}",
+        max_length=QUESTION.max_length,
+        lines=1,
+        max_lines=1,
+        elem_id=f"{prefix}ask-question",
+    )
+    with gr.Row(elem_id=f"{prefix}ask-controls"):
+        parts["ask"] = gr.Button("Ask", elem_id=f"{prefix}ask-button", min_width=100)
+        parts["speak_answers"] = gr.Checkbox(
+            False, label="Read answers aloud", elem_id=f"{prefix}speak-answers", interactive=True, min_width=160
         )
-        with gr.Row(elem_id="ask-controls"):
-            page["ask"] = gr.Button("Ask", elem_id="ask-button", min_width=100)
-            page["speak_answers"] = gr.Checkbox(
-                False, label="Read answers aloud", elem_id="speak-answers", interactive=True, min_width=160
-            )
-        page["answer"] = gr.HTML(EMPTY_ANSWER, elem_id="answer")
-        # A screen reader hears each answer once (serve/page/answer.js writes it here), not the progress text.
-        gr.HTML('<p id="answer-announcer" class="visually-hidden" aria-live="polite"></p>', elem_id="answer-region")
+    parts["answer"] = gr.HTML(EMPTY_ANSWER, elem_id=f"{prefix}answer")
+    announcer = f'<p id="{prefix}answer-announcer" class="visually-hidden" aria-live="polite"></p>'
+    gr.HTML(announcer, elem_id=f"{prefix}answer-region")
+    parts["history"] = gr.State(None, time_to_live=1800)
+
+
+def _ask_box(service: Service, page: _Parts, answerer: str) -> None:
+    """The photo tab's questions (:func:`_question_box`) and the answerer menu ("none": the objects only)."""
+    with page.ask_group:
+        _question_box(page, "", "Ask about this photo", "Where is the dog?")
         none = (f"{NO_ANSWERER} — answers from the objects found only", NO_ANSWERER)
         page["answerer"] = gr.Dropdown(
             [*service.photos.menu("answerer"), none],
@@ -354,7 +362,6 @@ def _ask_box(service: Service, page: _Parts, answerer: str) -> None:
             label="Answerer (questions the objects cannot answer)",
             elem_id="answerer",
         )
-        page["history"] = gr.State(None, time_to_live=1800)
 
 
 def _live_tab() -> _Parts:
@@ -403,29 +410,10 @@ def _live_tab() -> _Parts:
 
 
 def _live_ask_box(parts: _Parts) -> None:
-    """The live tab's questions about the camera's latest frame, as the photo tab's: a labelled box (Enter asks), the
-    answer in large type with the earlier ones, a polite live region, reading aloud on request; the answerer is the
-    photo tab's menu."""
+    """The live tab's questions about the camera's latest frame, as the photo tab's (:func:`_question_box`); the
+    answerer is the photo tab's menu."""
     with gr.Group(elem_id="live-ask-group"):
-        parts["question"] = gr.Textbox(
-            label="Ask about what the camera shows",
-            placeholder="How many people are there? What colour is the car? Where is the door?",
-            max_length=QUESTION.max_length,
-            lines=1,
-            max_lines=1,
-            elem_id="live-question",
-        )
-        with gr.Row(elem_id="live-ask-controls"):
-            parts["ask"] = gr.Button("Ask", elem_id="live-ask-button", min_width=100)
-            parts["speak_answers"] = gr.Checkbox(
-                False, label="Read answers aloud", elem_id="speak-live-answers", interactive=True, min_width=160
-            )
-        parts["answer"] = gr.HTML(EMPTY_ANSWER, elem_id="live-answer")
-        gr.HTML(
-            '<p id="live-answer-announcer" class="visually-hidden" aria-live="polite"></p>',
-            elem_id="live-answer-region",
-        )
-        parts["history"] = gr.State(None, time_to_live=1800)
+        _question_box(parts, "live-", "Ask about what the camera shows", "Where is the door?")
 
 
 def _compare_tab(service: Service, chosen: str | None) -> _Parts:
