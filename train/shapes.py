@@ -53,6 +53,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -464,6 +465,33 @@ def write_captions(path: str | Path, captions: dict[str, list[str]], layout: str
     return path
 
 
+def coco_instances(description: str) -> dict[str, Any]:
+    """An empty COCO instances file of the shapes' categories (ids 1-3), for :func:`add_picture` to fill."""
+    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)]
+    return {"info": {"description": description}, "images": [], "annotations": [], "categories": categories}
+
+
+def add_picture(coco: dict[str, Any], file_name: str, sample: Sample) -> None:
+    """Add a drawn picture to :func:`coco_instances`' file: its image entry (the next id) and each shape's instance,
+    its visible mask as COCO RLE with the box and area pycocotools derives from it."""
+    image_id = len(coco["images"]) + 1
+    width, height = sample.image.size
+    coco["images"].append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+    for shape in sample.objects:
+        rle = mask_utils.encode(np.asfortranarray(shape.mask.astype(np.uint8)))
+        coco["annotations"].append(
+            {
+                "id": len(coco["annotations"]) + 1,
+                "image_id": image_id,
+                "category_id": CATEGORIES.index(shape.category) + 1,
+                "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
+                "area": float(mask_utils.area(rle)),
+                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                "iscrowd": 0,
+            }
+        )
+
+
 def write_split(
     output_dir: str | Path,
     split: str,
@@ -503,12 +531,7 @@ def write_split(
     if stuff:
         (root / "annotations").mkdir(exist_ok=True)
         (root / "labels.json").write_text(json.dumps({"labels": list(STUFF_CLASSES), "stuff": list(STUFF)}))
-    coco: dict = {
-        "info": {"description": f"synthetic shapes, split {split}, seed {seed}"},
-        "images": [],
-        "annotations": [],
-        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)],
-    }
+    coco = coco_instances(f"synthetic shapes, split {split}, seed {seed}")
     captions: dict[str, list[str]] = {}
     asked: dict[int, list[dict[str, str]]] = {}
     for index in range(count):
@@ -524,22 +547,7 @@ def write_split(
             for shape in sample.objects:
                 semantic[shape.mask] = SHAPE_LABEL
             Image.fromarray(semantic).save(root / "annotations" / file_name)
-        width, height = sample.image.size
-        coco["images"].append({"id": index + 1, "file_name": file_name, "width": width, "height": height})
-        for shape in sample.objects:
-            rle = mask_utils.encode(np.asfortranarray(shape.mask.astype(np.uint8)))
-            x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
-            coco["annotations"].append(
-                {
-                    "id": len(coco["annotations"]) + 1,
-                    "image_id": index + 1,
-                    "category_id": CATEGORIES.index(shape.category) + 1,
-                    "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
-                    "area": float(mask_utils.area(rle)),
-                    "bbox": [x, y, w, h],
-                    "iscrowd": 0,
-                }
-            )
+        add_picture(coco, file_name, sample)
         captions[file_name] = [grouped(sample.objects)] if grouped_captions else describe(sample.objects)
         asked[index + 1] = questions(sample.objects)
     (root / "instances.json").write_text(json.dumps(coco))

@@ -26,9 +26,18 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
-from pycocotools import mask as mask_utils
 
-from .shapes import CATEGORIES, COLORS, Sample, ShapeObject, _shape_mask, describe, write_captions
+from .shapes import (
+    CATEGORIES,
+    COLORS,
+    Sample,
+    ShapeObject,
+    _shape_mask,
+    add_picture,
+    coco_instances,
+    describe,
+    write_captions,
+)
 
 #: The seed of the committed figures' set (no recipe was tuned on it).
 HELD_OUT_SEED = 20261205
@@ -76,12 +85,7 @@ def write_shifted(output_dir: str | Path, count: int, *, seed: int = HELD_OUT_SE
         raise ValueError(f"count must be a positive number of pictures, got {count!r}")
     root = Path(output_dir)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    coco: dict = {
-        "info": {"description": f"shapes in another rendering, seed {seed}"},
-        "images": [],
-        "annotations": [],
-        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)],
-    }
+    coco = coco_instances(f"shapes in another rendering, seed {seed}")
     captions: dict[str, list[str]] = {}
     for index in range(count):
         rng = np.random.default_rng([seed, index])
@@ -90,21 +94,7 @@ def write_shifted(output_dir: str | Path, count: int, *, seed: int = HELD_OUT_SE
         buffer = io.BytesIO()
         sample.image.save(buffer, "JPEG", quality=int(rng.integers(60, 91)))
         (root / "images" / name).write_bytes(buffer.getvalue())
-        coco["images"].append({"id": index + 1, "file_name": name, "width": sample.image.width,
-                               "height": sample.image.height})  # fmt: skip
-        for shape in sample.objects:
-            rle = mask_utils.encode(np.asfortranarray(shape.mask.astype(np.uint8)))
-            coco["annotations"].append(
-                {
-                    "id": len(coco["annotations"]) + 1,
-                    "image_id": index + 1,
-                    "category_id": CATEGORIES.index(shape.category) + 1,
-                    "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
-                    "area": float(mask_utils.area(rle)),
-                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                    "iscrowd": 0,
-                }
-            )
+        add_picture(coco, name, sample)
         captions[name] = describe(sample.objects)
     (root / "instances.json").write_text(json.dumps(coco))
     write_captions(root / "captions.txt", captions)
