@@ -12,8 +12,11 @@ through the real loaders, as ``bench.py`` does (BLIP-base by ``load_captioner(di
 - **two sessions**: the same with two clients at once, each one's updates/s;
 - **/live_frame**: one ``gradio_client`` script calling ``/live_frame`` in a loop on the app served on 127.0.0.1:
   calls/s and caption age (the annotated frame and the COCO RLE instances come back every call), with each frame
-  uploaded (``handle_file``) and the annotated frame downloaded, and *inline*: the frame inside the request as a
-  ``data:`` URL, nothing downloaded (``Client(url, download_files=False)``);
+  uploaded (``handle_file``) and the annotated frame downloaded (the client's defaults), and *inline*, as README
+  shows a fast loop: the frame inside the request as a ``data:`` URL, nothing downloaded
+  (``Client(url, download_files=False, ssl_verify=ssl.create_default_context())``: ``gradio_client`` opens a new
+  ``httpx`` client for each request, and each loads the CA bundle again unless given one SSL context, encode/httpx
+  issue 2298; on these 2 cores that was four fifths of the script's CPU);
 - **browser**: Chromium's fake camera on the live tab (Playwright): outline redraws/s the page showed;
 - **IoU**: the outlines' mean IoU with the true masks of a moving-shapes video (``train.moving_shapes``), with the
   ``shapes`` segmenter made to take as long per key frame as the full-size one did here, shown at the tab's measured
@@ -38,6 +41,7 @@ import functools
 import importlib.util
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -170,12 +174,13 @@ def inline(path: Path) -> dict[str, Any]:
 
 
 def measure_api(url: str, models: dict[str, str], seconds: float, folder: Path, *, quick: bool) -> dict[str, Any]:
-    """One gradio_client script calling /live_frame in a loop on JPEG frames. ``quick``: each frame inline and the
-    annotated frame not downloaded (``Client(url, download_files=False)``); otherwise ``handle_file`` and the
-    client's defaults (an upload and a download per call)."""
+    """One gradio_client script calling /live_frame in a loop on JPEG frames. ``quick``: each frame inline, the
+    annotated frame not downloaded and one SSL context for all the requests (README's fast loop); otherwise
+    ``handle_file`` and the client's defaults (an upload and a download per call, the CA bundle loaded for each)."""
     from gradio_client import Client, handle_file
 
-    client = Client(url, verbose=False, download_files=not quick)
+    verify = ssl.create_default_context() if quick else True
+    client = Client(url, verbose=False, download_files=not quick, ssl_verify=verify)
     frame_at = camera(seconds)
     files = []
     for index in range(0, 240, 6):
