@@ -178,14 +178,18 @@ def test_encoder_decoder_without_special_ids_gets_the_tokenizers(tmp_path):
     assert caption.complete_special_tokens(model, processor.tokenizer) == []  # nothing left to set
 
 
-def test_resume_continues_from_the_saved_step(shapes_data, tiny_blip, tmp_path):
+@pytest.mark.parametrize("family", ["blip", "git", "vision-encoder-decoder"])
+def test_resume_continues_from_the_saved_step(family, shapes_data, tiny_blip, tmp_path):
+    saves = {"git": save_tiny_git, "vision-encoder-decoder": save_tiny_vit_gpt2}
+    start = Path(saves[family](tmp_path / "init", shapes.vocabulary())) if family in saves else tiny_blip
     straight = tmp_path / "straight"
     augment = ["--random_resized_crop_scale", "0.7", "--color_jitter", "0.2"]  # random draws must repeat too
-    _train(shapes_data, tiny_blip, straight, "--max_train_steps", "8", "--checkpointing_steps", "4", *augment)
+    _train(shapes_data, start, straight, "--max_train_steps", "8", "--checkpointing_steps", "4", *augment)
     assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["step_4", "step_8"]
     resumed = tmp_path / "resumed"
     shutil.copytree(straight / "checkpoints" / "step_4", resumed / "checkpoints" / "step_4")
-    _train(shapes_data, tiny_blip, resumed, "--max_train_steps", "8", "--resume_from_checkpoint", "latest", *augment)
+    _train(shapes_data, start, resumed, "--max_train_steps", "8", "--resume_from_checkpoint", "latest", *augment)
+    assert load_captioner(str(resumed), device="cpu").family == family
     before = json.loads((straight / "history.json").read_text())["steps"]
     after = json.loads((resumed / "history.json").read_text())["steps"]
     assert [row["step"] for row in after] == list(range(1, 9))
