@@ -185,9 +185,9 @@ def test_ask_answers_from_the_objects_or_the_answerer_and_names_its_objects(serv
         (lambda s, p: s.live.frame("k", p, TEST_CAPTIONER, CIRCLES, "abc"), "threshold must be a number"),
         (
             lambda s, p: s.endpoints.compare(p, [TEST_CAPTIONER], {}),
-            "captioners must list 2 to 4 different captioners",
+            "captioners must list 2 to 5 different captioners",
         ),
-        (lambda s, p: s.endpoints.compare(p, "test-tiny", {}), "captioners must list 2 to 4"),
+        (lambda s, p: s.endpoints.compare(p, "test-tiny", {}), "captioners must list 2 to 5"),
         (lambda s, p: s.endpoints.compare(p, [TEST_CAPTIONER, "../etc"], {}), "unknown captioner '../etc'"),
     ],
 )

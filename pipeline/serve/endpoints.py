@@ -37,8 +37,9 @@ ANALYZE_OPTIONS = (
 DESCRIBE_OPTIONS = ("detail", "max_objects", "threshold")
 COMPARE_OPTIONS = ("max_new_tokens", "num_beams")
 ASK_OPTIONS = ("threshold",)
-#: The most captioners one /compare request may run.
-MAX_COMPARED = 4
+#: The most captioners one /compare request may run: the five caption families side by side (BLIP, GIT, ViT-GPT2,
+#: attention-lstm, clip-prefix), each loaded in turn.
+MAX_COMPARED = 5
 
 
 class Endpoints:
@@ -141,7 +142,7 @@ class Endpoints:
         return {**answer, "objects": _objects_by_index(instances, picture.size)}
 
     def compare(self, image: Any, captioners: Any, options: Any) -> list[dict[str, Any]]:
-        """``/compare``: one image captioned by two to four of the menu's captioners, each caption with its time."""
+        """``/compare``: one image captioned by two to five of the menu's captioners, each caption with its time."""
         menus = self.models.menus
         names = captioners if isinstance(captioners, (list, tuple)) else None
         if not names or not 2 <= len(names) <= MAX_COMPARED or len(set(map(str, names))) != len(names):
