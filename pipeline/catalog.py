@@ -129,8 +129,23 @@ _BUILTIN = [
         "shapes-clip-prefix",
         "captioner",
         str(WEIGHTS_DIR / "shapes-clip-prefix"),
-        "small CLIP prefix captioner (ClipCap: a CLIP vision encoder, an MLP to a GPT-2 prefix, GPT-2) trained from "
+        # The menus show what follows the first ": ", so none comes before the part a visitor reads.
+        "small CLIP prefix captioner (ClipCap, a CLIP vision encoder, an MLP to a GPT-2 prefix, GPT-2) trained from "
         "scratch on the synthetic shapes data set: offline demo, describes coloured shapes only",
+    ),
+    ModelSpec(
+        "shapes-git",
+        "captioner",
+        str(WEIGHTS_DIR / "shapes-git"),
+        "tiny GIT trained from scratch on the synthetic shapes data set: offline demo of git-base's layout (a CLIP "
+        "ViT whose image tokens lead a 3-layer text decoder), describes coloured shapes only",
+    ),
+    ModelSpec(
+        "shapes-vit-gpt2",
+        "captioner",
+        str(WEIGHTS_DIR / "shapes-vit-gpt2"),
+        "tiny ViT-GPT2 trained from scratch on the synthetic shapes data set: offline demo of vit-gpt2's layout (a "
+        "ViT encoder, a 3-layer GPT-2 decoder attending to it), describes coloured shapes only",
     ),
     ModelSpec(
         "maskrcnn-v2",

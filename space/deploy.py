@@ -48,6 +48,8 @@ SHAPES_MODELS = (
     "shapes-answerer",
     "shapes-lstm",
     "shapes-clip-prefix",
+    "shapes-git",
+    "shapes-vit-gpt2",
 )
 #: What never goes into the Space from the folders it copies.
 IGNORED = ("__pycache__", "*.pyc", "*.pyo", ".DS_Store", "checkpoints", ".ipynb_checkpoints")

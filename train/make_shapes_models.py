@@ -18,7 +18,10 @@ captioner (:func:`answerer_from_captioner`: its vision encoder, and its text dec
 the answer decoder, as BLIP's VQA model starts from its pre-trained captioner), trained with ``train/answer.py`` on
 the colour and shape questions of a larger data set of its own (:data:`ANSWERER_TRAIN_IMAGES`; counts, presence and
 places are the segmenter's), the vision encoder frozen in the first cycle and slower than the rest in the second,
-installed in ``pipeline/weights/shapes-answerer`` and scored by VQA accuracy on the held-out split.
+installed in ``pipeline/weights/shapes-answerer`` and scored by VQA accuracy on the held-out split. The captioners of
+the other families (:data:`OWN_CAPTIONERS`: attention-lstm, clip-prefix, GIT and ViT-GPT2, the last two built here
+from configurations by :data:`BUILT_CAPTIONERS`) are one ``train/caption.py`` run each on the same pictures, installed
+in ``shapes-lstm``, ``shapes-clip-prefix``, ``shapes-git`` and ``shapes-vit-gpt2`` and scored on the held-out split.
 
 The schedules (:data:`CAPTION_PHASES`, :data:`SEGMENT_ARGS`) were sized for a shared 2-core machine (one thread per
 run: on an oversubscribed CPU, two threads per process ran 3-5x slower than one); where a GPU is visible the same
@@ -38,7 +41,7 @@ from typing import Any
 
 import torch
 
-from pipeline.builders import build_blip, build_blip_vqa
+from pipeline.builders import build_blip, build_blip_vqa, build_git, build_vit_gpt2
 from pipeline.catalog import WEIGHTS_DIR
 from pipeline.evaluation import evaluate_answerer, evaluate_captioner, evaluate_panoptic, evaluate_segmenter
 from train import answer, caption, segment, shapes, stuff
@@ -160,11 +163,39 @@ CLIP_PREFIX_ARGS = [
     "--per_device_batch_size", "32", "--max_train_steps", "450", "--checkpointing_steps", "150",
     "--logging_steps", "50", "--no_meteor", "--seed", "0", "--save_float16",
 ]  # fmt: skip
-#: The captioners of the architectures train/caption.py builds new: ``--only`` name -> (flags, installed folder).
+#: The GIT captioner (``shapes-git``): a tiny GIT (:func:`pipeline.builders.build_git`, the shapes vocabulary) of a
+#: 3-layer CLIP ViT and 3 text layers of width 128 on 96 px (16 px patches: 36 image tokens), random weights.
+GIT_SETTINGS = {
+    "image_size": 96,
+    "patch_size": 16,
+    "vision": {"hidden_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 512},
+    "text": {"hidden_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 512,
+             "max_position_embeddings": 48},
+}  # fmt: skip
+#: The ViT-GPT2 captioner (``shapes-vit-gpt2``): a tiny VisionEncoderDecoder (:func:`pipeline.builders.build_vit_gpt2`,
+#: a byte-level BPE of the shapes words) of a 3-layer ViT and a 3-layer GPT-2 with cross-attention, width 128, 96 px.
+VIT_GPT2_SETTINGS = {
+    "image_size": 96,
+    "patch_size": 16,
+    "encoder": {"hidden_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 512},
+    "decoder": {"n_embd": 128, "n_layer": 3, "n_head": 4, "n_positions": 64},
+}  # fmt: skip
+#: One run of ``train/caption.py`` from the built folder (``--model_name_or_path``) for each: 900 steps of 32.
+_BUILT_ARGS = [
+    "--learning_rate", "1e-3", "--warmup_steps", "50", "--lr_scheduler", "cosine", "--weight_decay", "0.01",
+    "--per_device_batch_size", "32", "--max_train_steps", "900", "--checkpointing_steps", "300",
+    "--logging_steps", "50", "--no_meteor", "--seed", "0", "--save_float16",
+]  # fmt: skip
+#: The captioners trained by one ``train/caption.py`` run each: ``--only`` name -> (installed folder, flags).
 OWN_CAPTIONERS = {
     "attention-lstm": ("shapes-lstm", LSTM_ARGS),
     "clip-prefix": ("shapes-clip-prefix", CLIP_PREFIX_ARGS),
+    "git": ("shapes-git", ["--architecture", "git", *_BUILT_ARGS]),
+    "vit-gpt2": ("shapes-vit-gpt2", ["--architecture", "vit-gpt2", *_BUILT_ARGS]),
 }
+#: Those of :data:`OWN_CAPTIONERS` that start from a folder built here (train/caption.py builds the others itself):
+#: ``--only`` name -> (builder, its settings).
+BUILT_CAPTIONERS = {"git": (build_git, GIT_SETTINGS), "vit-gpt2": (build_vit_gpt2, VIT_GPT2_SETTINGS)}
 
 MODEL_FILES = {
     "captioner": (
@@ -186,6 +217,10 @@ MODEL_FILES["clip-prefix"] = (
     "preprocessor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
+)
+MODEL_FILES["git"] = MODEL_FILES["captioner"]
+MODEL_FILES["vit-gpt2"] = tuple(
+    "preprocessor_config.json" if name == "processor_config.json" else name for name in MODEL_FILES["captioner"]
 )
 
 
@@ -329,7 +364,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     for family in OWN_CAPTIONERS:
         if args.only in (None, family):
             run = work / f"{family}{suffix}"
-            figures[family] = make_own_captioner(family, run, weights, data, heldout, [*common, *resume(run)])
+            start = build_captioner(family, work / f"{family}-init{suffix}")
+            figures[family] = make_own_captioner(family, run, weights, data, heldout, [*start, *common, *resume(run)])
     return figures
 
 
@@ -348,6 +384,20 @@ def make_own_captioner(
     (target / "heldout_metrics.json").write_text(json.dumps(scored, indent=1) + "\n")
     print(f"{family} captioner ({folder}), held-out test:", scored)
     return scored
+
+
+def build_captioner(family: str, initial: Path) -> list[str]:
+    """Build and save the random-weight starting folder of a :data:`BUILT_CAPTIONERS` family (seed 0, the shapes
+    vocabulary) unless it exists; returns the ``--model_name_or_path`` flags naming it (none for other families)."""
+    if family not in BUILT_CAPTIONERS:
+        return []
+    if not initial.is_dir():
+        builder, settings = BUILT_CAPTIONERS[family]
+        torch.manual_seed(0)
+        model, processor = builder(shapes.vocabulary(max_objects=4), **settings)
+        model.save_pretrained(initial)
+        processor.save_pretrained(initial)
+    return ["--model_name_or_path", str(initial)]
 
 
 def score_captioner(captioner: Any, heldout_test: Path, shifted: Path) -> dict[str, float]:
