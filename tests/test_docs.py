@@ -455,7 +455,8 @@ RULES: list[tuple[str, Callable[[Workspace, Command], None]]] = [
     (r"^python -m train\.caption --architecture clip-prefix --images_dir ", clip_and_gpt2_stop_offline),
     (r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models$", make_shapes_models_quick),
     (
-        r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models --only (answerer|attention-lstm|clip-prefix|git|vit-gpt2)$",
+        r"^HF_HUB_OFFLINE=1 python -m train\.make_shapes_models "
+        r"--only (answerer|attention-lstm|clip-prefix|git|vit-gpt2)$",
         with_flags("--quick", "--weights_dir", "quick-weights", "--work_dir", "quick-work"),
     ),
     (r"^python -m train\.answer ", with_flags("--max_train_steps", "1", "--max_val_questions", "8")),
