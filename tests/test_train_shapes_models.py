@@ -178,3 +178,26 @@ def test_the_committed_answerer_meets_its_bars_on_the_held_out_split(tmp_path):
     # Measured 0.811 (colours) and 0.850 (shapes) on these 952 questions, each asked about the whole picture; through
     # /ask a colour question is asked about the square around the shape it names (0.928, the test above).
     assert figures["accuracy_colour"] >= 0.80 and figures["accuracy_shape"] >= 0.75, figures
+
+
+def test_an_upscaled_captioner_sees_the_larger_grid_as_the_original_interpolates_it(tiny_blip_dir, tmp_path):
+    """upscale_captioner's model on 64 px input (an 8 x 8 grid of its 8 px patches) is the 32 px original run with
+    transformers' own bicubic position interpolation: the same encoder outputs, every other weight unchanged."""
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    upscaled_dir = make_shapes_models.upscale_captioner(tiny_blip_dir, tmp_path / "upscaled", 64)
+    original = BlipForConditionalGeneration.from_pretrained(tiny_blip_dir).eval()
+    upscaled = BlipForConditionalGeneration.from_pretrained(upscaled_dir).eval()
+    assert upscaled.config.vision_config.image_size == 64
+    assert BlipProcessor.from_pretrained(upscaled_dir).image_processor.size == {"height": 64, "width": 64}
+    old, new = original.state_dict(), upscaled.state_dict()
+    key = "vision_model.embeddings.position_embedding"
+    assert old[key].shape[1] == 1 + 4 * 4 and new[key].shape[1] == 1 + 8 * 8
+    assert torch.equal(new[key][:, 0], old[key][:, 0])  # the class token's
+    assert all(torch.equal(new[name], value) for name, value in old.items() if name != key)
+    pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = original.vision_model(pixels, interpolate_pos_encoding=True).last_hidden_state
+        got = upscaled.vision_model(pixels).last_hidden_state
+    assert got.shape == (2, 65, expected.shape[-1])
+    torch.testing.assert_close(got, expected)

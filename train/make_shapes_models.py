@@ -409,6 +409,33 @@ def score_captioner(captioner: Any, heldout_test: Path, shifted: Path) -> dict[s
     return {**scored, **{f"shifted_{name}": value for name, value in on_shifted.items()}}
 
 
+def upscale_captioner(source: Path, destination: Path, image_size: int) -> Path:
+    """Save ``source``'s BLIP captioner to ``destination`` for ``image_size`` px input with the same patch size: every
+    weight copied, the vision position embeddings (the class token's kept) bicubic-interpolated to the larger grid,
+    the processor resizing to ``image_size``. At 96 px a shape of the shapes pictures is about one 16 px patch
+    across; at 192 px the same patch kernel sees a quarter of it, so that its outline reaches the encoder."""
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    model = BlipForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+    processor = BlipProcessor.from_pretrained(source)
+    state = model.state_dict()
+    key = "vision_model.embeddings.position_embedding"
+    old = state[key]
+    side, new_side = round((old.shape[1] - 1) ** 0.5), image_size // model.config.vision_config.patch_size
+    grid = old[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, size=(new_side, new_side), mode="bicubic", align_corners=False)
+    state[key] = torch.cat([old[:, :1], grid.permute(0, 2, 3, 1).reshape(1, new_side * new_side, -1)], dim=1)
+    config = model.config
+    config.vision_config.image_size = image_size
+    upscaled = BlipForConditionalGeneration(config)
+    upscaled.load_state_dict(state)
+    upscaled.generation_config = model.generation_config
+    processor.image_processor.size = {"height": image_size, "width": image_size}
+    upscaled.save_pretrained(destination)
+    processor.save_pretrained(destination)
+    return destination
+
+
 def resume_flags(args: argparse.Namespace) -> list[str]:
     """The answerer run resumes from its latest state when asked (``train/answer.py`` starts afresh without one)."""
     return ["--resume_from_checkpoint", "latest"] if args.resume else []
