@@ -77,6 +77,23 @@ def test_committed_models_meet_the_quality_bars_on_a_held_out_split(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_captioner_names_kinds_counts_and_colours_on_both_test_sets(tmp_path):
+    """Issue 25's bars: the right kinds with the right counts, and the right colours, in 95% of the held-out split's
+    pictures and of the set another renderer draws (train/shapes_shifted.py), as make_shapes_models scores them."""
+    from train.shapes_shifted import write_shifted
+
+    count, seed = make_shapes_models.TEST_IMAGES, make_shapes_models.HELDOUT_SEED
+    root = shapes.write_split(tmp_path / "heldout", "test", count, seed=seed)
+    shifted = write_shifted(tmp_path / "shifted", make_shapes_models.SHIFTED_IMAGES)
+    captioner = load_captioner("shapes", device="cpu", batch_size=16)
+    figures = make_shapes_models.score_captioner(captioner, root, shifted)
+    assert figures["pictures"] == count and figures["shifted_pictures"] == make_shapes_models.SHIFTED_IMAGES, figures
+    for prefix in ("", "shifted_"):
+        assert figures[f"{prefix}kinds_counts_right"] >= 0.95, figures
+        assert figures[f"{prefix}colours_right"] >= 0.95, figures
+
+
+@pytest.mark.slow
 def test_the_fused_view_meets_the_stuff_bars_on_a_held_out_split(tmp_path):
     """PQ for stuff at least 0.8 on the held-out stuff split, and the things' PQ as without a stuff model."""
     count, seed = make_shapes_models.STUFF_TEST_IMAGES, make_shapes_models.HELDOUT_SEED
