@@ -211,7 +211,7 @@ class CaptionPipeline(Pipeline):
     >>> from pipeline import load_captioner
     >>> captioner = load_captioner("shapes")
     >>> captioner("space/examples/shapes.png", num_beams=3)["caption"]
-    'A yellow triangle to the left of a blue circle and a red triangle.'
+    'Three shapes a yellow triangle a blue circle and a red triangle.'
     """
 
     call_options = by_name(CAPTION_OPTIONS)
