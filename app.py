@@ -228,6 +228,9 @@ def build_demo(
             models.get("stuff"),
             models.get("answerer", NO_ANSWERER),
         )
+    # Gradio's queue recomputes a traffic summary (a pandas table of its last 10000 events) after every event, for its
+    # /monitoring page, which launch_options turns off: 2-8 ms of CPU for each live frame. Once per 10**9 events.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**9))
     demo.queue(max_size=64, default_concurrency_limit=1)
     demo.service = service  # for start-up preloading and tests
     return demo
@@ -672,6 +675,8 @@ def launch_options(args: argparse.Namespace | None = None) -> dict[str, Any]:
     """``demo.launch`` keyword arguments: Gradio 6 takes the theme, css and page script here, not in ``Blocks``."""
     options: dict[str, Any] = {"theme": THEME, "css": CSS, "js": PAGE_JS, "max_file_size": "25mb"}
     options["footer_links"] = ["api"]
+    # No /monitoring page: its summary (every endpoint's request counts and timings) is open to anyone who asks.
+    options["enable_monitoring"] = False
     if args is not None:  # MCP at /gradio_api/mcp/ unless --no-mcp (APP_MCP=0)
         options.update(server_name=args.host, server_port=args.port, mcp_server=args.mcp)
     return options

@@ -160,6 +160,16 @@ def test_errors_are_messages_and_the_server_keeps_serving(client, photo, tmp_pat
     assert client.predict(handle_file(str(photo)), TEST_CAPTIONER, api_name="/caption")
 
 
+def test_no_monitoring_page_tells_anyone_the_endpoints_traffic(client):
+    """Gradio's /monitoring summary (each endpoint's request counts and timings, open to any caller) is off."""
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{client.src.rstrip('/')}/monitoring/summary", timeout=30)
+    assert refused.value.code == 403
+
+
 def test_too_large_images_are_refused_with_the_limit(client, tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_MAX_PIXELS", "1000")  # the server runs in this process, so it reads this too
     picture = tmp_path / "big.png"
