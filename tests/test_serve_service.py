@@ -227,6 +227,21 @@ def test_the_first_live_frame_brings_its_caption(service, photo):
     assert Image.open(picture).size[0] <= 480 and stats["key_frames"] == 1
 
 
+def test_live_frame_paces_a_tight_loop(service, photo):
+    """A script calling /live_frame in a loop gets its next frame processed LIVE_FRAME_EVERY_S after the last at the
+    earliest (it took the caption's CPU otherwise), and every call is answered with its own frame."""
+    from pipeline.serve.live import LIVE_FRAME_EVERY_S
+
+    service.live.frame("paced", photo, TEST_CAPTIONER, CIRCLES, 0.3)
+    times = []
+    for _ in range(3):
+        service.live.frame("paced", photo, TEST_CAPTIONER, CIRCLES, 0.3)
+        times.append(time.monotonic())
+    gaps = np.diff(times)
+    assert all(gap >= LIVE_FRAME_EVERY_S - 0.005 for gap in gaps), gaps
+    assert service.live.registry.find("paced").frames_processed == 4
+
+
 def test_live_frames_carry_their_instances_and_a_new_threshold_keeps_the_stream(service, tmp_path):
     path = tmp_path / "large.png"
     draw_shapes(960, 720, seed=3).save(path)  # the live view segments it at 480 x 360
