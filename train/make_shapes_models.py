@@ -374,13 +374,7 @@ def make_captioner(
     shifted = work / f"shifted{suffix}"
     if not (shifted / "captions.txt").is_file():
         write_shifted(shifted, 8 if suffix else SHIFTED_IMAGES)  # a suffix marks a --quick run
-    initial = work / f"captioner-init{suffix}"
-    if not initial.is_dir():
-        torch.manual_seed(0)
-        model, processor = build_blip(shapes.vocabulary(max_objects=4), **CAPTIONER)
-        model.save_pretrained(initial)
-        processor.save_pretrained(initial)
-    start = initial
+    start = save_new(build_blip, CAPTIONER, work / f"captioner-init{suffix}")
     for phase, phase_args in enumerate([*CAPTION_PHASES, UPSCALED_PHASE], start=1):
         if phase_args is UPSCALED_PHASE:  # made again from this run's previous phase: cheap, and never stale
             start = upscale_captioner(start, work / f"captioner-upscaled{suffix}", UPSCALED_IMAGE_SIZE)
@@ -421,13 +415,18 @@ def build_captioner(family: str, initial: Path) -> list[str]:
     vocabulary) unless it exists; returns the ``--model_name_or_path`` flags naming it (none for other families)."""
     if family not in BUILT_CAPTIONERS:
         return []
+    return ["--model_name_or_path", str(save_new(*BUILT_CAPTIONERS[family], initial))]
+
+
+def save_new(builder: Callable[..., tuple[Any, Any]], settings: dict[str, Any], initial: Path) -> Path:
+    """Save a random-weight captioner of the shapes vocabulary (seed 0), ``builder(words, **settings)``, and its
+    processor to ``initial`` unless it is there; returns ``initial``."""
     if not initial.is_dir():
-        builder, settings = BUILT_CAPTIONERS[family]
         torch.manual_seed(0)
         model, processor = builder(shapes.vocabulary(max_objects=4), **settings)
         model.save_pretrained(initial)
         processor.save_pretrained(initial)
-    return ["--model_name_or_path", str(initial)]
+    return initial
 
 
 def score_captioner(captioner: Any, heldout_test: Path, shifted: Path) -> dict[str, float]:
