@@ -4,12 +4,14 @@
   the profiles' bfloat16 stages run (``PIPELINE_BFLOAT16=auto|1|0``);
 - :class:`BFloat16Stage`: a module run under CPU bfloat16 autocast that hands float32 on;
 - :class:`ParallelRoIPool`: torchvision's region pooling over the boxes in parallel chunks, bit for bit the same;
-- :func:`limit_intraop_threads`: a thread's own share of the intra-op threads.
+- :func:`limit_intraop_threads`: a thread's own share of the intra-op threads;
+- :func:`fuse_blip_attention`: BLIP's vision attention through PyTorch's fused attention kernel.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -143,3 +145,47 @@ def limit_intraop_threads(count: int) -> None:
         helper = threading.Thread(target=torch.set_num_threads, args=(default,), name="restore-intraop-threads")
         helper.start()
         helper.join()
+
+
+@functools.cache
+def _fused_blip_attention() -> type:
+    from transformers.models.blip.modeling_blip import BlipAttention
+
+    class FusedBlipAttention(BlipAttention):
+        """:class:`~transformers.models.blip.modeling_blip.BlipAttention` through
+        :func:`torch.nn.functional.scaled_dot_product_attention`: the same weights and arithmetic, with no score
+        tensor of its own; it gives no attention weights back (None in their place)."""
+
+        def forward(self, hidden_states: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, None]:
+            batch, length, width = hidden_states.shape
+            qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, self.head_dim)
+            qkv = qkv.permute(2, 0, 3, 1, 4)
+            context = torch.nn.functional.scaled_dot_product_attention(
+                qkv[0], qkv[1], qkv[2], dropout_p=self.dropout.p if self.training else 0.0, scale=self.scale
+            )
+            return self.projection(context.transpose(1, 2).reshape(batch, length, width)), None
+
+    return FusedBlipAttention
+
+
+def fuse_blip_attention(model: torch.nn.Module) -> int:
+    """Run every BLIP vision attention layer in ``model`` (a BLIP captioner or question answerer) through PyTorch's
+    fused ``scaled_dot_product_attention``, in place; returns how many layers changed (0 for other models).
+
+    transformers computes BLIP's vision attention the eager way only (matrix product, scale, softmax, matrix
+    product), writing a 577 x 577 score tensor per head and layer at 384 px and reading it three times; the fused
+    kernel computes the same softmax attention in one pass. The weights, their names in a state dict and the
+    quantization and bfloat16 that the speed profiles apply are unchanged; outputs agree within float rounding
+    (``tests/test_speed.py``). Asking the model for its attention weights (``output_attentions=True``) gives None for
+    these layers.
+    """
+    try:
+        fused = _fused_blip_attention()
+    except ImportError:  # a transformers without BLIP
+        return 0
+    count = 0
+    for module in model.modules():
+        if type(module) is fused.__mro__[1]:
+            module.__class__ = fused
+            count += 1
+    return count

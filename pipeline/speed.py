@@ -7,7 +7,8 @@ A profile is applied once, when a model loads (``load_pipeline(..., profile="fas
   its default inference settings): the same captions, the same instances within float tolerance. On CPU it stores
   Mask R-CNN's convolution weights channels-last (the same arithmetic in another memory order) and pools the
   regions on all cores (:class:`~pipeline.kernels.ParallelRoIPool`); the caption and the segmentation run at the
-  same time (:class:`~pipeline.combined.ImageAnalysisPipeline`).
+  same time (:class:`~pipeline.combined.ImageAnalysisPipeline`). Every profile runs BLIP's vision attention through
+  PyTorch's fused attention kernel (:func:`~pipeline.kernels.fuse_blip_attention`, when the catalog loads a BLIP).
 - ``"fast"`` (the CPU default of the app, the CLI and CPU Spaces) caps the Mask R-CNN input size and the number of
   region proposals that reach the box head (the box head's cost grows with the proposals, whatever the input
   size), runs BLIP's text decoder ``Linear`` layers in int8 (dynamic quantization, CPU only) and, on a CPU with

@@ -9,7 +9,7 @@ import torch
 from pipeline import load_captioner, load_pipeline, load_segmenter
 from pipeline.captioning import caption_sentence
 from pipeline.checkpoints import load_segmenter_checkpoint
-from pipeline.kernels import BFloat16Stage, ParallelRoIPool, bfloat16_enabled, native_bfloat16
+from pipeline.kernels import BFloat16Stage, ParallelRoIPool, bfloat16_enabled, fuse_blip_attention, native_bfloat16
 from pipeline.speed import (
     BFLOAT16_STAGES,
     PROFILES,
@@ -40,8 +40,9 @@ def test_get_profile_names_and_errors():
 def test_full_profile_equals_the_models_called_directly(tiny_blip_dir, tiny_segmenter_dir, shapes_image):
     """Parity: load_pipeline(profile="full") against BLIP generate and Mask R-CNN called directly.
 
-    The caption is the same string; the instances are the same within float tolerance (on CPU the full profile stores
-    the segmenter's convolution weights channels-last: the same arithmetic, summed in another order)."""
+    The caption is the same string (the pipeline's BLIP runs its vision attention fused, the plain one the eager way);
+    the instances are the same within float tolerance (on CPU the full profile stores the segmenter's convolution
+    weights channels-last: the same arithmetic, summed in another order)."""
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
     pipe = load_pipeline(tiny_blip_dir, tiny_segmenter_dir, device="cpu", profile="full")
@@ -63,6 +64,35 @@ def test_full_profile_equals_the_models_called_directly(tiny_blip_dir, tiny_segm
         assert instance["box"] == pytest.approx([float(v) for v in raw["boxes"][index]], abs=1e-3)
         ours, theirs = np.asarray(instance["mask"]) > 0, (raw["masks"][index, 0] > 0.5).numpy()
         assert np.count_nonzero(ours != theirs) <= max(2, theirs.sum() // 1000)  # a pixel on a 0.5 tie at most
+
+
+def test_blip_vision_attention_runs_fused_with_the_same_outputs(tiny_blip_dir, tiny_blip_vqa_dir, tiny_git_dir):
+    """Every BLIP loaded through the catalog (captioner and answerer, any profile) runs its vision attention through
+    the fused kernel: the same weights under the same names, the same encoder output within float rounding, and
+    training (dropout) still works; other families are left as they are."""
+    from transformers import BlipForConditionalGeneration
+    from transformers.models.blip.modeling_blip import BlipAttention
+
+    from pipeline import load_answerer
+
+    for pipe in (load_captioner(tiny_blip_dir, device="cpu"), load_answerer(tiny_blip_vqa_dir, device="cpu")):
+        layers = [m for m in pipe.model.vision_model.modules() if isinstance(m, BlipAttention)]
+        assert layers and all(type(m).__name__ == "FusedBlipAttention" for m in layers)
+        assert fuse_blip_attention(pipe.model) == 0  # already fused
+    plain = BlipForConditionalGeneration.from_pretrained(tiny_blip_dir).eval()
+    fused = BlipForConditionalGeneration.from_pretrained(tiny_blip_dir).eval()
+    assert fuse_blip_attention(fused) == plain.config.vision_config.num_hidden_layers
+    assert list(fused.state_dict()) == list(plain.state_dict())
+    pixels = torch.randn(2, 3, plain.config.vision_config.image_size, plain.config.vision_config.image_size)
+    with torch.inference_mode():
+        want = plain.vision_model(pixel_values=pixels).last_hidden_state
+        got = fused.vision_model(pixel_values=pixels).last_hidden_state
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    fused.train()
+    fused.vision_model(pixel_values=pixels).last_hidden_state.sum().backward()
+    assert fused.vision_model.encoder.layers[0].self_attn.qkv.weight.grad is not None
+    git = load_captioner(tiny_git_dir, device="cpu")
+    assert fuse_blip_attention(git.model) == 0
 
 
 def test_cpu_segmenters_store_convolutions_channels_last(tiny_segmenter_dir):
