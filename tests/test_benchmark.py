@@ -8,6 +8,8 @@ import os
 import pytest
 from helpers import ROOT, load_script
 
+from pipeline import load_captioner
+
 # The benchmark is a script beside its results, outside the library's imports: loaded from its file.
 bench = load_script(ROOT / "space" / "benchmark" / "bench.py", "bench")
 
@@ -103,10 +105,24 @@ live_bench = load_script(ROOT / "space" / "benchmark" / "live.py", "live_bench")
 
 
 def test_live_bench_rejects_bad_flags():
-    for argv in (["--paths", "neon"], ["--seconds", "0"], ["--detections", "0"]):
+    bad = (["--paths", "neon"], ["--seconds", "0"], ["--detections", "0"], ["--tokens", "0"], ["--tokens", "61"])
+    for argv in bad:
         with pytest.raises(SystemExit):
             live_bench.parse_args(argv)
     assert live_bench.parse_args([]).paths == ["native", "avx2"]
+    assert live_bench.parse_args([]).tokens == 20  # as bench.py's captions
+
+
+def test_live_bench_captions_have_the_length_asked_for(tiny_blip_dir, shapes_image):
+    """The live view calls its captioner with no options; the benchmark's wrapper makes every caption as long as
+    bench.py's, and a caller's own options still win."""
+    captioner = load_captioner(tiny_blip_dir, device="cpu")
+    fixed = live_bench.FixedLength(captioner, 7)
+    forced = {"max_new_tokens": 7, "generate_kwargs": {"min_new_tokens": 7}}
+    assert fixed(shapes_image) == captioner(shapes_image, **forced)
+    assert fixed(shapes_image, sentence=False) == captioner(shapes_image, sentence=False, **forced)
+    assert len(fixed(shapes_image, sentence=False)["caption"].split()) == 7  # one word a token in the tiny vocabulary
+    assert fixed.name == captioner.name and fixed.accepts_prompt == captioner.accepts_prompt
 
 
 @pytest.mark.slow

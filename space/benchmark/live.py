@@ -3,20 +3,20 @@
 For each CPU path (a child process each; the AVX2 one runs with ``ATEN_CPU_CAPABILITY=avx2
 ONEDNN_MAX_CPU_ISA=AVX2 PIPELINE_BFLOAT16=0``) it builds full-size architectures with random weights and loads them
 through the real loaders, as ``bench.py`` does (BLIP-base by ``load_captioner(dir)``, Mask R-CNN v2 by
-``load_segmenter("maskrcnn-v2")``, ``--detections`` kept per frame), serves them with the app's own
-:class:`pipeline.serve.service.Service`, and measures:
+``load_segmenter("maskrcnn-v2")``, ``--detections`` kept per frame, ``--tokens`` new tokens per caption), serves
+them with the app's own :class:`pipeline.serve.service.Service`, and measures:
 
 - **tab**: the live tab's per-frame work (``service.live.overlay``: key frames in the background, outlines carried
   by optical flow, SVG out) on a simulated 30 frames/s webcam of moving shapes (640x480), frames sent as the browser
   sends them (the next once the last is answered, at most every 0.04 s): updates/s, caption age p50/p95, key frames;
 - **two sessions**: the same with two clients at once, each one's updates/s;
-- **/live_frame**: one ``gradio_client`` script calling ``/live_frame`` in a loop on the app served on 127.0.0.1:
-  calls/s and caption age (the annotated frame and the COCO RLE instances come back every call), with each frame
-  uploaded (``handle_file``) and the annotated frame downloaded (the client's defaults), and *inline*, as README
-  shows a fast loop: the frame inside the request as a ``data:`` URL, nothing downloaded
-  (``Client(url, download_files=False, ssl_verify=ssl.create_default_context())``: ``gradio_client`` opens a new
-  ``httpx`` client for each request, and each loads the CA bundle again unless given one SSL context, encode/httpx
-  issue 2298; on these 2 cores that was four fifths of the script's CPU);
+- **/live_frame**: one ``gradio_client`` script, in a process of its own as a user's script is, calling
+  ``/live_frame`` in a loop on the app served on 127.0.0.1: calls/s and caption age (the annotated frame and the
+  COCO RLE instances come back every call), with each frame uploaded (``handle_file``) and the annotated frame
+  downloaded (the client's defaults), and *inline*, as README shows a fast loop: the frame inside the request as a
+  ``data:`` URL, nothing downloaded (``Client(url, download_files=False, ssl_verify=ssl.create_default_context())``:
+  ``gradio_client`` opens a new ``httpx`` client for each request, and each loads the CA bundle again unless given
+  one SSL context, encode/httpx issue 2298; on these 2 cores that was four fifths of the script's CPU);
 - **browser**: Chromium's fake camera on the live tab (Playwright): outline redraws/s the page showed;
 - **IoU**: the outlines' mean IoU with the true masks of a moving-shapes video (``train.moving_shapes``), with the
   ``shapes`` segmenter made to take as long per key frame as the full-size one did here, shown at the tab's measured
@@ -95,11 +95,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="detections kept per frame (default 10, as bench.py: random "
         "weights find junk everywhere, a camera's scene has a few objects)",
     )
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=20,
+        help="new tokens every caption generates (default 20, as bench.py: random weights never end a caption, "
+        "so it would run to the 30-token limit; BLIP-base's captions are sentences of about ten words)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one path, in its own process
+    parser.add_argument("--api-client", default=None, help=argparse.SUPPRESS)  # the /live_frame script
     args = parser.parse_args(argv)
     args.paths = [name.strip() for name in args.paths.split(",") if name.strip()]
     if not args.paths or set(args.paths) - set(PATHS):
         parser.error(f"--paths must be among {tuple(PATHS)}, got {args.paths}")
+    if not 1 <= args.tokens <= 60:
+        parser.error(f"--tokens must be between 1 and 60, got {args.tokens}")
     if not 1 <= args.detections <= 100:
         parser.error(f"--detections must be between 1 and 100, got {args.detections}")
     if not 0 < args.seconds <= 600:
@@ -177,6 +187,15 @@ def inline(path: Path) -> dict[str, Any]:
 
 
 def measure_api(url: str, models: dict[str, str], seconds: float, folder: Path, *, quick: bool) -> dict[str, Any]:
+    """:func:`api_loop` in a process of its own, as a user's script runs (in the server's process the script's Python
+    took turns with the server's threads for one interpreter lock)."""
+    job = {"url": url, "models": models, "seconds": seconds, "folder": str(folder), "quick": quick}
+    command = [sys.executable, str(Path(__file__).resolve()), "--api-client", json.dumps(job)]
+    done = subprocess.run(command, stdout=subprocess.PIPE, check=True, timeout=seconds + 120)
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+def api_loop(url: str, models: dict[str, str], seconds: float, folder: Path, *, quick: bool) -> dict[str, Any]:
     """One gradio_client script calling /live_frame in a loop on JPEG frames. ``quick``: each frame inline, the
     annotated frame not downloaded and one SSL context for all the requests (README's fast loop); otherwise
     ``handle_file`` and the client's defaults (an upload and a download per call, the CA bundle loaded for each)."""
@@ -200,6 +219,21 @@ def measure_api(url: str, models: dict[str, str], seconds: float, folder: Path, 
             ages.append(stats["caption_age_s"])
     took = time.perf_counter() - start
     return {"calls_per_s": calls / took, "caption_age_s": percentiles(ages), "instances_per_call": instances / calls}
+
+
+class FixedLength:
+    """A captioner whose every caption is ``tokens`` new tokens long (``min_new_tokens`` = ``max_new_tokens``), the
+    live view's calls and any other alike; everything else is the wrapped pipeline's."""
+
+    def __init__(self, captioner: Any, tokens: int):
+        self.captioner, self.tokens = captioner, tokens
+
+    def __call__(self, images: Any, **options: Any) -> Any:
+        forced = {"max_new_tokens": self.tokens, "generate_kwargs": {"min_new_tokens": self.tokens}}
+        return self.captioner(images, **{**forced, **options})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.captioner, name)
 
 
 def measure_browser(url: str, seconds: float) -> dict[str, Any]:
@@ -282,6 +316,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         service, defaults = build_service(app_args(flags))
         kept = {"box_detections_per_img": args.detections}
         service.models.cache.loaders["segmenter"] = functools.partial(load_segmenter, model_kwargs=kept)
+        load_captioner = service.models.cache.loaders["captioner"]
+        service.models.cache.loaders["captioner"] = lambda *a, **k: FixedLength(load_captioner(*a, **k), args.tokens)
         models = {"captioner": defaults["captioner"], "segmenter": defaults["segmenter"]}
         service.models.cache.preload([("captioner", models["captioner"]), ("segmenter", models["segmenter"])])
         measure_tab(service, models, min(args.seconds, 5.0), key="warm-up")
@@ -328,6 +364,11 @@ def table(reports: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.api_client:
+        job = json.loads(args.api_client)
+        job["folder"] = Path(job["folder"])
+        print("\n" + json.dumps(api_loop(**job)), flush=True)
+        return 0
     if args.child:
         print("\n" + json.dumps(child(args)), flush=True)  # the last line: the parent reads it
         return 0
@@ -335,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.paths:
         command = [sys.executable, str(Path(__file__).resolve()), "--child", path, "--seconds", str(args.seconds)]
         command += ["--tiny"] * args.tiny + ["--no-browser"] * args.no_browser + ["--detections", str(args.detections)]
+        command += ["--tokens", str(args.tokens)]
         print(f"measuring the {path} CPU path ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, env={**os.environ, **PATHS[path]}, stdout=subprocess.PIPE, check=True)
         reports.append(json.loads(done.stdout.decode().strip().splitlines()[-1]))
