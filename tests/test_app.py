@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from gradio_client import handle_file
-from helpers import EXAMPLES, ROOT, TEST_ANSWERER, TEST_CAPTIONER, draw_shapes
+from helpers import EXAMPLES, ROOT, TEST_ANSWERER, TEST_CAPTIONER, draw_shapes, serve
 from PIL import Image
 
 from pipeline import (
@@ -109,6 +110,38 @@ def test_live_frame_endpoint_keeps_a_running_caption_and_counts_frames(client, p
     expected = load_captioner(app_models["captioner"], device="cpu")(Image.open(photo))["caption"]
     # The caption runs beside the frames, so it may arrive a frame late; by the third it is there.
     assert expected[:20].lower() in caption.lower()
+
+
+def test_live_frames_come_from_their_own_ring_not_gradios_cache(app_models, photo):
+    """/live_frame's annotated frames are written once, into the live view's bounded ring (in memory where the
+    machine has room), and served from there: none is copied into Gradio's cache, where a script's loop would add
+    a file every call for an hour. Closing the service removes the ring."""
+    from gradio.utils import get_upload_folder
+    from gradio_client import Client
+
+    from pipeline.serve.files import SHARED_MEMORY
+    from pipeline.stream import LIVE_MAX_SIDE, scale_to_fit
+
+    demo, url = serve(captioners=(TEST_CAPTIONER,), segmenters=("test-circles",))
+    service = demo.service
+    ring = service.live.files.folder
+    cache = Path(get_upload_folder())
+    before = set(cache.rglob("frame.jpg"))
+    try:
+        client = Client(url, verbose=False)
+        frames = [
+            client.predict(handle_file(str(photo)), TEST_CAPTIONER, "test-circles", 0.3, api_name="/live_frame")[0]
+            for _ in range(3)
+        ]
+    finally:
+        demo.close()
+    shown = scale_to_fit(Image.open(photo), LIVE_MAX_SIDE).size
+    assert [Image.open(frame).size for frame in frames] == [shown] * 3  # downloaded whole by the client
+    assert len(list(ring.rglob("frame.jpg"))) == 3
+    assert set(cache.rglob("frame.jpg")) == before
+    assert ring.parent in (SHARED_MEMORY, Path(tempfile.gettempdir()))
+    service.close()
+    assert not ring.exists()
 
 
 def test_ask_answers_from_the_objects_and_the_answerer(client, app_models, tmp_path):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -125,6 +127,34 @@ def test_output_files_are_whole_unique_and_bounded():
     assert Image.open(paths[-1]).size == picture.size
     assert not list(files.folder.rglob("*.partial"))
     assert Path(files.json({"a": 1}, "result")).read_text() == '{\n "a": 1\n}\n'
+
+
+def test_memory_folder_takes_shared_memory_only_with_room(monkeypatch, tmp_path):
+    from pipeline.serve import files as files_module
+
+    shared = tmp_path / "shm"
+    shared.mkdir()
+    monkeypatch.setattr(files_module, "SHARED_MEMORY", shared)
+    assert files_module.memory_folder("live-", room=1).parent == shared
+    assert files_module.memory_folder("live-", room=2**62).parent == Path(tempfile.gettempdir())  # no room
+    monkeypatch.setattr(files_module, "SHARED_MEMORY", tmp_path / "absent")
+    assert files_module.memory_folder("live-").parent == Path(tempfile.gettempdir())
+
+
+def test_output_files_remove_their_folder_when_closed_or_collected(tmp_path):
+    folder = tmp_path / "ring"
+    folder.mkdir()
+    files = OutputFiles(keep=2, folder=folder)
+    assert Path(files.image(draw_shapes(), "frame")).parent.parent == folder
+    files.close()
+    assert not folder.exists()
+    files.close()  # twice is harmless
+    other = OutputFiles()
+    made = other.folder
+    assert made.is_dir()
+    del other
+    gc.collect()
+    assert not made.exists()
 
 
 def test_photo_threads_run_at_a_lower_priority():

@@ -1,18 +1,37 @@
-"""Pictures and downloads for clients, each written completely under a name of its own before it is handed out."""
+"""Pictures and downloads for clients, each written completely under a name of its own before it is handed out;
+the live view's annotated frames in memory (:func:`memory_folder`) where the machine has a memory-backed folder."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+#: A memory-backed folder on Linux (tmpfs); the live view's annotated frames go there when it has room.
+SHARED_MEMORY = Path("/dev/shm")
+#: The room :func:`memory_folder` wants free in it (bytes): far more than a ring of annotated frames takes.
+MEMORY_ROOM = 256 * 2**20
+
+
+def memory_folder(prefix: str, room: int = MEMORY_ROOM) -> Path:
+    """A new folder in memory (under :data:`SHARED_MEMORY`) when that exists, can be written and has ``room`` bytes
+    free; otherwise a new folder in the temporary directory."""
+    try:
+        if os.access(SHARED_MEMORY, os.W_OK) and shutil.disk_usage(SHARED_MEMORY).free >= room:
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=SHARED_MEMORY))
+    except OSError:  # not there, or not a folder: the temporary directory it is
+        pass
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 class OutputFiles:
@@ -27,10 +46,14 @@ class OutputFiles:
 
     Args:
         keep (int, default 256): files kept; more than the requests that can be in flight at once.
+        folder (str | Path | None, default None): an empty folder to write in (e.g. :func:`memory_folder`'s); None
+            makes one in the temporary directory. It is removed with what is in it when this object is closed or
+            collected, or the process ends.
     """
 
-    def __init__(self, keep: int = 256):
-        self.folder = Path(tempfile.mkdtemp(prefix="caption-app-out-"))
+    def __init__(self, keep: int = 256, *, folder: str | Path | None = None):
+        self.folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="caption-app-out-"))
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self.folder), ignore_errors=True)
         self.keep = keep
         self._written: deque[Path] = deque()
         self._lock = threading.Lock()
@@ -60,3 +83,7 @@ class OutputFiles:
                 old.unlink(missing_ok=True)
                 old.parent.rmdir()
         return str(path)
+
+    def close(self) -> None:
+        """Remove the folder and every file in it (a memory-backed folder would otherwise hold its memory)."""
+        self._remove()

@@ -93,9 +93,10 @@ class LiveSessions:
         stats with the frame's ``instances`` at the size sent). The newest frame wins: one sent while another is
         processed replaces any waiting. Another threshold or other models apply to the next frame of the same
         stream; a session's next frame starts at least :data:`LIVE_FRAME_EVERY_S` after its last was processed. The
-        annotated frame is a file of its own (:class:`OutputFiles`, bounded): Gradio's cache names a picture handed
-        over in memory by its content and writes it again in place, so two clients sent the same frame would read it
-        while it is rewritten."""
+        annotated frame is a file of its own in the sessions' :class:`OutputFiles` ring (the service puts it in
+        memory where it can, and the app serves it from there): Gradio's cache names a picture handed over as an
+        image by its content and writes it again in place, so two clients sent the same frame would read it while
+        it is rewritten."""
         known = self.registry.find(key)
         wait = getattr(known, "next_frame_at", 0.0) - time.monotonic()
         if wait > 0:

@@ -22,7 +22,7 @@ from typing import Any
 from ..combined import Halves
 from .cache import ModelCache
 from .endpoints import Endpoints
-from .files import OutputFiles
+from .files import OutputFiles, memory_folder
 from .live import LiveSessions
 from .menus import ModelMenus
 from .models import ModelRunner
@@ -44,7 +44,9 @@ class Service:
         self.files = OutputFiles()
         self.endpoints = Endpoints(self.models, self.files)
         self.photos = PhotoPage(self.models, self.files)
-        self.live = LiveSessions(self.models, self.files)
+        # Annotated live frames: a ring of their own, in memory where the machine has room (nothing per frame on disk);
+        # the app serves them from there (Gradio static paths) instead of copying each into its cache.
+        self.live = LiveSessions(self.models, OutputFiles(keep=256, folder=memory_folder("caption-app-live-")))
 
     def run_models(self, *args: Any, **kwargs: Any) -> Halves:
         """:meth:`ModelRunner.run_models`: what a ZeroGPU worker runs inside ``spaces.GPU``."""
@@ -52,4 +54,5 @@ class Service:
 
     def close(self) -> None:
         self.live.close()
+        self.live.files.close()
         self.models.close()
