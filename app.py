@@ -232,7 +232,7 @@ def build_demo(
     # /monitoring page, which launch_options turns off: 2-8 ms of CPU for each live frame. Once per 10**9 events.
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**9))
     # /live_frame's annotated frames are served from the live view's own bounded ring (in memory where the machine
-    # has a tmpfs), not copied into Gradio's cache: a script's loop added a file there each call (30-50 KB, 8 a
+    # has a tmpfs), not copied into Gradio's cache: a script's loop added a file there each call (30-65 KB, 8 a
     # second, kept an hour by delete_cache).
     gr.set_static_paths([service.live.files.folder])
     demo.queue(max_size=64, default_concurrency_limit=1)
