@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -147,27 +146,6 @@ def limit_intraop_threads(count: int) -> None:
         helper.join()
 
 
-@functools.cache
-def _fused_blip_attention() -> type:
-    from transformers.models.blip.modeling_blip import BlipAttention
-
-    class FusedBlipAttention(BlipAttention):
-        """:class:`~transformers.models.blip.modeling_blip.BlipAttention` through
-        :func:`torch.nn.functional.scaled_dot_product_attention`: the same weights and arithmetic, with no score
-        tensor of its own; it gives no attention weights back (None in their place)."""
-
-        def forward(self, hidden_states: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, None]:
-            batch, length, width = hidden_states.shape
-            qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, self.head_dim)
-            qkv = qkv.permute(2, 0, 3, 1, 4)
-            context = torch.nn.functional.scaled_dot_product_attention(
-                qkv[0], qkv[1], qkv[2], dropout_p=self.dropout.p if self.training else 0.0, scale=self.scale
-            )
-            return self.projection(context.transpose(1, 2).reshape(batch, length, width)), None
-
-    return FusedBlipAttention
-
-
 def fuse_blip_attention(model: torch.nn.Module) -> int:
     """Run every BLIP vision attention layer in ``model`` (a BLIP captioner or question answerer) through PyTorch's
     fused ``scaled_dot_product_attention``, in place; returns how many layers changed (0 for other models).
@@ -180,12 +158,14 @@ def fuse_blip_attention(model: torch.nn.Module) -> int:
     these layers.
     """
     try:
-        fused = _fused_blip_attention()
+        from transformers.models.blip.modeling_blip import BlipAttention
+
+        from .blip_attention import FusedBlipAttention
     except ImportError:  # a transformers without BLIP
         return 0
     count = 0
     for module in model.modules():
-        if type(module) is fused.__mro__[1]:
-            module.__class__ = fused
+        if type(module) is BlipAttention:
+            module.__class__ = FusedBlipAttention
             count += 1
     return count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -88,6 +90,9 @@ def test_blip_vision_attention_runs_fused_with_the_same_outputs(tiny_blip_dir, t
         want = plain.vision_model(pixel_values=pixels).last_hidden_state
         got = fused.vision_model(pixel_values=pixels).last_hidden_state
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    again = pickle.loads(pickle.dumps(fused))  # torch.save(model) pickles it: the class must be importable
+    with torch.inference_mode():
+        assert torch.equal(again.vision_model(pixel_values=pixels).last_hidden_state, got)
     fused.train()
     fused.vision_model(pixel_values=pixels).last_hidden_state.sum().backward()
     assert fused.vision_model.encoder.layers[0].self_attn.qkv.weight.grad is not None
