@@ -106,7 +106,7 @@ def font_size_for(image_size: tuple[int, int]) -> int:
 def _tag(text: str, fill: tuple[int, int, int], size: int) -> Image.Image:
     """A text label on an opaque tag in ``fill``, drawn once per text, colour and size: a live stream draws the same
     tags frame after frame (its key frame's scores do not change while the outlines are carried), and laying out
-    the text was a quarter of a ``/live_frame`` call's own time."""
+    the text was a fifth of a ``/live_frame`` call's own time."""
     font = _font(size)
     left, top, right, bottom = font.getbbox(text)
     pad = max(2, size // 5)
