@@ -141,6 +141,23 @@ def test_memory_folder_takes_shared_memory_only_with_room(monkeypatch, tmp_path)
     assert files_module.memory_folder("live-").parent == Path(tempfile.gettempdir())
 
 
+def test_memory_folder_removes_the_folders_of_processes_that_are_gone(monkeypatch, tmp_path):
+    """A server stopped by a signal leaves its memory folder behind; the next one removes those whose process no
+    longer runs, and no other."""
+    from pipeline.serve import files as files_module
+
+    monkeypatch.setattr(files_module, "SHARED_MEMORY", tmp_path)
+    gone = tmp_path / "live-999999999-abc"  # above Linux's largest process id
+    (gone / "x").mkdir(parents=True)
+    kept = [tmp_path / f"live-{os.getpid()}-abc", tmp_path / "live-1-abc", tmp_path / "other-999999999-abc"]
+    kept += [tmp_path / "live-notapid"]
+    for folder in kept:
+        folder.mkdir()
+    made = files_module.memory_folder("live-", room=1)
+    assert made.name.startswith(f"live-{os.getpid()}-") and made.parent == tmp_path
+    assert not gone.exists() and all(folder.is_dir() for folder in kept)
+
+
 def test_output_files_remove_their_folder_when_closed_or_collected(tmp_path):
     folder = tmp_path / "ring"
     folder.mkdir()

@@ -25,13 +25,40 @@ MEMORY_ROOM = 256 * 2**20
 
 def memory_folder(prefix: str, room: int = MEMORY_ROOM) -> Path:
     """A new folder in memory (under :data:`SHARED_MEMORY`) when that exists, can be written and has ``room`` bytes
-    free; otherwise a new folder in the temporary directory."""
+    free; otherwise a new folder in the temporary directory.
+
+    The folder's name carries this process's id after ``prefix``. A memory-backed folder holds its memory until the
+    machine restarts, and a server stopped by a signal does not remove its own (:class:`OutputFiles` does on a normal
+    exit), so the folders of ``prefix`` whose process is gone are removed first.
+    """
     try:
         if os.access(SHARED_MEMORY, os.W_OK) and shutil.disk_usage(SHARED_MEMORY).free >= room:
-            return Path(tempfile.mkdtemp(prefix=prefix, dir=SHARED_MEMORY))
+            for orphan in _orphans(SHARED_MEMORY, prefix):
+                shutil.rmtree(orphan, ignore_errors=True)
+            return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=SHARED_MEMORY))
     except OSError:  # not there, or not a folder: the temporary directory it is
         pass
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def _orphans(parent: Path, prefix: str) -> list[Path]:
+    """The folders ``<prefix><process id>-...`` in ``parent`` whose process no longer runs."""
+    found = []
+    for folder in parent.glob(f"{prefix}*"):
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _running(int(pid)):
+            found.append(folder)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except (ProcessLookupError, OverflowError):  # gone, or an id no process can have
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class OutputFiles:
