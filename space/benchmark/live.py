@@ -190,8 +190,14 @@ def measure_api(url: str, models: dict[str, str], seconds: float, folder: Path, 
     """:func:`api_loop` in a process of its own, as a user's script runs (in the server's process the script's Python
     took turns with the server's threads for one interpreter lock)."""
     job = {"url": url, "models": models, "seconds": seconds, "folder": str(folder), "quick": quick}
-    command = [sys.executable, str(Path(__file__).resolve()), "--api-client", json.dumps(job)]
-    done = subprocess.run(command, stdout=subprocess.PIPE, check=True, timeout=seconds + 120)
+    return run_self(["--api-client", json.dumps(job)], timeout=seconds + 120)
+
+
+def run_self(flags: list[str], **options: Any) -> dict[str, Any]:
+    """This script run again in a process of its own with ``flags`` (``subprocess.run`` ``options``); its report, the
+    JSON of the last line it printed."""
+    command = [sys.executable, str(Path(__file__).resolve()), *flags]
+    done = subprocess.run(command, stdout=subprocess.PIPE, check=True, **options)
     return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
@@ -367,19 +373,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.api_client:
         job = json.loads(args.api_client)
         job["folder"] = Path(job["folder"])
-        print("\n" + json.dumps(api_loop(**job)), flush=True)
+        print("\n" + json.dumps(api_loop(**job)), flush=True)  # the last line: run_self reads it
         return 0
     if args.child:
-        print("\n" + json.dumps(child(args)), flush=True)  # the last line: the parent reads it
+        print("\n" + json.dumps(child(args)), flush=True)  # the last line: run_self reads it
         return 0
     reports = []
     for path in args.paths:
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", path, "--seconds", str(args.seconds)]
-        command += ["--tiny"] * args.tiny + ["--no-browser"] * args.no_browser + ["--detections", str(args.detections)]
-        command += ["--tokens", str(args.tokens)]
+        flags = ["--child", path, "--seconds", str(args.seconds)]
+        flags += ["--tiny"] * args.tiny + ["--no-browser"] * args.no_browser + ["--detections", str(args.detections)]
+        flags += ["--tokens", str(args.tokens)]
         print(f"measuring the {path} CPU path ...", file=sys.stderr, flush=True)
-        done = subprocess.run(command, env={**os.environ, **PATHS[path]}, stdout=subprocess.PIPE, check=True)
-        reports.append(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+        reports.append(run_self(flags, env={**os.environ, **PATHS[path]}))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "live.json").write_text(json.dumps(reports, indent=2))
